@@ -1,0 +1,25 @@
+"""Search spaces, elastic supernets, subnet extraction, counting and supernet training."""
+
+from supernets.base import Supernet
+from supernets.bn import recalibrate_bn
+from supernets.profile import count_macs, count_params
+from supernets.registry import create_supernet, is_supernet, list_supernets, register_supernet
+from supernets.space import Arch, MobileNetV3Space, ResNetSpace, SearchSpace
+
+# Families register their entry functions on import.
+# (each family module is imported here once it exists)
+
+__all__ = [
+    "Arch",
+    "MobileNetV3Space",
+    "ResNetSpace",
+    "SearchSpace",
+    "Supernet",
+    "count_macs",
+    "count_params",
+    "create_supernet",
+    "is_supernet",
+    "list_supernets",
+    "recalibrate_bn",
+    "register_supernet",
+]

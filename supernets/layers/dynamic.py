@@ -1,0 +1,110 @@
+"""Elastic primitives shared by the supernet families: layers that run a prefix of their channels
+(and, for depthwise convolutions, a centre-cropped, learned-transformed kernel) as OFA does.
+
+Each layer holds the weights of its largest configuration; ``active_*`` attributes choose what runs.
+Slices are views, so gradients reach exactly the weights the active subnet uses.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "DynamicBatchNorm2d",
+    "DynamicConv2d",
+    "DynamicDepthwiseConv2d",
+    "DynamicLinear",
+    "same_padding",
+]
+
+
+def same_padding(kernel_size: int) -> int:
+    return kernel_size // 2
+
+
+class DynamicConv2d(nn.Conv2d):
+    """Dense convolution running ``weight[:active_out_channels, :in]`` (in channels follow the input)."""
+
+    def __init__(self, max_in_channels: int, max_out_channels: int, kernel_size: int = 1, stride: int = 1,
+                 bias: bool = False) -> None:
+        super().__init__(max_in_channels, max_out_channels, kernel_size, stride=stride,
+                         padding=same_padding(kernel_size), bias=bias)
+        self.active_out_channels = max_out_channels
+
+    def active_weight(self, in_channels: int) -> torch.Tensor:
+        return self.weight[: self.active_out_channels, :in_channels]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.active_weight(x.shape[1])
+        b = self.bias[: self.active_out_channels] if self.bias is not None else None
+        return F.conv2d(x, w, b, self.stride, self.padding)
+
+
+class DynamicDepthwiseConv2d(nn.Module):
+    """Depthwise convolution with elastic channels and elastic kernel size.
+
+    A kernel smaller than the largest is the centre crop of the next larger one passed through a learned
+    ``k²×k²`` transformation matrix (OFA's elastic kernel, initialised to identity), chained 7→5→3.
+    """
+
+    def __init__(self, max_channels: int, kernel_sizes: tuple[int, ...], stride: int = 1) -> None:
+        super().__init__()
+        self.kernel_sizes = tuple(sorted(kernel_sizes))
+        self.max_kernel = self.kernel_sizes[-1]
+        self.stride = stride
+        self.weight = nn.Parameter(torch.empty(max_channels, 1, self.max_kernel, self.max_kernel))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
+            self.register_parameter(f"transform_{src}to{dst}", nn.Parameter(torch.eye(dst * dst)))
+        self.active_kernel = self.max_kernel
+
+    def active_weight(self, channels: int, kernel_size: int | None = None) -> torch.Tensor:
+        k = kernel_size or self.active_kernel
+        w = self.weight[:channels]
+        for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
+            if src <= k:
+                break
+            a = (src - dst) // 2
+            crop = w[:, :, a : a + dst, a : a + dst].reshape(channels, dst * dst)
+            w = F.linear(crop, getattr(self, f"transform_{src}to{dst}")).reshape(channels, 1, dst, dst)
+        return w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        w = self.active_weight(c)
+        return F.conv2d(x, w, None, self.stride, same_padding(w.shape[-1]), 1, c)
+
+
+class DynamicBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose statistics and affine parameters are shared across widths: a subnet with ``c``
+    channels uses (and, in training, updates) the first ``c`` entries."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if c == self.num_features:
+            return super().forward(x)
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        else:
+            factor = 0.0
+        use_batch_stats = self.training or self.running_mean is None
+        return F.batch_norm(
+            x,
+            self.running_mean[:c] if not self.training or self.track_running_stats else None,
+            self.running_var[:c] if not self.training or self.track_running_stats else None,
+            self.weight[:c],
+            self.bias[:c],
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
+
+
+class DynamicLinear(nn.Linear):
+    """Linear layer reading the first ``in_features`` of its weight (input width follows the input)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight[:, : x.shape[-1]], self.bias)
