@@ -6,8 +6,11 @@ from supernets.profile import count_macs, count_params
 from supernets.registry import create_supernet, is_supernet, list_supernets, register_supernet
 from supernets.space import Arch, MobileNetV3Space, ResNetSpace, SearchSpace
 
+# isort: off
 # Families register their entry functions on import.
 # (each family module is imported here once it exists)
+from supernets import ofa_mbv3  # noqa: F401
+# isort: on
 
 __all__ = [
     "Arch",

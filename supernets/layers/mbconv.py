@@ -1,0 +1,175 @@
+"""Elastic MobileNetV3 blocks (OFA's ``DynamicMBConvLayer`` and ``DynamicSE``).
+
+An elastic inverted-bottleneck block holds the weights of its widest, largest-kernel configuration and
+runs a prefix of its middle channels with a (transformed, centre-cropped) kernel chosen by
+:meth:`ElasticMBConv.set_active`. :meth:`ElasticMBConv.sort_channels` reorders the middle channels by
+importance so that prefixes keep the most important ones; :meth:`ElasticMBConv.export_to` copies the
+active configuration into timm's static ``InvertedResidual``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d
+from supernets.utils import make_divisible, permute_bn_
+
+__all__ = ["ACTIVATIONS", "ElasticMBConv", "ElasticSE", "copy_bn_", "se_channels"]
+
+#: Activation names used by the OFA configs -> in-place torch modules (OFA's h_swish is ``F.hardswish``).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
+
+
+def se_channels(channels: int) -> int:
+    """OFA's SE reduction width: a quarter of the channels, made divisible by 8."""
+    return make_divisible(channels // 4, 8)
+
+
+@torch.no_grad()
+def copy_bn_(dst: nn.modules.batchnorm._BatchNorm, src: nn.modules.batchnorm._BatchNorm, channels: int) -> None:
+    """Copy the first ``channels`` of ``src`` (affine + running statistics) into ``dst``."""
+    dst.weight.copy_(src.weight[:channels])
+    dst.bias.copy_(src.bias[:channels])
+    dst.running_mean.copy_(src.running_mean[:channels])
+    dst.running_var.copy_(src.running_var[:channels])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+    dst.eps = src.eps
+    dst.momentum = src.momentum
+
+
+class ElasticSE(nn.Module):
+    """Squeeze-and-excitation on a prefix of the channels: mean -> 1x1 reduce (bias) -> ReLU -> 1x1
+    expand (bias) -> hard sigmoid -> scale. The reduce width follows the active channels (OFA)."""
+
+    def __init__(self, max_channels: int) -> None:
+        super().__init__()
+        self.max_channels = max_channels
+        rd = se_channels(max_channels)
+        self.conv_reduce = nn.Conv2d(max_channels, rd, 1, bias=True)
+        self.conv_expand = nn.Conv2d(rd, max_channels, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        rd = se_channels(c)
+        s = x.mean((2, 3), keepdim=True)
+        s = F.conv2d(s, self.conv_reduce.weight[:rd, :c], self.conv_reduce.bias[:rd])
+        s = F.relu(s, inplace=True)
+        s = F.conv2d(s, self.conv_expand.weight[:c, :rd], self.conv_expand.bias[:c])
+        return x * F.hardsigmoid(s)
+
+    @torch.no_grad()
+    def export_to(self, se: nn.Module, channels: int) -> None:
+        """Copy the weights for ``channels`` input channels into timm's ``SqueezeExcite``."""
+        rd = se_channels(channels)
+        se.conv_reduce.weight.copy_(self.conv_reduce.weight[:rd, :channels])
+        se.conv_reduce.bias.copy_(self.conv_reduce.bias[:rd])
+        se.conv_expand.weight.copy_(self.conv_expand.weight[:channels, :rd])
+        se.conv_expand.bias.copy_(self.conv_expand.bias[:channels])
+
+
+class ElasticMBConv(nn.Module):
+    """Inverted bottleneck with elastic kernel size and expand ratio.
+
+    1x1 expand (no bias) + BN + act -> depthwise kxk (stride) + BN + act -> [SE] -> 1x1 linear + BN,
+    plus an identity shortcut when ``stride == 1`` and ``in_chs == out_chs``. The middle width for
+    expand ratio ``e`` is ``make_divisible(round(in_chs * e), 8)``; BN statistics are shared by prefix.
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, *, kernel_sizes: tuple[int, ...], expand_ratios: tuple[float, ...],
+                 stride: int = 1, act: str = "relu", use_se: bool = False) -> None:
+        super().__init__()
+        if act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r}; expected one of {list(ACTIVATIONS)}")
+        self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
+        self.kernel_sizes = tuple(sorted(kernel_sizes))
+        self.expand_ratios = tuple(sorted(expand_ratios))
+        self.act_name, self.use_se = act, use_se
+        self.has_skip = stride == 1 and in_chs == out_chs
+        max_mid = self.mid_channels(self.expand_ratios[-1])
+
+        self.conv_pw = nn.Conv2d(in_chs, max_mid, 1, bias=False)
+        self.bn1 = DynamicBatchNorm2d(max_mid)
+        self.act1 = ACTIVATIONS[act](inplace=True)
+        self.conv_dw = DynamicDepthwiseConv2d(max_mid, self.kernel_sizes, stride=stride)
+        self.bn2 = DynamicBatchNorm2d(max_mid)
+        self.act2 = ACTIVATIONS[act](inplace=True)
+        self.se = ElasticSE(max_mid) if use_se else None
+        self.conv_pwl = nn.Conv2d(max_mid, out_chs, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_chs)
+        self.active_mid = max_mid
+        self.active_kernel = self.kernel_sizes[-1]
+
+    def mid_channels(self, expand_ratio: float) -> int:
+        return make_divisible(round(self.in_chs * expand_ratio), 8)
+
+    def set_active(self, kernel_size: int, expand_ratio: float) -> None:
+        if kernel_size not in self.kernel_sizes:
+            raise ValueError(f"kernel size {kernel_size!r} is not one of the allowed choices {list(self.kernel_sizes)}")
+        if expand_ratio not in self.expand_ratios:
+            raise ValueError(f"expand ratio {expand_ratio!r} is not one of the allowed choices {list(self.expand_ratios)}")
+        self.active_kernel = kernel_size
+        self.conv_dw.active_kernel = kernel_size
+        self.active_mid = self.mid_channels(expand_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mid = self.active_mid
+        shortcut = x
+        # Slicing the output dim of a contiguous weight keeps it contiguous (no copy).
+        x = F.conv2d(x, self.conv_pw.weight[:mid])
+        x = self.act1(self.bn1(x))
+        x = self.act2(self.bn2(self.conv_dw(x)))
+        if self.se is not None:
+            x = self.se(x)
+        x = self.bn3(F.conv2d(x, self.conv_pwl.weight[:, :mid]))
+        if self.has_skip:
+            x = x + shortcut
+        return x
+
+    # -- progressive shrinking support -------------------------------------------------------
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Reorder the middle channels by the L1 norm of the point-linear weights (descending), and the
+        SE's own reduce channels by the L1 norm of the SE expand weights, consistently in every layer
+        that reads or writes them (OFA's ``re_organize_middle_weights``). The function is unchanged."""
+        importance = self.conv_pwl.weight.abs().sum(dim=(0, 2, 3))
+        idx = torch.argsort(importance, descending=True, stable=True)
+        self.conv_pwl.weight.copy_(self.conv_pwl.weight.index_select(1, idx))
+        self.conv_dw.weight.copy_(self.conv_dw.weight.index_select(0, idx))
+        permute_bn_(self.bn2, idx)
+        self.conv_pw.weight.copy_(self.conv_pw.weight.index_select(0, idx))
+        permute_bn_(self.bn1, idx)
+        if self.se is not None:
+            red, exp = self.se.conv_reduce, self.se.conv_expand
+            exp.weight.copy_(exp.weight.index_select(0, idx))
+            exp.bias.copy_(exp.bias.index_select(0, idx))
+            red.weight.copy_(red.weight.index_select(1, idx))
+            se_idx = torch.argsort(exp.weight.abs().sum(dim=(0, 2, 3)), descending=True, stable=True)
+            exp.weight.copy_(exp.weight.index_select(1, se_idx))
+            red.weight.copy_(red.weight.index_select(0, se_idx))
+            red.bias.copy_(red.bias.index_select(0, se_idx))
+
+    # -- extraction --------------------------------------------------------------------------
+    @torch.no_grad()
+    def export_to(self, block: nn.Module) -> None:
+        """Copy the active configuration into timm's ``InvertedResidual`` of matching shape."""
+        mid = self.active_mid
+        expected = (mid, self.in_chs, 1, 1)
+        if tuple(block.conv_pw.weight.shape) != expected or block.conv_dw.weight.shape[-1] != self.active_kernel:
+            raise ValueError(
+                f"target block has conv_pw {tuple(block.conv_pw.weight.shape)} and kernel "
+                f"{block.conv_dw.weight.shape[-1]}; expected {expected} and kernel {self.active_kernel}"
+            )
+        block.conv_pw.weight.copy_(self.conv_pw.weight[:mid])
+        copy_bn_(block.bn1, self.bn1, mid)
+        block.conv_dw.weight.copy_(self.conv_dw.active_weight(mid, self.active_kernel))
+        copy_bn_(block.bn2, self.bn2, mid)
+        if self.se is not None:
+            self.se.export_to(block.se, mid)
+        block.conv_pwl.weight.copy_(self.conv_pwl.weight[:, :mid])
+        copy_bn_(block.bn3, self.bn3, self.out_chs)
+
+    def extra_repr(self) -> str:
+        return (f"in={self.in_chs}, out={self.out_chs}, stride={self.stride}, act={self.act_name}, "
+                f"se={self.use_se}, ks={self.kernel_sizes}, e={self.expand_ratios}")
