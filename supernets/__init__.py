@@ -10,6 +10,7 @@ from supernets.space import Arch, MobileNetV3Space, ResNetSpace, SearchSpace
 # Families register their entry functions on import.
 # (each family module is imported here once it exists)
 from supernets import ofa_mbv3  # noqa: F401
+from supernets import ofa_resnet  # noqa: F401
 # isort: on
 
 __all__ = [

@@ -1,0 +1,255 @@
+"""Bottleneck-ResNet layers for OFA-ResNet (Cai et al., *Once-for-All*, ICLR 2020).
+
+Elastic layers (``Dynamic*``) hold the weights of their widest configuration and run a channel prefix;
+each can hand out the static layer (plain ``nn.Conv2d``/``nn.BatchNorm2d``, copied contiguous weights)
+that computes the same function at its active widths. Static and elastic layers use the same attribute
+names, so a parameter of an extracted subnet has the name of the supernet parameter it was cut from.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear
+from supernets.utils import make_divisible, permute_bn_
+
+__all__ = [
+    "Bottleneck",
+    "ConvBnAct",
+    "DynamicBottleneck",
+    "DynamicConvBnAct",
+    "ResNetSubnet",
+    "ResidualConvBnAct",
+    "copy_bn_",
+    "static_linear",
+]
+
+
+# ------------------------------------------------------------------------------------------- static
+class ConvBnAct(nn.Sequential):
+    """Convolution (no bias, same padding) → BatchNorm → optional ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, *,
+                 act: bool = True) -> None:
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
+            bn=nn.BatchNorm2d(out_channels),
+        )
+        if act:
+            layers["act"] = nn.ReLU(inplace=True)
+        super().__init__(layers)
+
+
+class ResidualConvBnAct(ConvBnAct):
+    """``x + relu(bn(conv(x)))`` with no activation after the sum (OFA-ResNet's stem block)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)
+
+
+class Bottleneck(nn.Module):
+    """1×1 → 3×3 (strided) → 1×1 bottleneck; shortcut is the identity or ResNet-D's avg-pool + 1×1 conv."""
+
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int = 1, *,
+                 identity_shortcut: bool) -> None:
+        super().__init__()
+        if identity_shortcut and (stride != 1 or in_channels != out_channels):
+            raise ValueError(
+                f"an identity shortcut needs stride 1 and in == out channels, got stride {stride}, "
+                f"{in_channels} -> {out_channels}"
+            )
+        self.conv1 = ConvBnAct(in_channels, mid_channels, 1)
+        self.conv2 = ConvBnAct(mid_channels, mid_channels, 3, stride)
+        self.conv3 = ConvBnAct(mid_channels, out_channels, 1, act=False)
+        self.downsample = nn.Identity() if identity_shortcut else _shortcut(
+            in_channels, out_channels, stride, nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.downsample(x)
+        return self.act(self.conv3(self.conv2(self.conv1(x))) + residual)
+
+
+class ResNetSubnet(nn.Module):
+    """A static OFA-ResNet subnet: stem (conv, optional residual conv, conv), optional max-pool, stages of
+    bottlenecks, global average pool, dropout, classifier."""
+
+    def __init__(self, *, stem_conv1: ConvBnAct, stem_block: ResidualConvBnAct | None, stem_conv2: ConvBnAct,
+                 stem_pool: nn.Module, stages: nn.Sequential, classifier: nn.Linear, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.stem_conv1 = stem_conv1
+        self.stem_block = stem_block
+        self.stem_conv2 = stem_conv2
+        self.stem_pool = stem_pool
+        self.stages = stages
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = classifier
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem_conv1(x)
+        if self.stem_block is not None:
+            x = self.stem_block(x)
+        return self.stages(self.stem_pool(self.stem_conv2(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.forward_features(x).mean((2, 3))
+        return self.classifier(self.dropout(x))
+
+
+def _shortcut(in_channels: int, out_channels: int, stride: int, conv: nn.Module, bn: nn.Module) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    if stride > 1:
+        # ResNet-D: average-pool then a 1×1 conv, so the shortcut reads every input position
+        # (a strided 1×1 conv would drop three in four).
+        layers["avg_pool"] = nn.AvgPool2d(stride, stride, padding=0, ceil_mode=True)
+    layers["conv"] = conv
+    layers["bn"] = bn
+    return nn.Sequential(layers)
+
+
+@torch.no_grad()
+def copy_bn_(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
+    """Copy the first ``dst.num_features`` channels of ``src`` (affine and running statistics) into ``dst``."""
+    c = dst.num_features
+    dst.weight.copy_(src.weight[:c])
+    dst.bias.copy_(src.bias[:c])
+    dst.running_mean.copy_(src.running_mean[:c])
+    dst.running_var.copy_(src.running_var[:c])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+    dst.eps, dst.momentum = src.eps, src.momentum
+
+
+@torch.no_grad()
+def static_linear(src: DynamicLinear, in_features: int) -> nn.Linear:
+    """The plain ``nn.Linear`` reading the first ``in_features`` inputs of ``src``."""
+    out = nn.Linear(in_features, src.out_features, bias=src.bias is not None)
+    out.weight.copy_(src.weight[:, :in_features])
+    if src.bias is not None:
+        out.bias.copy_(src.bias)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ elastic
+class DynamicConvBnAct(nn.Module):
+    """Elastic :class:`ConvBnAct`: runs the first ``active_out_channels`` filters on whatever input width comes in."""
+
+    def __init__(self, max_in_channels: int, max_out_channels: int, kernel_size: int = 1, stride: int = 1, *,
+                 act: bool = True) -> None:
+        super().__init__()
+        self.conv = DynamicConv2d(max_in_channels, max_out_channels, kernel_size, stride)
+        self.bn = DynamicBatchNorm2d(max_out_channels)
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+        self.use_act = act
+
+    @property
+    def active_out_channels(self) -> int:
+        return self.conv.active_out_channels
+
+    @active_out_channels.setter
+    def active_out_channels(self, value: int) -> None:
+        if not 0 < value <= self.conv.out_channels:
+            raise ValueError(f"active_out_channels must be in [1, {self.conv.out_channels}], got {value}")
+        self.conv.active_out_channels = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def get_static(self, in_channels: int, cls: type[ConvBnAct] = ConvBnAct) -> ConvBnAct:
+        """The static layer at the active widths, reading ``in_channels`` inputs."""
+        out = cls(in_channels, self.active_out_channels, self.conv.kernel_size[0], self.conv.stride[0],
+                  act=self.use_act)
+        out.conv.weight.copy_(self.conv.active_weight(in_channels))
+        copy_bn_(self.bn, out.bn)
+        return out
+
+
+class DynamicBottleneck(nn.Module):
+    """OFA's ``DynamicResNetBottleneckBlock``: elastic output width (a stage's width multiplier) and elastic
+    middle width ``make_divisible(round(out * expand_ratio), 8)``.
+
+    The shortcut is the identity when the stride is 1 and the input and output width *choices* are the
+    same (every block of a stage but the first), else avg-pool + 1×1 conv + BN.
+    """
+
+    def __init__(self, in_channel_choices: tuple[int, ...], out_channel_choices: tuple[int, ...],
+                 expand_ratios: tuple[float, ...], stride: int = 1, divisor: int = 8) -> None:
+        super().__init__()
+        self.in_channel_choices = tuple(in_channel_choices)
+        self.out_channel_choices = tuple(out_channel_choices)
+        self.expand_ratios = tuple(expand_ratios)
+        self.stride = stride
+        self.divisor = divisor
+        max_in, max_out = max(self.in_channel_choices), max(self.out_channel_choices)
+        max_mid = max(self.mid_channels(o, e) for o in self.out_channel_choices for e in self.expand_ratios)
+        self.conv1 = DynamicConvBnAct(max_in, max_mid, 1)
+        self.conv2 = DynamicConvBnAct(max_mid, max_mid, 3, stride)
+        self.conv3 = DynamicConvBnAct(max_mid, max_out, 1, act=False)
+        self.identity_shortcut = stride == 1 and self.in_channel_choices == self.out_channel_choices
+        self.downsample = nn.Identity() if self.identity_shortcut else _shortcut(
+            max_in, max_out, stride, DynamicConv2d(max_in, max_out, 1), DynamicBatchNorm2d(max_out))
+        self.act = nn.ReLU(inplace=True)
+        self.active_out_channels = max_out
+        self.active_expand_ratio = max(self.expand_ratios)
+        self.configure(max_out, self.active_expand_ratio)
+
+    def mid_channels(self, out_channels: int, expand_ratio: float) -> int:
+        # Python's round (half to even) as in OFA, so widths match its published subnets.
+        return make_divisible(round(out_channels * expand_ratio), self.divisor)
+
+    @property
+    def active_mid_channels(self) -> int:
+        return self.mid_channels(self.active_out_channels, self.active_expand_ratio)
+
+    def configure(self, out_channels: int, expand_ratio: float) -> None:
+        """Choose the active output width and expand ratio."""
+        if out_channels not in self.out_channel_choices:
+            raise ValueError(f"out_channels {out_channels} is not one of {list(self.out_channel_choices)}")
+        if expand_ratio not in self.expand_ratios:
+            raise ValueError(f"expand_ratio {expand_ratio} is not one of {list(self.expand_ratios)}")
+        self.active_out_channels = out_channels
+        self.active_expand_ratio = expand_ratio
+        mid = self.active_mid_channels
+        self.conv1.active_out_channels = mid
+        self.conv2.active_out_channels = mid
+        self.conv3.active_out_channels = out_channels
+        if not self.identity_shortcut:
+            self.downsample.conv.active_out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = self.downsample(x)
+        return self.act(self.conv3(self.conv2(self.conv1(x))) + residual)
+
+    @torch.no_grad()
+    def get_static(self, in_channels: int) -> Bottleneck:
+        """The static bottleneck at the active widths, reading ``in_channels`` inputs."""
+        mid, out_c = self.active_mid_channels, self.active_out_channels
+        out = Bottleneck(in_channels, mid, out_c, self.stride, identity_shortcut=self.identity_shortcut)
+        out.conv1 = self.conv1.get_static(in_channels)
+        out.conv2 = self.conv2.get_static(mid)
+        out.conv3 = self.conv3.get_static(mid)
+        if not self.identity_shortcut:
+            out.downsample.conv.weight.copy_(self.downsample.conv.active_weight(in_channels))
+            copy_bn_(self.downsample.bn, out.downsample.bn)
+        return out
+
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Re-sort the middle channels by importance (OFA's ``re_organize_middle_weights``).
+
+        conv2's output channels are ordered by the L1 norm of the conv3 weights reading them, then
+        conv1's output channels by the L1 norm of the (re-sorted) conv2 weights reading them; each
+        permutation is applied to the producing conv, its BN and the consuming conv, so the block
+        computes the same function at full width while narrow widths keep the most important channels.
+        """
+        for producer, consumer in ((self.conv2, self.conv3), (self.conv1, self.conv2)):
+            importance = consumer.conv.weight.abs().sum(dim=(0, 2, 3))
+            # A stable sort keeps equal-importance channels in place (ties are common right after init).
+            idx = torch.sort(importance, descending=True, stable=True).indices
+            consumer.conv.weight.copy_(consumer.conv.weight.index_select(1, idx))
+            permute_bn_(producer.bn, idx)
+            producer.conv.weight.copy_(producer.conv.weight.index_select(0, idx))
