@@ -1,0 +1,161 @@
+"""Latency models over encoded OFA-MobileNetV3 archs (milliseconds), all vectorised.
+
+Every model here reduces, once at construction, to a dense grid ``blocks[r, slot, kernel, expand]`` of
+per-block latencies plus ``fixed[r]`` (stem, first block, final expand, head) and an affine correction
+``a * sum + b * n_blocks + c``. ``predict`` is then one gather and a masked sum over the encoded matrix
+(``-1`` marks unused slots), so 10,000 archs take a few milliseconds.
+
+* :class:`TableLatencyModel` — the plain table sum (``a=1, b=0, c=0``).
+* calibrated table — the same grid with ``(a, b, c)`` fitted on whole subnets measured end to end
+  (:func:`fit_calibration`).
+* layer-cost / few-shot models — the grid filled by :class:`~predictors.latency.layer_cost.LayerCostModel`
+  (see that module), built with :meth:`DenseLatencyModel.from_cost`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from predictors.base import ArchModel
+from predictors.latency.geometry import LayerSpec, MBv3Geometry, dense_grid
+from predictors.latency.table import LatencyTable, MissingLatencyKeyError
+
+__all__ = ["DenseLatencyModel", "TableLatencyModel", "fit_calibration"]
+
+
+class DenseLatencyModel(ArchModel):
+    """Sum of per-block latencies from a dense grid, with an optional affine calibration.
+
+    Args:
+        geometry: the supernet's shape and space (the space's resolutions index the grid's first axis).
+        blocks: ``(n_resolutions, n_slots, n_kernels, n_expands)`` ms; NaN rows mark resolutions the model
+            does not cover.
+        fixed: ``(n_resolutions,)`` ms of the fixed layers.
+        calibration: ``(a, b, c)`` for ``a * sum + b * n_blocks + c``.
+        name: what the model is (reported in errors and benchmarks).
+    """
+
+    target = "latency_ms"
+
+    def __init__(self, geometry: MBv3Geometry, blocks: np.ndarray, fixed: np.ndarray, *,
+                 calibration: Sequence[float] = (1.0, 0.0, 0.0), name: str = "table", supernet: str | None = None,
+                 device: str | None = None) -> None:
+        super().__init__(geometry.space, supernet=supernet)
+        sp = geometry.space
+        expected = (len(sp.resolutions), sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios))
+        if blocks.shape != expected or fixed.shape != (expected[0],):
+            raise ValueError(f"dense latency grid has shape {blocks.shape}/{fixed.shape}, expected {expected}/"
+                             f"({expected[0]},) for space {sp.name!r}")
+        self.geometry = geometry
+        self.blocks = np.ascontiguousarray(blocks, dtype=np.float64)
+        self.fixed = np.asarray(fixed, dtype=np.float64)
+        self.calibration = tuple(float(v) for v in calibration)
+        self.name = name
+        self.device = device
+        ks = self.space.group_slices["ks"]
+        es = self.space.group_slices["e"]
+        self._ks, self._es = ks, es
+        # Flattened (slot, k, e) offsets so the gather is a single take() on a 2-D view.
+        n_k, n_e = expected[2], expected[3]
+        self._slot_off = (np.arange(sp.n_slots) * n_k * n_e)[None, :]
+        self._ne = n_e
+        self._flat = self.blocks.reshape(expected[0], -1)
+        self.covered = ~np.isnan(self.fixed) & ~np.isnan(self.blocks).reshape(expected[0], -1).any(axis=1)
+
+    @classmethod
+    def from_cost(cls, geometry: MBv3Geometry, cost: Callable[[int, LayerSpec], float],
+                  resolutions: Sequence[int] | None = None, **kwargs: Any) -> DenseLatencyModel:
+        """Fill the grid with ``cost(resolution, layer_spec)`` for ``resolutions`` (default: all of the space)."""
+        sp = geometry.space
+        res = list(sp.resolutions) if resolutions is None else list(resolutions)
+        sub_blocks, sub_fixed = dense_grid(geometry, res, cost)
+        blocks = np.full((len(sp.resolutions), sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios)), np.nan)
+        fixed = np.full(len(sp.resolutions), np.nan)
+        for i, r in enumerate(res):
+            j = sp.resolutions.index(r)
+            blocks[j], fixed[j] = sub_blocks[i], sub_fixed[i]
+        return cls(geometry, blocks, fixed, **kwargs)
+
+    def block_sums(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated per-arch sum (ms) and number of active elastic blocks."""
+        x = encoded
+        r = x[:, 0]
+        k = x[:, self._ks]
+        e = x[:, self._es]
+        used = k >= 0
+        flat_idx = self._slot_off + np.where(used, k, 0) * self._ne + np.where(used, e, 0)
+        vals = self._flat[r[:, None], flat_idx]
+        total = np.where(used, vals, 0.0).sum(axis=1) + self.fixed[r]
+        if np.isnan(total).any():
+            bad = int(r[np.isnan(total)][0])
+            covered = [res for res, c in zip(self.space.resolutions, self.covered) if c]
+            raise MissingLatencyKeyError(
+                f"latency model {self.name!r} (device {self.device!r}, supernet {self.supernet!r}) has no "
+                f"entries at resolution {self.space.resolutions[bad]}; it covers {covered}. Build a table for "
+                f"that resolution or use a layer-cost model"
+            )
+        return total, used.sum(axis=1)
+
+    def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        total, n_blocks = self.block_sums(encoded)
+        a, b, c = self.calibration
+        return a * total + b * n_blocks + c
+
+    def with_calibration(self, calibration: Sequence[float], name: str) -> DenseLatencyModel:
+        return DenseLatencyModel(self.geometry, self.blocks, self.fixed, calibration=calibration, name=name,
+                                 supernet=self.supernet, device=self.device)
+
+    def fill_missing(self, other: DenseLatencyModel) -> DenseLatencyModel:
+        """A model using this grid where it is covered and ``other``'s grid (affine-corrected) elsewhere."""
+        a, b, c = other.calibration
+        miss = ~self.covered
+        blocks, fixed = self.blocks.copy(), self.fixed.copy()
+        blocks[miss] = a * other.blocks[miss] + b
+        fixed[miss] = a * other.fixed[miss] + c
+        return DenseLatencyModel(self.geometry, blocks, fixed, calibration=self.calibration,
+                                 name=f"{self.name}+{other.name}", supernet=self.supernet, device=self.device)
+
+
+class TableLatencyModel(DenseLatencyModel):
+    """Plain table sum: every layer of the subnet looked up in a :class:`LatencyTable`.
+
+    The grid is filled once at construction; a layer missing at a covered resolution raises
+    :class:`MissingLatencyKeyError` naming the block and the table.
+    """
+
+    def __init__(self, geometry: MBv3Geometry, table: LatencyTable, *, resolutions: Sequence[int] | None = None,
+                 calibration: Sequence[float] = (1.0, 0.0, 0.0), name: str = "table", supernet: str | None = None,
+                 device: str | None = None) -> None:
+        res = [r for r in geometry.space.resolutions if r in set(table.resolutions)] if resolutions is None \
+            else list(resolutions)
+        if not res:
+            raise MissingLatencyKeyError(
+                f"latency table {table.name} covers resolutions {table.resolutions}, none of which is in the "
+                f"space's {list(geometry.space.resolutions)}"
+            )
+        sp = geometry.space
+        proto = DenseLatencyModel.from_cost(geometry, table_cost(table), res)
+        self.table = table
+        super().__init__(geometry, proto.blocks, proto.fixed, calibration=calibration, name=name, supernet=supernet,
+                         device=device)
+        del sp
+
+
+def table_cost(table: LatencyTable) -> Callable[[int, LayerSpec], float]:
+    return lambda r, spec: table.lookup(r, spec.key)
+
+
+def fit_calibration(sums: np.ndarray, n_blocks: np.ndarray, measured: np.ndarray,
+                    *, relative: bool = True) -> tuple[float, float, float]:
+    """Least-squares ``measured ≈ a * sum + b * n_blocks + c`` (relative errors by default, since
+    latencies span an order of magnitude and the targets are relative)."""
+    sums, n_blocks, measured = (np.asarray(v, dtype=np.float64) for v in (sums, n_blocks, measured))
+    if len(measured) < 3:
+        raise ValueError(f"calibration needs at least 3 measured subnets, got {len(measured)}")
+    A = np.stack([sums, n_blocks, np.ones_like(sums)], axis=1)
+    w = 1.0 / measured if relative else np.ones_like(measured)
+    coef, *_ = np.linalg.lstsq(A * w[:, None], measured * w, rcond=None)
+    return float(coef[0]), float(coef[1]), float(coef[2])
