@@ -1,0 +1,155 @@
+"""NSGA-II (Deb et al., 2002) as a lean loop over numpy arrays.
+
+Stock pymoo NSGA-II spends most of its time in mating bookkeeping (Population objects, per-individual
+duplicate refills). This loop keeps the population as an integer matrix, uses the arch-level operators
+of :mod:`search.operators`, judges duplicates against every arch ever evaluated (so each evaluation is a
+new arch), and ranks with pymoo's non-dominated sorting and crowding distance. Constraints follow Deb's
+rule: feasible before infeasible, infeasible ranked by total violation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.operators import crossover, mutate, sample_genomes
+
+__all__ = ["NSGA2", "rank_and_crowding"]
+
+_NDS = NonDominatedSorting()
+
+
+def rank_and_crowding(F: np.ndarray, CV: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Deb's constrained ranking: (rank, crowding distance) per row; lower rank, larger crowding win."""
+    n = len(F)
+    rank = np.zeros(n, dtype=np.int64)
+    crowd = np.zeros(n)
+    feas = np.flatnonzero(CV <= 0)
+    n_fronts = 0
+    if len(feas):
+        for r, front in enumerate(_NDS.do(F[feas])):
+            idx = feas[front]
+            rank[idx] = r
+            crowd[idx] = calc_crowding_distance(F[idx]) if len(idx) > 2 else np.inf
+            n_fronts = r + 1
+    infeas = np.flatnonzero(CV > 0)
+    if len(infeas):
+        rank[infeas[np.argsort(CV[infeas], kind="stable")]] = n_fronts + np.arange(len(infeas))
+    return rank, crowd
+
+
+class NSGA2(SearchAlgorithm):
+    """NSGA-II with arch-level operators.
+
+    Args:
+        pop_size: population (200 covers the accuracy-latency front better than 100).
+        n_gen: generations after the initial population.
+        crossover_prob: share of matings that cross over (others copy a parent before mutation).
+        stage_prob: share of crossovers done over whole stages instead of blocks.
+        mutation_prob: per-unit resampling probability.
+        seed_extremes: put the smallest and largest arch (at the lowest/highest resolution) in the
+            initial population, anchoring both ends of the front.
+        refill_rounds: re-mutations tried for offspring that duplicate an evaluated arch.
+    """
+
+    name = "nsga2"
+    exact_resume = True
+
+    def __init__(self, *, pop_size: int = 200, n_gen: int = 100, crossover_prob: float = 0.9,
+                 stage_prob: float = 0.5, mutation_prob: float = 0.1, seed_extremes: bool = True,
+                 refill_rounds: int = 3) -> None:
+        super().__init__(n_gen=n_gen)
+        if pop_size < 4:
+            raise ValueError(f"pop_size must be >= 4, got {pop_size}")
+        self.pop_size = int(pop_size)
+        self.crossover_prob = float(crossover_prob)
+        self.stage_prob = float(stage_prob)
+        self.mutation_prob = float(mutation_prob)
+        self.seed_extremes = bool(seed_extremes)
+        self.refill_rounds = int(refill_rounds)
+
+    # ---------------------------------------------------------------------------------- pieces
+    def _initial(self, ctx: SearchContext) -> np.ndarray:
+        layout, n = ctx.layout, self.pop_size
+        X = sample_genomes(layout, ctx.rng, n)
+        if self.seed_extremes:
+            X[0] = 0
+            X[1] = layout.n_choices - 1
+        return self._unique_new(ctx, X, known_ok=False)
+
+    def _unique_new(self, ctx: SearchContext, X: np.ndarray, *, known_ok: bool = False) -> np.ndarray:
+        """Drop rows that repeat an arch of the batch (or, unless ``known_ok``, an evaluated arch),
+        re-mutating them up to ``refill_rounds`` times first."""
+        keep = np.ones(len(X), dtype=bool)
+        for attempt in range(self.refill_rounds + 1):
+            keys = ctx.keys(X)
+            known = np.zeros(len(X), dtype=bool) if known_ok else ctx.is_seen(keys)
+            seen: set[bytes] = set()
+            dup = np.zeros(len(X), dtype=bool)
+            for i, k in enumerate(keys):
+                if known[i] or k in seen:
+                    dup[i] = True
+                else:
+                    seen.add(k)
+            if not dup.any():
+                break
+            if attempt == self.refill_rounds:
+                keep = ~dup
+                break
+            X = X.copy()
+            X[dup] = mutate(X[dup], ctx.layout, ctx.rng, self.mutation_prob)
+        return X[keep]
+
+    def _tournament(self, rng: np.random.Generator, rank: np.ndarray, crowd: np.ndarray, n: int) -> np.ndarray:
+        a = rng.integers(0, len(rank), size=n)
+        b = rng.integers(0, len(rank), size=n)
+        a_wins = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & (crowd[a] >= crowd[b]))
+        return np.where(a_wins, a, b)
+
+    def _offspring(self, ctx: SearchContext, X: np.ndarray, rank: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+        rng, n_pairs = ctx.rng, (self.pop_size + 1) // 2
+        pa = X[self._tournament(rng, rank, crowd, n_pairs)]
+        pb = X[self._tournament(rng, rank, crowd, n_pairs)]
+        ca, cb = crossover(pa, pb, ctx.layout, rng, self.stage_prob)
+        cross = rng.random(n_pairs) < self.crossover_prob
+        ca = np.where(cross[:, None], ca, pa)
+        cb = np.where(cross[:, None], cb, pb)
+        off = np.concatenate([ca, cb])[: self.pop_size]
+        off = mutate(off, ctx.layout, rng, self.mutation_prob)
+        return self._unique_new(ctx, off)
+
+    def _survive(self, ctx: SearchContext, X: np.ndarray, ids: np.ndarray):
+        rank, crowd = rank_and_crowding(ctx.F(ids), ctx.CV(ids))
+        sel = np.lexsort((-crowd, rank))[: self.pop_size]
+        return X[sel], ids[sel], rank[sel], crowd[sel]
+
+    # ------------------------------------------------------------------------------------ loop
+    def run(self, ctx: SearchContext) -> None:
+        state = ctx.resume_state
+        if state:
+            X, ids, gen = np.asarray(state["X"]), np.asarray(state["ids"]), int(state["gen"])
+            rank, crowd = np.asarray(state["rank"]), np.asarray(state["crowd"])
+            self.restore_rng(ctx.rng, state["rng"])
+        else:
+            X = self._initial(ctx)
+            ids = ctx.evaluate(X)
+            X, ids, rank, crowd = self._survive(ctx, X, ids)
+            gen = 0
+            ctx.end_generation(0, self._state_fn(ctx, X, ids, rank, crowd, 0))
+        while gen < self.n_gen:
+            gen += 1
+            off = self._offspring(ctx, X, rank, crowd)
+            if len(off):
+                off_ids = ctx.evaluate(off)
+                X, ids, rank, crowd = self._survive(ctx, np.concatenate([X, off]), np.concatenate([ids, off_ids]))
+            ctx.end_generation(gen, self._state_fn(ctx, X, ids, rank, crowd, gen))
+
+    def _state_fn(self, ctx: SearchContext, X: np.ndarray, ids: np.ndarray, rank: np.ndarray, crowd: np.ndarray,
+                  gen: int):
+        def state() -> dict:
+            return {"X": X.copy(), "ids": ids.copy(), "rank": rank.copy(), "crowd": crowd.copy(), "gen": gen,
+                    "rng": self.rng_state(ctx.rng)}
+
+        return state

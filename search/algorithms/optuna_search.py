@@ -1,0 +1,171 @@
+"""Optuna samplers (NSGA-II, TPE) over the encoded space, with shared storage.
+
+Each column of the space is one integer parameter (its choice index). Trials are asked in batches so the
+predictors still see whole batches. With ``storage="sqlite:///study.db"`` (any RDB URL) or a journal file
+(``journal:///path/study.log`` or a path ending in ``.log``/``.journal``), several processes work on one
+study: ``n_workers`` forks them here, and a second ``search.py`` launched on the same storage joins the
+same study. The reported front is the union: every completed trial of the study, whoever ran it.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from typing import Any
+
+import numpy as np
+
+from search.algorithms.base import SearchAlgorithm, SearchContext
+
+__all__ = ["OptunaSearch", "open_storage"]
+
+SAMPLERS = ("nsga2", "tpe")
+
+
+def open_storage(storage: str | None):
+    """An Optuna storage from a URL/path: RDB URLs as is, journal files as ``JournalStorage``."""
+    if storage is None:
+        return None
+    import optuna
+
+    s = str(storage)
+    if s.startswith("journal://"):
+        path = s[len("journal://"):]  # journal:///abs/path or journal://relative/path
+    elif s.endswith((".log", ".journal")) and "://" not in s:
+        path = s
+    else:
+        return s  # an RDB URL (sqlite:///..., postgresql://...): Optuna opens it
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(path))
+
+
+def _constraints(trial) -> list[float]:
+    return list(trial.user_attrs.get("constraints", []))
+
+
+class OptunaSearch(SearchAlgorithm):
+    """Optuna study over the space.
+
+    Args:
+        sampler: ``nsga2`` or ``tpe``.
+        n_trials: trials this process (and each extra worker) runs.
+        batch_size: trials asked together and evaluated in one predictor call.
+        storage: None (in memory), an RDB URL or a journal file (see module doc).
+        study_name: defaults to one name per supernet, device and objectives, so relaunches join it.
+        n_workers: processes working on the study (this one included); needs a storage when > 1.
+        pop_size: NSGA-II sampler population.
+    """
+
+    name = "optuna"
+
+    def __init__(self, *, sampler: str = "nsga2", n_trials: int = 1000, batch_size: int = 50, storage: str | None = None,
+                 study_name: str | None = None, n_workers: int = 1, pop_size: int = 50) -> None:
+        self.batch_size = max(1, int(batch_size))
+        super().__init__(n_gen=max(0, math.ceil(int(n_trials) / self.batch_size) - 1))
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown optuna sampler {sampler!r}; choose one of {list(SAMPLERS)}")
+        if int(n_workers) > 1 and storage is None:
+            raise ValueError("optuna with n_workers > 1 needs a shared storage, e.g. "
+                             "algorithm.storage=sqlite:///study.db or algorithm.storage=study.log (journal file)")
+        self.sampler = sampler
+        self.n_trials = int(n_trials)
+        self.storage = storage
+        self.study_name = study_name
+        self.n_workers = int(n_workers)
+        self.pop_size = int(pop_size)
+
+    # ------------------------------------------------------------------------------------ study
+    def _make_sampler(self, seed: int, constrained: bool):
+        import optuna
+
+        cfunc = _constraints if constrained else None
+        if self.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(population_size=self.pop_size, seed=seed, constraints_func=cfunc)
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=cfunc, multivariate=True,
+                                          warn_independent_sampling=False)
+
+    def study(self, ctx: SearchContext, seed: int):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        obj = ctx.problem.obj
+        name = self.study_name or ctx.options.get("study_name", "oncenas")
+        return optuna.create_study(
+            study_name=name, storage=open_storage(self.storage), load_if_exists=True,
+            directions=["maximize" if n == "top1" else "minimize" for n in obj.names],
+            sampler=self._make_sampler(seed, obj.n_constr > 0),
+        )
+
+    def _optimize(self, ctx: SearchContext, study, *, report: bool) -> None:
+        space, obj, ev = ctx.problem.ev.space, ctx.problem.obj, ctx.problem.ev
+        labels = [c.label for c in space.columns]
+        done = 0
+        gen = 0
+        while done < self.n_trials:
+            k = min(self.batch_size, self.n_trials - done)
+            trials = [study.ask() for _ in range(k)]
+            X = np.array([[t.suggest_int(lab, 0, int(n) - 1) for lab, n in zip(labels, space.n_choices)]
+                          for t in trials], dtype=np.int64)
+            ids = ctx.evaluate(X)
+            vals = np.stack([obj.values(ev, ids, n) for n in obj.names], axis=1)
+            G = obj.G(ev, ids)
+            for i, t in enumerate(trials):
+                if obj.n_constr:
+                    t.set_user_attr("constraints", [float(g) for g in G[i]])
+                t.set_user_attr("arch", str(space.decode(X[i : i + 1])[0]))
+                study.tell(t, [float(v) for v in vals[i]])
+            done += k
+            if report:
+                ctx.end_generation(gen, None)
+            gen += 1
+
+    def run(self, ctx: SearchContext) -> None:
+        study = self.study(ctx, ctx.seed)
+        workers: list[Any] = []
+        if self.n_workers > 1:
+            # spawn, not fork: a forked child of a process that ran torch/OpenMP code can hang
+            mpc = mp.get_context("spawn")
+            ev = ctx.problem.ev
+            payload = (ev.space, ev.accuracy, ev.latency, ev.macs_params, ctx.problem.obj, dict(ctx.options))
+            for rank in range(1, self.n_workers):
+                p = mpc.Process(target=_worker, args=(self, payload, ctx.seed + 1000 * rank), daemon=False)
+                p.start()
+                workers.append(p)
+        try:
+            self._optimize(ctx, study, report=True)
+        finally:
+            for p in workers:
+                p.join()
+        bad = [p.exitcode for p in workers if p.exitcode != 0]
+        if bad:
+            raise RuntimeError(f"{len(bad)} optuna worker process(es) failed (exit codes {bad}); see their output above")
+        self.collect(ctx, study)
+
+    def collect(self, ctx: SearchContext, study) -> int:
+        """Evaluate every completed trial of the study (all workers') so the archive holds the union."""
+        import optuna
+
+        space = ctx.problem.ev.space
+        labels = [c.label for c in space.columns]
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if trials:
+            X = np.array([[t.params[lab] for lab in labels] for t in trials], dtype=np.int64)
+            ctx.evaluate(X)
+        ctx.options["n_study_trials"] = len(trials)
+        return len(trials)
+
+
+def _worker(search: OptunaSearch, payload: tuple, seed: int) -> None:
+    """An extra study worker (a spawned process): rebuilds the problem from the pickled models."""
+    from search.evaluator import ArchEvaluator
+    from search.operators import gene_layout
+    from search.problem import ArchProblem
+
+    space, accuracy, latency, macs_params, obj, options = payload
+    ev = ArchEvaluator(space, accuracy, latency, macs_params=macs_params)
+    problem = ArchProblem(ev, obj)
+    ctx = SearchContext(problem=problem, layout=gene_layout(space), rng=np.random.default_rng(seed), seed=seed,
+                        end_generation=lambda gen, state: None, options=options)
+    study = search.study(ctx, seed)
+    search._optimize(ctx, study, report=False)

@@ -1,0 +1,38 @@
+"""Random search: uniform archs (OFA's sampling, gene by gene) in batches of ``batch_size``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from search.algorithms.base import SearchAlgorithm, SearchContext
+
+__all__ = ["RandomSearch"]
+
+
+class RandomSearch(SearchAlgorithm):
+    """``n_gen + 1`` batches of ``batch_size`` uniformly sampled archs (the baseline of every benchmark)."""
+
+    name = "random"
+    exact_resume = True
+
+    def __init__(self, *, batch_size: int = 200, n_gen: int = 100) -> None:
+        super().__init__(n_gen=n_gen)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+
+    def run(self, ctx: SearchContext) -> None:
+        start = 0
+        if ctx.resume_state:
+            start = int(ctx.resume_state["gen"]) + 1
+            self.restore_rng(ctx.rng, ctx.resume_state["rng"])
+        space = ctx.problem.ev.space
+        for gen in range(start, self.n_gen + 1):
+            ctx.evaluate(space.sample_encoded(ctx.rng, self.batch_size))
+            ctx.end_generation(gen, self._state_fn(ctx, gen))
+
+    def _state_fn(self, ctx: SearchContext, gen: int):
+        def state() -> dict:
+            return {"gen": gen, "rng": self.rng_state(ctx.rng), "X": np.zeros((0, 0), dtype=np.int64)}
+
+        return state

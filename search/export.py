@@ -1,0 +1,82 @@
+"""Export chosen front subnets ready to deploy: the static subnet's state dict with its ``Arch`` string
+(``.pt``) and an ONNX model checked against PyTorch with ONNX Runtime (``.onnx``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from supernets.space import Arch
+
+__all__ = ["choose_spread", "export_subnets"]
+
+log = logging.getLogger(__name__)
+
+
+def choose_spread(n: int, k: int) -> np.ndarray:
+    """``k`` indices spread evenly over a front of ``n`` points sorted by latency (both ends included)."""
+    if k <= 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))
+
+
+def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx: bool = True,
+                   in_chans: int | None = None, weights: str = "untrained") -> list[dict[str, Any]]:
+    """Export each arch as ``<i>_<arch>.pt`` (+ ``.onnx``) in ``out_dir``; returns one record per arch."""
+    import torch
+
+    if supernet is None:
+        raise ValueError("export needs a supernet: run the search with a registered supernet or ckpt=<checkpoint>")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if in_chans is None:
+        in_chans = _in_chans(supernet)
+    records = []
+    was_training = supernet.training
+    supernet.eval()
+    try:
+        for i, arch in enumerate(archs):
+            arch = supernet.space.parse(str(arch)) if arch.space != supernet.space else arch
+            supernet.set_active_subnet(arch)
+            sub = supernet.get_active_subnet().eval()
+            stem = f"{i:02d}_r{arch.r}"
+            pt = out_dir / f"{stem}.pt"
+            payload = {"arch": str(arch), "supernet": getattr(supernet, "name", None), "weights": weights,
+                       "state_dict": {k: v.detach().clone() for k, v in sub.state_dict().items()}}
+            fd, tmp = tempfile.mkstemp(prefix=pt.name, suffix=".tmp", dir=out_dir)
+            os.close(fd)
+            try:
+                torch.save(payload, tmp)
+                os.replace(tmp, pt)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            rec: dict[str, Any] = {"arch": str(arch), "pt": str(pt)}
+            if onnx:
+                from predictors.latency.export import export_onnx
+
+                path = out_dir / f"{stem}.onnx"
+                rec["onnx"] = str(path)
+                rec["onnx_max_abs_diff"] = float(export_onnx(sub, (1, in_chans, arch.r, arch.r), path))
+            records.append(rec)
+    finally:
+        supernet.train(was_training)
+    return records
+
+
+def _in_chans(supernet: Any) -> int:
+    for attr in ("in_chans",):
+        v = getattr(supernet, attr, None) or getattr(getattr(supernet, "config", None), attr, None)
+        if v:
+            return int(v)
+    import torch
+
+    for m in supernet.modules():
+        if isinstance(m, torch.nn.Conv2d) or hasattr(m, "in_channels"):
+            return int(getattr(m, "in_channels", 3))
+    return 3

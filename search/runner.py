@@ -1,0 +1,412 @@
+"""``run(cfg)``: the search behind ``search.py``.
+
+For each device in ``cfg.device`` (one name or a list) it runs the configured algorithm on that device's
+objectives, sharing one evaluator (an arch's accuracy is predicted once for all devices and every
+evaluation carries every device's latency). Each device's front is read from every arch evaluated in
+the run, so ``pareto.csv`` holds only archs no evaluated arch dominates. Outputs go to
+``<out_dir>/<device>/``; the state is saved atomically every ``checkpoint_every`` generations and
+``resume=true`` continues from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from predictors.base import ArchModel
+from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.components import build_algorithm, device_list, load_components
+from search.evaluator import ArchEvaluator
+from search.objectives import DeviceObjectives
+from search.operators import gene_layout
+from search.pareto import ParetoArchive, hypervolume, reference_point
+from search.problem import ArchProblem
+from search.report import published_reference, summary_table, write_device_outputs
+from search.state import STATE_FILE, load_state, save_state
+
+__all__ = ["DEFAULTS", "from_hydra", "run"]
+
+log = logging.getLogger(__name__)
+
+#: What ``configs/search.yaml`` composes to, for callers that build a config by hand.
+DEFAULTS: dict[str, Any] = {
+    "supernet": "ofa_mbv3_w12",
+    "predictor": "ofa_pretrained",
+    "device": "pixel",
+    "algorithm": {"name": "nsga2", "pop_size": 200, "n_gen": 100},
+    "objectives": {"names": ["top1", "latency_ms"]},
+    "constraints": {"latency_ms": None, "macs": None, "params": None, "top1": None},
+    "export": {"top_k": 0, "onnx": True},
+    "seed": 0,
+    "resume": False,
+    "ckpt": None,
+    "checkpoint_every": 25,
+    "probe": 512,
+    "progress": True,
+    "plot": True,
+    "blas_threads": 1,
+    "out_dir": None,
+}
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        pass
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"search config must be a mapping, got {type(cfg).__name__}")
+    out = dict(DEFAULTS)
+    out.update(cfg)
+    dev = out.get("device")
+    if isinstance(dev, Mapping) and "name" in dev:  # a composed configs/device/<name>.yaml
+        out["device"] = dev["name"]
+    if out.get("predictor_path"):
+        out["predictor"] = out["predictor_path"]
+    return out
+
+
+def from_hydra(cfg: Any) -> dict[str, Any]:
+    """A composed ``search.yaml`` with the *names* of the selected device(s) and predictor.
+
+    ``device`` and ``predictor`` are config groups (configs/device, configs/predictor), so Hydra merges the
+    selected files' contents; a multi-device selection (``device=[pixel,note10]``) merges into one
+    mapping. The names come from Hydra's own record of the choice and its override parser instead.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = _plain(cfg)
+    hc = HydraConfig.get()
+    choices = dict(hc.runtime.choices)
+    devices: Any = choices.get("device")
+    for ov in OverridesParser.create().parse_overrides(list(hc.overrides.task)):
+        if ov.key_or_group == "device" and not ov.is_delete():
+            devices = ov.value()
+    out["device"] = devices if devices is not None else out.get("device")
+    out["predictor"] = out.get("predictor_path") or choices.get("predictor") or out.get("predictor")
+    return out
+
+
+def _out_dir(cfg: Mapping[str, Any]) -> Path:
+    if cfg.get("out_dir"):
+        return Path(cfg["out_dir"])
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return Path(HydraConfig.get().runtime.output_dir)
+    except ImportError:  # pragma: no cover
+        pass
+    return Path.cwd()
+
+
+def _objective_names(objectives: Any) -> list[str]:
+    if isinstance(objectives, Mapping):
+        objectives = objectives.get("names")
+    if isinstance(objectives, str):
+        objectives = [objectives]
+    if not objectives:
+        raise ValueError("objectives.names must list at least one of top1, latency_ms, macs, params")
+    return [str(n) for n in objectives]
+
+
+class _DeviceRun:
+    """Bookkeeping of one device's search: archive, hypervolume history, progress, checkpoints."""
+
+    def __init__(self, runner: _Run, dev_i: int, obj: DeviceObjectives, algorithm: SearchAlgorithm) -> None:
+        self.r = runner
+        self.dev_i = dev_i
+        self.obj = obj
+        self.algorithm = algorithm
+        self.archive = ParetoArchive(runner.ev, obj)
+        self.history: list[dict[str, Any]] = []
+        self.n_evals = 0
+        self.t0 = time.perf_counter()
+        self.pbar = None
+        self.ctx: SearchContext | None = None
+
+    def observe(self, ids: np.ndarray) -> None:
+        self.n_evals += len(ids)
+        self.archive.update(ids)
+
+    def end_generation(self, gen: int, state_fn) -> None:
+        F = self.archive.F()
+        hv = hypervolume(F, self.ref) if len(F) else 0.0
+        best = float(self.r.ev.top1[self.archive.ids].max()) if len(self.archive.ids) else float("nan")
+        self.history = [h for h in self.history if h["gen"] < gen]  # a replayed generation replaces its row
+        self.history.append({"gen": gen, "n_evals": self.n_evals, "n_evaluated_total": self.r.ev.n,
+                             "hypervolume": hv, "front_size": len(self.archive.ids), "best_top1": best,
+                             "time_s": time.perf_counter() - self.t0})
+        if self.pbar is not None:
+            self.pbar.update(1)
+            if gen % 10 == 0:
+                self.pbar.set_postfix(hv=f"{hv:.4g}", front=len(self.archive.ids), evals=self.n_evals)
+        every = int(self.r.cfg.get("checkpoint_every") or 0)
+        if every > 0 and gen % every == 0 and gen > 0:
+            self.r.checkpoint(self, gen, state_fn, done=False)
+
+
+class _Run:
+    def __init__(self, cfg: dict[str, Any], ev: ArchEvaluator, out: Path, fingerprint: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.ev = ev
+        self.out = out
+        self.fingerprint = fingerprint
+        self.meta: dict[str, Any] = {"fingerprint": fingerprint, "devices": {}}
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+
+    def checkpoint(self, d: _DeviceRun, gen: int, state_fn, *, done: bool) -> None:
+        scalars: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {}
+        if state_fn is not None and not done:
+            for k, v in state_fn().items():
+                (arrays if isinstance(v, np.ndarray) else scalars)[k] = v
+        if d.ctx is not None:
+            arrays["seen"] = np.fromiter(sorted(d.ctx.seen), dtype=np.int64)
+        self.arrays[d.obj.device] = arrays
+        self.meta["devices"][d.obj.device] = {"gen": gen, "done": done, "exact": state_fn is not None,
+                                              "scalars": scalars, "history": d.history, "n_evals": d.n_evals}
+        save_state(self.out / STATE_FILE, evaluator=self.ev.state(), meta=self.meta, arrays=self.arrays)
+
+
+def _probe(ev: ArchEvaluator, obj: DeviceObjectives, rng: np.random.Generator, n: int) -> tuple[np.ndarray, str | None]:
+    """Evaluate the extreme archs and ``n`` random ones; if one constraint alone is violated by all of
+    them, return a message saying which and by how much (the search would only spin)."""
+    space = ev.space
+    r_col = space.group_slices["r"].start
+    rows = []
+    for base in (np.zeros(space.n_columns, dtype=np.int64), space.n_choices - 1):
+        x = np.repeat(base[None, :], space.n_choices[r_col], axis=0)
+        x[:, r_col] = np.arange(space.n_choices[r_col])
+        rows.append(x)
+    rows.append(space.sample_encoded(rng, n))
+    ids = ev.evaluate(np.concatenate(rows))
+    if obj.needs_macs_params:
+        ev.ensure_macs_params(ids, None)
+    if not obj.constraints:
+        return ids, None
+    G = obj.G(ev, ids)
+    for j, (name, limit) in enumerate(obj.constraints.items()):
+        if (G[:, j] > 0).all():
+            v = obj.values(ev, ids, name)
+            best = float(v.max() if name == "top1" else v.min())
+            what = "highest" if name == "top1" else "lowest"
+            return ids, (f"constraint {name} {'>=' if name == 'top1' else '<='} {limit:g} cannot be met on device "
+                         f"{obj.device!r}: the {what} {name} among {len(ids)} probed archs (the smallest and largest "
+                         f"arch at every resolution and {n} random ones) is {best:.4g}")
+    return ids, None
+
+
+def run(cfg: Any, *, accuracy: ArchModel | None = None, latency: Mapping[str, ArchModel] | None = None,
+        supernet: Any | None = None) -> dict[str, Any]:
+    """Run the search described by ``cfg`` (``configs/search.yaml`` or a dict over :data:`DEFAULTS`).
+
+    Models may be injected (``accuracy``, ``latency`` per device name, ``supernet``) instead of loaded by
+    name. Returns per device: status (``ok`` or ``infeasible``), front size, hypervolume, the best arch,
+    paths; an unmeetable constraint gives ``infeasible`` with a message and the closest arch, promptly.
+    """
+    from threadpoolctl import threadpool_limits
+
+    cfg = _plain(cfg)
+    # A generation is a few hundred rows: one BLAS thread is fastest, and on a shared machine OpenBLAS's
+    # spinning worker threads made the predictor's matmuls ~50x slower (measured: 190 ms vs 4 ms).
+    with threadpool_limits(limits=int(cfg.get("blas_threads") or 1), user_api="blas"):
+        return _run(cfg, accuracy=accuracy, latency=latency, supernet=supernet)
+
+
+def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[str, ArchModel] | None,
+         supernet: Any | None) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    devices = device_list(cfg["device"])
+    names = _objective_names(cfg.get("objectives"))
+    constraints = {k: v for k, v in dict(cfg.get("constraints") or {}).items() if v is not None}
+    objs = [DeviceObjectives.build(d, names, constraints) for d in devices]  # validates before loading models
+    acfg = cfg.get("algorithm") or "nsga2"
+    build_algorithm(acfg)  # a bad algorithm config fails before any model loads
+    comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet)
+    need_mp = any(o.needs_macs_params for o in objs)
+    mp_fn = comps.macs_params()
+    if need_mp and mp_fn is None:
+        raise ValueError(f"objectives/constraints use macs or params but supernet {comps.supernet_name!r} "
+                         "offers no macs_params(encoded)")
+    ev = ArchEvaluator(comps.space, comps.accuracy, comps.latency, macs_params=mp_fn if need_mp else None)
+    out = _out_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg.get("seed", 0))
+    fingerprint = {"supernet": comps.supernet_name, "space": comps.space.name, "n_columns": comps.space.n_columns,
+                   "devices": devices, "objectives": names, "constraints": constraints, "seed": seed,
+                   "algorithm": acfg if isinstance(acfg, str) else dict(acfg),
+                   "predictor": type(comps.accuracy).__name__}
+    runner = _Run(cfg, ev, out, fingerprint)
+    saved_meta: dict[str, Any] = {}
+    saved_arrays: dict[str, dict[str, np.ndarray]] = {}
+    state_path = out / STATE_FILE
+    if cfg.get("resume"):
+        if state_path.is_file():
+            ev_state, saved_meta, saved_arrays = load_state(state_path)
+            if saved_meta.get("fingerprint") != _jsonable(fingerprint):
+                raise ValueError(f"resume=true but {state_path} belongs to another search "
+                                 f"({saved_meta.get('fingerprint')}); use another out_dir or drop resume=true")
+            ev.load_state(ev_state)
+            runner.meta = saved_meta
+            runner.arrays = saved_arrays
+            print(f"resuming from {state_path}: {ev.n} archs already evaluated")
+        else:
+            print(f"resume=true but {state_path} does not exist: starting a new search")
+
+    results: dict[str, Any] = {}
+    dev_runs: list[_DeviceRun] = []
+    for dev_i, obj in enumerate(objs):
+        algorithm = build_algorithm(acfg)
+        d = _DeviceRun(runner, dev_i, obj, algorithm)
+        dev_runs.append(d)
+        saved = saved_meta.get("devices", {}).get(obj.device)
+        rng = np.random.default_rng([seed, dev_i])
+        _, problem_msg = _probe(ev, obj, np.random.default_rng([seed, dev_i, 1]), int(cfg.get("probe", 512)))
+        d.archive.update(np.arange(ev.n))  # archs evaluated so far (probe, other devices) count for this device
+        d.ref = reference_point(ev, obj)
+        if problem_msg is not None:
+            results[obj.device] = _infeasible(ev, obj, d.archive, problem_msg, out)
+            continue
+        problem = ArchProblem(ev, obj, observers=[d.observe])
+        resume_state = None
+        if saved and saved.get("done"):
+            d.history, d.n_evals = saved["history"], saved["n_evals"]
+            results[obj.device] = {"status": "ok", "resumed": True}
+            continue
+        if saved and saved.get("exact") and algorithm.exact_resume:
+            resume_state = {**saved["scalars"], **saved_arrays.get(obj.device, {})}
+            d.history, d.n_evals = saved["history"], saved["n_evals"]
+        ctx = SearchContext(problem=problem, layout=gene_layout(ev.space), rng=rng, seed=seed + dev_i,
+                            end_generation=d.end_generation, resume_state=resume_state,
+                            options={"study_name": f"oncenas-{comps.supernet_name}-{obj.device}-{'-'.join(names)}"})
+        if resume_state is not None and "seen" in resume_state:
+            ctx.seen.update(np.asarray(resume_state["seen"]).tolist())
+        d.ctx = ctx
+        d.t0 = time.perf_counter()
+        from tqdm.auto import tqdm
+
+        start = (int(resume_state["gen"]) + 1) if resume_state else 0
+        with tqdm(total=algorithm.total_generations + 1, initial=start, desc=f"search {obj.device}",
+                  disable=not cfg.get("progress", True), leave=False) as pbar:
+            d.pbar = pbar
+            algorithm.run(ctx)
+            d.pbar = None
+        runner.checkpoint(d, algorithm.total_generations, None, done=True)
+        results[obj.device] = {"status": "ok", "time_s": time.perf_counter() - d.t0,
+                               "n_study_trials": ctx.options.get("n_study_trials")}
+
+    # every device's front from every arch evaluated in the run
+    t_search = time.perf_counter() - t_start
+    refs_rng = np.random.default_rng(seed)
+    for d in dev_runs:
+        obj = d.obj
+        res = results[obj.device]
+        if res.get("status") == "infeasible":
+            continue
+        d.archive.update(np.arange(ev.n))
+        if len(d.archive.ids) == 0:
+            msg = (f"no evaluated arch meets {obj.describe_constraints()} on device {obj.device!r} "
+                   f"after {d.n_evals} evaluations")
+            results[obj.device] = _infeasible(ev, obj, d.archive, msg, out)
+            continue
+        ids = d.archive.sorted_ids()
+        ev.ensure_macs_params(ids, mp_fn)
+        refs = published_reference(obj.device, comps.accuracy, comps.space) if cfg.get("plot", True) else []
+        title = f"{comps.supernet_name} on {obj.device}: {algorithm_label(acfg)}, {ev.n} archs evaluated"
+        meta = {"supernet": comps.supernet_name, "predictor": str(cfg.get("predictor")), "seed": seed,
+                "algorithm": fingerprint["algorithm"], "n_evaluated": ev.n, "title": title,
+                "hypervolume": hypervolume(d.archive.F(), d.ref), "reference_point": d.ref.tolist()}
+        df = write_device_outputs(out / obj.device, ev, obj, ids, d.history, meta, refs=refs,
+                                  plot=bool(cfg.get("plot", True)), rng=refs_rng)
+        res.update({"front_size": len(df), "hypervolume": meta["hypervolume"], "n_evals": d.n_evals,
+                    "pareto_csv": str(out / obj.device / "pareto.csv"), "front": df,
+                    "best": df.loc[df["top1"].idxmax()].to_dict()})
+    total = time.perf_counter() - t_start
+    _print_summary(results, ev, comps.supernet_name, total, t_search)
+    export_cfg = dict(cfg.get("export") or {})
+    if int(export_cfg.get("top_k") or 0) > 0:
+        _export(results, comps, ev, export_cfg, out, cfg)
+    return {"out_dir": str(out), "devices": results, "n_evaluated": ev.n, "time_s": total}
+
+
+def algorithm_label(acfg: Any) -> str:
+    if isinstance(acfg, str):
+        return acfg
+    bits = [str(acfg.get("name", "nsga2"))]
+    for k in ("pop_size", "n_gen", "n_trials", "sampler"):
+        if k in acfg:
+            bits.append(f"{k}={acfg[k]}")
+    return " ".join(bits)
+
+
+def _jsonable(o: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(o, default=str))
+
+
+def _infeasible(ev: ArchEvaluator, obj: DeviceObjectives, archive: ParetoArchive, message: str, out: Path) -> dict:
+    closest = None
+    if archive.closest is not None:
+        j = archive.closest
+        closest = {"arch": str(ev.space.decode(ev.encoded([j]))[0]), "top1": float(ev.top1[j]),
+                   "latency_ms": float(ev.lat[j, ev.device_index(obj.device)]),
+                   "macs": None if np.isnan(ev.macs[j]) else float(ev.macs[j]),
+                   "params": None if np.isnan(ev.params[j]) else float(ev.params[j])}
+        message += (f"; closest arch: {closest['arch']} (top1 {closest['top1']:.4f}, "
+                    f"latency {closest['latency_ms']:.2f} ms)")
+    log.warning(message)
+    import json
+
+    from search.report import write_atomic
+
+    write_atomic(out / obj.device / "infeasible.json", json.dumps({"message": message, "closest": closest}, indent=1))
+    return {"status": "infeasible", "message": message, "closest": closest, "front_size": 0}
+
+
+def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, total: float, t_search: float) -> None:
+    lines = [f"\n== search summary: {supernet}, {ev.n} distinct archs evaluated "
+             f"({ev.n_requested} requested), search {t_search:.2f} s, total {total:.2f} s =="]
+    for dev, res in results.items():
+        if res.get("status") == "infeasible":
+            lines.append(f"-- {dev}: INFEASIBLE: {res['message']}")
+            continue
+        b = res["best"]
+        lines.append(f"-- {dev}: front of {res['front_size']} archs, hypervolume {res['hypervolume']:.5g}, "
+                     f"best top-1 {100 * b['top1']:.2f}% at {b['latency_ms']:.2f} ms -> {res['pareto_csv']}")
+        lines.append(summary_table(res["front"]))
+    print("\n".join(lines))
+
+
+def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict, out: Path, cfg: dict) -> None:
+    from search.export import choose_spread, export_subnets
+
+    k = int(export_cfg["top_k"])
+    weights = f"ckpt {cfg['ckpt']}" if cfg.get("ckpt") else "untrained (no ckpt given)"
+    for dev, res in results.items():
+        if res.get("status") != "ok" or "front" not in res:
+            continue
+        df = res["front"]
+        pick = choose_spread(len(df), k)
+        archs = [comps.space.parse(a) for a in df["arch"].iloc[pick]]
+        recs = export_subnets(comps.supernet, archs, out / dev / "export", onnx=bool(export_cfg.get("onnx", True)),
+                              weights=weights)
+        for rec, i in zip(recs, pick):
+            rec.update({"top1": float(df["top1"].iloc[i]), "latency_ms": float(df["latency_ms"].iloc[i])})
+        res["exported"] = recs
+        import json
+
+        from search.report import write_atomic
+
+        write_atomic(out / dev / "export" / "exported.json", json.dumps(recs, indent=1))
+        print(f"exported {len(recs)} subnets of the {dev} front to {out / dev / 'export'} (weights: {weights})")

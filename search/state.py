@@ -1,0 +1,70 @@
+"""Resumable search state, saved atomically (``.npz`` written to a temporary file, then ``os.replace``).
+
+One file per run directory holds every evaluated arch (the evaluator's store), and per device: the
+algorithm's loop state (population, generation, generator state), its history rows and whether it is
+done. Loading uses ``allow_pickle=False``; metadata is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["STATE_FILE", "load_state", "save_state"]
+
+STATE_FILE = "search_state.npz"
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def save_state(path: str | os.PathLike, *, evaluator: dict[str, np.ndarray], meta: dict[str, Any],
+               arrays: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write the whole state atomically. ``arrays[device]`` holds the algorithm's array state."""
+    path = Path(path)
+    payload: dict[str, np.ndarray] = {f"ev__{k}": np.asarray(v) for k, v in evaluator.items()}
+    for dev, arrs in arrays.items():
+        for k, v in arrs.items():
+            payload[f"dev__{dev}__{k}"] = np.asarray(v)
+    payload["meta"] = np.array(json.dumps(meta, default=_json_default))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, **payload)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """(evaluator state, meta, per-device arrays) from :func:`save_state`'s file."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read search state {path} ({e}); delete it or run without resume=true") from None
+    if "meta" not in data:
+        raise ValueError(f"{path} is not a search state file (no 'meta'); delete it or run without resume=true")
+    meta = json.loads(str(data.pop("meta")))
+    ev = {k[4:]: v for k, v in data.items() if k.startswith("ev__")}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for k, v in data.items():
+        if k.startswith("dev__"):
+            _, dev, name = k.split("__", 2)
+            arrays.setdefault(dev, {})[name] = v
+    return ev, meta, arrays
