@@ -1,0 +1,138 @@
+"""``train(cfg)``: build everything from a composed config (``configs/train.yaml``), fit, return the metrics.
+
+``train.py`` is a thin Hydra wrapper around this function; tests call it directly with composed configs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from supernets.registry import create_supernet
+from supernets.training.checkpoint import load_checkpoint, supernet_state_dict
+from supernets.training.data import create_datamodule
+from supernets.training.module import SupernetModule
+from supernets.training.schedule import build_schedule
+
+__all__ = ["build_supernet", "train"]
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def build_supernet(supernet_cfg: Mapping[str, Any], datamodule: Any | None = None):
+    """A supernet from its config (``name`` + kwargs); ``num_classes`` / ``in_chans`` left unset (null) are
+    taken from the data module. Returns ``(supernet, name, kwargs)``."""
+    kwargs = dict(_plain(supernet_cfg))
+    name = kwargs.pop("name", None)
+    if not name:
+        raise ValueError(f"supernet config needs a 'name' (one of the registered supernets), got {kwargs}")
+    for key in ("num_classes", "in_chans"):
+        if kwargs.get(key) is None:
+            if datamodule is None:
+                raise ValueError(f"supernet.{key} is not set and there is no data module to take it from")
+            kwargs[key] = int(getattr(datamodule, key))
+        elif datamodule is not None and int(kwargs[key]) != int(getattr(datamodule, key)):
+            raise ValueError(f"supernet.{key}={kwargs[key]} does not match data {datamodule.name!r} "
+                             f"({key}={getattr(datamodule, key)}); set supernet.{key}=null to follow the data")
+    if "resolutions" in kwargs and kwargs["resolutions"] is not None:
+        kwargs["resolutions"] = [int(r) for r in kwargs["resolutions"]]
+    return create_supernet(name, **kwargs), name, kwargs
+
+
+def _instantiate_all(group: Any) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group dict (callbacks, loggers)."""
+    if not group:
+        return []
+    out = []
+    for _, node in group.items():
+        if isinstance(node, (DictConfig, Mapping)) and "_target_" in node:
+            out.append(instantiate(node))
+    return out
+
+
+def _init_from(module: SupernetModule, path: str, name: str) -> None:
+    """Start from another run's weights (e.g. the checkpoint of the previous phase); trainer state is fresh."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt["oncenas"]
+    if meta.get("supernet") != name:
+        raise ValueError(f"init_from checkpoint {path} holds supernet {meta.get('supernet')!r}, this run trains "
+                         f"{name!r}; pick a checkpoint of the same supernet")
+    module.supernet.load_state_dict(supernet_state_dict(ckpt))
+    teacher = supernet_state_dict(ckpt, "teacher.")
+    if module.teacher is not None and teacher and meta.get("teacher_ready"):
+        module.teacher.load_state_dict(teacher)
+        module.teacher.set_max_net()
+        module.teacher_ready.fill_(True)
+
+
+def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Train a supernet as configured; returns the final metrics (``val/top1_max``, ``val/top1_min``,
+    ``val/top1_random``, per-phase copies ``<phase>/val/...``, ``train/loss``, ``time/fit_s``)."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(dict(cfg))
+    seed = int(cfg.get("seed", 0))
+    L.seed_everything(seed, workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+
+    data_cfg = _plain(cfg.data)
+    dm = create_datamodule(**data_cfg)
+    supernet, name, kwargs = build_supernet(cfg.supernet, dm)
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer_cfg = _plain(cfg.trainer)
+    trainer = instantiate(trainer_cfg, max_epochs=1, callbacks=callbacks, logger=loggers or False, _convert_="all")
+    # Learning rates in a schedule file are for its base batch: scale them to this run's global batch.
+    world = int(trainer.world_size) * int(trainer.accumulate_grad_batches)
+    schedule_cfg = _plain(cfg.schedule)
+    schedule = build_schedule(schedule_cfg, supernet.space, global_batch_size=dm.batch_size * world)
+    trainer.fit_loop.max_epochs = schedule.total_epochs
+
+    meta = {
+        "supernet": name,
+        "supernet_kwargs": kwargs,
+        "space": repr(supernet.space),
+        "data": dm.config,
+        "schedule": schedule_cfg,
+        "seed": seed,
+    }
+    module = SupernetModule(
+        supernet,
+        schedule,
+        optimizer=instantiate(cfg.optimizer),
+        seed=seed,
+        label_smoothing=float(cfg.loss.get("label_smoothing", 0.0)),
+        distill_loss=_plain(cfg.loss.get("distill")),
+        no_decay_bn_bias=bool(cfg.loss.get("no_decay_bn_bias", True)),
+        eval_cfg=_plain(cfg.get("eval")),
+        channels_last=bool(cfg.get("channels_last", False)),
+        meta=meta,
+    )
+    if cfg.get("init_from"):
+        _init_from(module, str(cfg.init_from), name)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    elapsed = time.perf_counter() - start
+
+    metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    for phase, res in module.phase_results.items():
+        for key, value in res.items():
+            metrics[f"{phase}/{key}"] = float(value)
+    metrics["time/fit_s"] = elapsed
+    metrics["trainer/global_step"] = int(trainer.global_step)
+    ckpt_cb = getattr(trainer, "checkpoint_callback", None)
+    if ckpt_cb is not None and getattr(ckpt_cb, "last_model_path", ""):
+        metrics["checkpoint"] = ckpt_cb.last_model_path
+    return metrics

@@ -1,0 +1,175 @@
+"""Training schedules: an ordered list of phases, each with its own epochs, learning rate, sampler and distillation.
+
+A schedule is data (``configs/schedule/*.yaml``), never ``if phase == ...`` code. OFA's progressive shrinking is
+five phases after the teacher; the sandwich rule and the uniform baseline are one phase each. Every phase says
+what happens when it starts (re-sort channels, snapshot the teacher, fresh optimizer state) so it can also
+run alone from a checkpoint of the previous one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from supernets.space import SearchSpace
+from supernets.training.samplers import SandwichSampler, SubnetSampler, UniformSampler
+
+__all__ = ["SAMPLERS", "Phase", "Schedule", "build_schedule"]
+
+SAMPLERS: dict[str, type[SubnetSampler]] = {"uniform": UniformSampler, "sandwich": SandwichSampler}
+DISTILL_MODES = ("none", "teacher", "inplace")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a schedule.
+
+    Attributes:
+        name: label used in logs and checkpoint names.
+        epochs: length in epochs.
+        lr: peak learning rate (already scaled to the run's global batch size).
+        warmup_epochs: linear warm-up from ``warmup_lr`` (0 when unset) before the cosine decay.
+        sampler: draws the subnets of each step.
+        distill: ``none``; ``teacher`` (KD from a frozen copy of the full net, OFA); ``inplace`` (KD from the
+            step's first, largest subnet, BigNAS).
+        kd_weight: weight of the soft-target loss (OFA's ``kd_ratio``, 1.0).
+        sort_channels: re-sort channels by importance when the phase starts (OFA before the width phases).
+        reset_optimizer: start with a fresh optimizer state (OFA runs each phase as a new job).
+        config: the phase's plain config (stored in checkpoints).
+    """
+
+    name: str
+    epochs: int
+    lr: float
+    sampler: SubnetSampler
+    warmup_epochs: float = 0.0
+    warmup_lr: float | None = None
+    distill: str = "none"
+    kd_weight: float = 1.0
+    sort_channels: bool = False
+    reset_optimizer: bool = True
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The phases a run trains, in order, with epoch bookkeeping and the learning-rate curve."""
+
+    name: str
+    phases: tuple[Phase, ...]
+    min_lr_ratio: float = 0.0
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
+
+    def phase_index(self, epoch: int) -> int:
+        """Index of the phase that trains ``epoch`` (0-based); the last phase past the end."""
+        end = 0
+        for i, p in enumerate(self.phases):
+            end += p.epochs
+            if epoch < end:
+                return i
+        return len(self.phases) - 1
+
+    def phase_start(self, index: int) -> int:
+        return sum(p.epochs for p in self.phases[:index])
+
+    def is_phase_end(self, epoch: int) -> bool:
+        """Whether ``epoch`` is the last epoch of its phase."""
+        i = self.phase_index(epoch)
+        return epoch == self.phase_start(i) + self.phases[i].epochs - 1
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """Learning rate at a global step: per phase, linear warm-up then cosine decay to ``min_lr_ratio``."""
+        steps_per_epoch = max(int(steps_per_epoch), 1)
+        epoch = step // steps_per_epoch
+        i = self.phase_index(epoch)
+        p = self.phases[i]
+        t = step - self.phase_start(i) * steps_per_epoch
+        total = max(p.epochs * steps_per_epoch, 1)
+        warm = round(p.warmup_epochs * steps_per_epoch)
+        if t < warm:
+            # From 0 by default; OFA warms up from its base lr (``warmup_lr: <lr>``, i.e. a constant start).
+            start = 0.0 if p.warmup_lr is None else p.warmup_lr
+            return start + (p.lr - start) * (t + 1) / warm
+        progress = min((t - warm) / max(total - warm, 1), 1.0)
+        lo = p.lr * self.min_lr_ratio
+        return lo + 0.5 * (p.lr - lo) * (1.0 + math.cos(math.pi * progress))
+
+    def lr_lambda(self, base_lr: float, steps_per_epoch: int) -> Callable[[int], float]:
+        """A ``LambdaLR`` factor function for an optimizer created with ``lr=base_lr``."""
+
+        def factor(step: int) -> float:
+            return self.lr_at(step, steps_per_epoch) / base_lr
+
+        return factor
+
+
+def _select(phases: Sequence[Mapping[str, Any]], start: str | int | None, end: str | int | None) -> list[int]:
+    names = [str(p["name"]) for p in phases]
+
+    def index(key: str | int | None, default: int) -> int:
+        if key is None:
+            return default
+        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            k = int(key)
+            if not 0 <= k < len(names):
+                raise ValueError(f"phase index {k} out of range; the schedule has phases {names}")
+            return k
+        if key not in names:
+            raise ValueError(f"unknown phase {key!r}; the schedule has phases {names}")
+        return names.index(key)
+
+    lo, hi = index(start, 0), index(end, len(names) - 1)
+    if lo > hi:
+        raise ValueError(f"start_phase {start!r} comes after end_phase {end!r} in {names}")
+    return list(range(lo, hi + 1))
+
+
+def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_size: int) -> Schedule:
+    """Build a :class:`Schedule` from a schedule config (see ``configs/schedule/*.yaml``).
+
+    Keys: ``name``, ``phases`` (list), optional ``start_phase``/``end_phase`` (name or index) to run a slice,
+    ``base_batch_size`` (learning rates in the file are for this global batch; scaled linearly to the run's),
+    ``min_lr_ratio``, and ``phase_defaults`` merged into every phase.
+    """
+    phases_cfg = list(cfg.get("phases") or [])
+    if not phases_cfg:
+        raise ValueError(f"schedule {cfg.get('name')!r} lists no phases")
+    defaults = dict(cfg.get("phase_defaults") or {})
+    base_bs = cfg.get("base_batch_size")
+    scale = 1.0 if not base_bs else global_batch_size / float(base_bs)
+    chosen = _select(phases_cfg, cfg.get("start_phase"), cfg.get("end_phase"))
+    phases = []
+    for i in chosen:
+        pc = {**defaults, **dict(phases_cfg[i])}
+        for key in ("name", "epochs", "lr"):
+            if key not in pc:
+                raise ValueError(f"phase {i} of schedule {cfg.get('name')!r} has no {key!r}: {pc}")
+        sampler_cfg = dict(pc.get("sampler") or {"type": "uniform"})
+        kind = sampler_cfg.pop("type", "uniform")
+        if kind not in SAMPLERS:
+            raise ValueError(f"phase {pc['name']!r}: unknown sampler type {kind!r}; available {sorted(SAMPLERS)}")
+        sampler = SAMPLERS[kind](space, choices=pc.get("choices"), **sampler_cfg)
+        distill = str(pc.get("distill", "none"))
+        if distill not in DISTILL_MODES:
+            raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
+        warmup_lr = pc.get("warmup_lr")
+        phases.append(Phase(
+            name=str(pc["name"]),
+            epochs=int(pc["epochs"]),
+            lr=float(pc["lr"]) * scale,
+            warmup_epochs=float(pc.get("warmup_epochs", 0.0)),
+            warmup_lr=None if warmup_lr is None else float(warmup_lr) * scale,
+            sampler=sampler,
+            distill=distill,
+            kd_weight=float(pc.get("kd_weight", 1.0)),
+            sort_channels=bool(pc.get("sort_channels", False)),
+            reset_optimizer=bool(pc.get("reset_optimizer", True)),
+            config=pc,
+        ))
+    return Schedule(name=str(cfg.get("name", "schedule")), phases=tuple(phases),
+                    min_lr_ratio=float(cfg.get("min_lr_ratio", 0.0)))
