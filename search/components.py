@@ -5,7 +5,7 @@ expected and what to do."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,10 +129,3 @@ def build_algorithm(acfg: Mapping[str, Any] | str):
         raise ValueError(f"algorithm {name!r}: bad option ({e}); see configs/algorithm/{name}.yaml") from None
     raise ValueError(f"unknown algorithm {name!r}; choose one of {list(ALGORITHMS)}")
 
-
-def check_objective_names(names: Sequence[str]) -> None:
-    from search.objectives import KNOWN_OBJECTIVES
-
-    bad = [n for n in names if n not in KNOWN_OBJECTIVES]
-    if bad:
-        raise ValueError(f"unknown objective {bad[0]!r}; objectives are {list(KNOWN_OBJECTIVES)}")

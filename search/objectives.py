@@ -36,8 +36,10 @@ class DeviceObjectives:
 
     def __post_init__(self) -> None:
         bad = [n for n in self.names if n not in KNOWN_OBJECTIVES]
-        if bad or len(self.names) < 1 or len(set(self.names)) != len(self.names):
-            raise ValueError(f"objectives {list(self.names)}: each must be one of {list(KNOWN_OBJECTIVES)}, no repeats")
+        if bad:
+            raise ValueError(f"unknown objective {bad[0]!r} in {list(self.names)}; objectives are {list(KNOWN_OBJECTIVES)}")
+        if len(self.names) < 1 or len(set(self.names)) != len(self.names):
+            raise ValueError(f"objectives {list(self.names)}: give at least one, without repeats")
         bad = [n for n in self.constraints if n not in KNOWN_OBJECTIVES]
         if bad:
             raise ValueError(f"unknown constraint {bad[0]!r}; constraints can limit {list(KNOWN_OBJECTIVES)}")

@@ -133,12 +133,15 @@ class _DeviceRun:
         self.t0 = time.perf_counter()
         self.pbar = None
         self.ctx: SearchContext | None = None
+        self.ref = np.zeros(obj.n_obj)
+        self.last_gen, self.last_state_fn = -1, None
 
     def observe(self, ids: np.ndarray) -> None:
         self.n_evals += len(ids)
         self.archive.update(ids)
 
     def end_generation(self, gen: int, state_fn) -> None:
+        self.last_gen, self.last_state_fn = gen, state_fn
         F = self.archive.F()
         hv = hypervolume(F, self.ref) if len(F) else 0.0
         best = float(self.r.ev.top1[self.archive.ids].max()) if len(self.archive.ids) else float("nan")
@@ -167,7 +170,7 @@ class _Run:
     def checkpoint(self, d: _DeviceRun, gen: int, state_fn, *, done: bool) -> None:
         scalars: dict[str, Any] = {}
         arrays: dict[str, np.ndarray] = {}
-        if state_fn is not None and not done:
+        if state_fn is not None:
             for k, v in state_fn().items():
                 (arrays if isinstance(v, np.ndarray) else scalars)[k] = v
         if d.ctx is not None:
@@ -244,7 +247,9 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     seed = int(cfg.get("seed", 0))
     fingerprint = {"supernet": comps.supernet_name, "space": comps.space.name, "n_columns": comps.space.n_columns,
                    "devices": devices, "objectives": names, "constraints": constraints, "seed": seed,
-                   "algorithm": acfg if isinstance(acfg, str) else dict(acfg),
+                   # n_gen / n_trials may grow on resume: a longer run continues the same search
+                   "algorithm": acfg if isinstance(acfg, str) else
+                   {k: v for k, v in dict(acfg).items() if k not in ("n_gen", "n_trials")},
                    "predictor": type(comps.accuracy).__name__}
     runner = _Run(cfg, ev, out, fingerprint)
     saved_meta: dict[str, Any] = {}
@@ -279,7 +284,8 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             continue
         problem = ArchProblem(ev, obj, observers=[d.observe])
         resume_state = None
-        if saved and saved.get("done"):
+        if saved and saved.get("done") and (int(saved["gen"]) >= algorithm.total_generations
+                                             or not (saved.get("exact") and algorithm.exact_resume)):
             d.history, d.n_evals = saved["history"], saved["n_evals"]
             results[obj.device] = {"status": "ok", "resumed": True}
             continue
@@ -301,7 +307,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             d.pbar = pbar
             algorithm.run(ctx)
             d.pbar = None
-        runner.checkpoint(d, algorithm.total_generations, None, done=True)
+        runner.checkpoint(d, d.last_gen, d.last_state_fn, done=True)
         results[obj.device] = {"status": "ok", "time_s": time.perf_counter() - d.t0,
                                "n_study_trials": ctx.options.get("n_study_trials")}
 

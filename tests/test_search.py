@@ -1,0 +1,222 @@
+"""Search behaviour on the tiny OFA-MobileNetV3 space with the fixture tables (tests/data/search)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import search
+import supernets
+from search.evaluator import ArchEvaluator
+from search.objectives import DeviceObjectives
+from search.pareto import non_dominated
+from search.state import STATE_FILE, load_state
+from tests.data.search.models import LinearAccuracy, TableLatency
+
+
+class CountingAccuracy(LinearAccuracy):
+    """Counts the rows it is asked to predict; can fail on a given call to simulate a killed run."""
+
+    def __init__(self, space, *, fail_on_call: int | None = None) -> None:
+        super().__init__(space)
+        self.rows = 0
+        self.calls = 0
+        self.fail_on_call = fail_on_call
+
+    def _predict(self, x):
+        self.calls += 1
+        if self.fail_on_call is not None and self.calls == self.fail_on_call:
+            raise KeyboardInterrupt("simulated kill")
+        self.rows += len(x)
+        return super()._predict(x)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return supernets.create_supernet("ofa_mbv3_tiny")
+
+
+def models(tiny, devices=("dev_a",), **kw):
+    return {"accuracy": CountingAccuracy(tiny.space, **kw),
+            "latency": {d: TableLatency(tiny.space, d) for d in devices}, "supernet": tiny}
+
+
+def cfg(tmp_path, **over):
+    c = {"device": "dev_a", "supernet": "ofa_mbv3_tiny", "progress": False, "plot": False, "probe": 64,
+         "out_dir": str(tmp_path), "seed": 3, "checkpoint_every": 1,
+         "algorithm": {"name": "nsga2", "pop_size": 24, "n_gen": 3}}
+    c.update(over)
+    return c
+
+
+def test_seeded_three_generation_search_gives_the_same_front_twice(tiny, tmp_path):
+    a = search.run(cfg(tmp_path / "a"), **models(tiny))
+    b = search.run(cfg(tmp_path / "b"), **models(tiny))
+    fa = pd.read_csv(tmp_path / "a" / "dev_a" / "pareto.csv")
+    fb = pd.read_csv(tmp_path / "b" / "dev_a" / "pareto.csv")
+    assert len(fa) >= 3
+    pd.testing.assert_frame_equal(fa, fb)
+    assert a["n_evaluated"] == b["n_evaluated"]
+    c = search.run(cfg(tmp_path / "c", seed=4), **models(tiny))
+    assert not pd.read_csv(tmp_path / "c" / "dev_a" / "pareto.csv").equals(fa) or c["n_evaluated"] != a["n_evaluated"]
+
+
+def test_every_pareto_row_is_non_dominated_among_all_evaluated_archs(tiny, tmp_path):
+    search.run(cfg(tmp_path, algorithm={"name": "nsga2", "pop_size": 30, "n_gen": 5}), **models(tiny))
+    front = pd.read_csv(tmp_path / "dev_a" / "pareto.csv")
+    assert list(front.columns[:5]) == ["arch", "top1", "latency_ms", "macs", "params"]
+    ev_state, _, _ = load_state(tmp_path / STATE_FILE)
+    F_all = np.stack([1 - ev_state["top1"], ev_state["lat"][:, 0]], axis=1)
+    F_front = np.stack([1 - front["top1"].to_numpy(), front["latency_ms"].to_numpy()], axis=1)
+    # no evaluated arch dominates a front row ...
+    dominated = ((F_all[None, :, :] <= F_front[:, None, :] + 1e-9).all(-1)
+                 & (F_all[None, :, :] < F_front[:, None, :] - 1e-9).any(-1)).any(1)
+    assert not dominated.any()
+    # ... and every non-dominated evaluated arch is in the front (the archive keeps what the population drops)
+    assert len(non_dominated(F_all)) == len(front)
+    # the reported MACs/params are the supernet's analytic counts of those archs
+    archs = [tiny.space.parse(a) for a in front["arch"]]
+    macs, params = tiny.macs_params(tiny.space.encode(archs))
+    np.testing.assert_array_equal(front["macs"].to_numpy(), macs)
+    np.testing.assert_array_equal(front["params"].to_numpy(), params)
+
+
+def test_history_records_a_non_decreasing_hypervolume_per_generation(tiny, tmp_path):
+    search.run(cfg(tmp_path, algorithm={"name": "nsga2", "pop_size": 24, "n_gen": 4}), **models(tiny))
+    h = pd.read_csv(tmp_path / "dev_a" / "history.csv")
+    assert list(h["gen"]) == [0, 1, 2, 3, 4]
+    assert (np.diff(h["hypervolume"]) >= -1e-12).all() and h["hypervolume"].iloc[-1] > 0
+
+
+def test_unmeetable_constraint_returns_promptly_with_a_clear_message_and_the_closest_arch(tiny, tmp_path):
+    t = time.perf_counter()
+    res = search.run(cfg(tmp_path, constraints={"latency_ms": 0.01},
+                         algorithm={"name": "nsga2", "pop_size": 24, "n_gen": 10_000}), **models(tiny))
+    assert time.perf_counter() - t < 20
+    r = res["devices"]["dev_a"]
+    assert r["status"] == "infeasible"
+    assert "latency_ms <= 0.01 cannot be met" in r["message"] and "closest arch" in r["message"]
+    closest = tiny.space.parse(r["closest"]["arch"])
+    lat = TableLatency(tiny.space, "dev_a")
+    assert r["closest"]["latency_ms"] == pytest.approx(lat.predict([closest])[0])
+    # the closest arch is the fastest of the probe, which includes the smallest arch at the smallest resolution
+    assert r["closest"]["latency_ms"] == pytest.approx(lat.predict([tiny.space.min_arch(24)])[0])
+    assert (tmp_path / "dev_a" / "infeasible.json").is_file()
+
+
+def test_constraint_keeps_every_front_arch_within_the_limit(tiny, tmp_path):
+    res = search.run(cfg(tmp_path, constraints={"latency_ms": 3.0}), **models(tiny))
+    front = res["devices"]["dev_a"]["front"]
+    assert len(front) > 0 and (front["latency_ms"] <= 3.0).all()
+
+
+def test_multi_device_run_writes_a_front_per_device_and_predicts_each_arch_once(tiny, tmp_path):
+    m = models(tiny, devices=("dev_a", "dev_b"))
+    res = search.run(cfg(tmp_path, device=["dev_a", "dev_b"]), **m)
+    for d in ("dev_a", "dev_b"):
+        assert res["devices"][d]["status"] == "ok"
+        for f in ("pareto.csv", "pareto.json", "history.csv"):
+            assert (tmp_path / d / f).is_file()
+    a = pd.read_csv(tmp_path / "dev_a" / "pareto.csv")
+    b = pd.read_csv(tmp_path / "dev_b" / "pareto.csv")
+    assert "latency_ms_dev_b" in a.columns and "latency_ms_dev_a" in b.columns
+    assert set(a["arch"]) != set(b["arch"])  # the devices trade accuracy for different blocks
+    # accuracy: one prediction per distinct arch, shared by both devices
+    assert m["accuracy"].rows == res["n_evaluated"]
+
+
+def test_killed_search_resumes_from_its_last_generation_without_losing_evaluated_archs(tiny, tmp_path):
+    algo = {"name": "nsga2", "pop_size": 24, "n_gen": 6}
+    full = search.run(cfg(tmp_path / "full", algorithm=algo), **models(tiny))
+    m = models(tiny, fail_on_call=5)  # probe, initial population, gens 1-2, killed in gen 3
+    with pytest.raises(KeyboardInterrupt):
+        search.run(cfg(tmp_path / "run", algorithm=algo), **m)
+    _, meta, _ = load_state(tmp_path / "run" / STATE_FILE)
+    saved_gen = meta["devices"]["dev_a"]["gen"]
+    assert saved_gen == 2
+    m2 = models(tiny)
+    res = search.run(cfg(tmp_path / "run", algorithm=algo, resume=True), **m2)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "dev_a" / "pareto.csv"),
+                                  pd.read_csv(tmp_path / "run" / "dev_a" / "pareto.csv"))
+    assert res["n_evaluated"] == full["n_evaluated"]
+    assert m2["accuracy"].rows < full["n_evaluated"]  # archs evaluated before the kill were not recomputed
+    h = pd.read_csv(tmp_path / "run" / "dev_a" / "history.csv")
+    assert list(h["gen"]) == list(range(7))
+
+
+def test_resume_refuses_a_state_of_another_search(tiny, tmp_path):
+    search.run(cfg(tmp_path), **models(tiny))
+    with pytest.raises(ValueError, match="belongs to another search"):
+        search.run(cfg(tmp_path, seed=99, resume=True), **models(tiny))
+
+
+@pytest.mark.parametrize("algorithm", [
+    {"name": "random", "batch_size": 30, "n_gen": 2},
+    {"name": "nsga3", "pop_size": 30, "n_gen": 2},
+    {"name": "pymoo_nsga2", "pop_size": 30, "n_gen": 2},
+    {"name": "smsemoa", "pop_size": 20, "n_gen": 2},
+])
+def test_other_algorithms_write_a_non_dominated_front(tiny, tmp_path, algorithm):
+    res = search.run(cfg(tmp_path, algorithm=algorithm), **models(tiny))
+    front = res["devices"]["dev_a"]["front"]
+    assert len(front) >= 2
+    F = np.stack([1 - front["top1"].to_numpy(), front["latency_ms"].to_numpy()], axis=1)
+    assert len(non_dominated(F)) == len(front)
+    assert len(pd.read_csv(tmp_path / "dev_a" / "history.csv")) == algorithm["n_gen"] + 1
+
+
+def test_three_objectives_with_macs(tiny, tmp_path):
+    res = search.run(cfg(tmp_path, objectives={"names": ["top1", "latency_ms", "macs"]},
+                         algorithm={"name": "nsga3", "pop_size": 40, "n_gen": 2}), **models(tiny))
+    front = res["devices"]["dev_a"]["front"]
+    F = np.stack([1 - front["top1"], front["latency_ms"], front["macs"]], axis=1).astype(float)
+    assert len(non_dominated(F)) == len(front) and front["macs"].notna().all()
+
+
+def test_ofa_evolution_maximises_top1_under_the_latency_limit(tiny, tmp_path):
+    res = search.run(cfg(tmp_path, constraints={"latency_ms": 3.0},
+                         algorithm={"name": "ofa_evolution", "pop_size": 40, "n_gen": 5}), **models(tiny))
+    best = res["devices"]["dev_a"]["best"]
+    assert best["latency_ms"] <= 3.0
+    # better than the best of the random probe alone
+    rng = np.random.default_rng(0)
+    X = tiny.space.sample_encoded(rng, 400)
+    lat = TableLatency(tiny.space, "dev_a").predict(X)
+    acc = LinearAccuracy(tiny.space).predict(X)
+    assert best["top1"] >= acc[lat <= 3.0].max()
+
+
+def test_ofa_evolution_without_a_constraint_says_what_to_set(tiny, tmp_path):
+    with pytest.raises(ValueError, match="constraints.latency_ms"):
+        search.run(cfg(tmp_path, algorithm={"name": "ofa_evolution", "pop_size": 20, "n_gen": 2}), **models(tiny))
+
+
+def test_evaluator_shares_accuracy_across_devices_and_caches_on_the_normalised_arch(tiny):
+    sp = tiny.space
+    acc = CountingAccuracy(sp)
+    ev = ArchEvaluator(sp, acc, {"dev_a": TableLatency(sp, "dev_a"), "dev_b": TableLatency(sp, "dev_b")})
+    X = sp.sample_encoded(np.random.default_rng(0), 50)
+    hidden = np.where(X < 0, 1, X)  # the same archs with values in their unused slots
+    ids = ev.evaluate(X)
+    assert (ev.evaluate(hidden) == ids).all() and ev.n == len(np.unique(ids)) and acc.rows == ev.n
+    np.testing.assert_allclose(ev.lat[ids, 1], TableLatency(sp, "dev_b").predict(X))
+    obj = DeviceObjectives("dev_b")
+    np.testing.assert_allclose(obj.F(ev, ids)[:, 0], 1 - LinearAccuracy(sp).predict(X))
+
+
+def test_bad_inputs_fail_with_clear_errors(tiny, tmp_path):
+    with pytest.raises(ValueError, match="unknown supernet 'nope'"):
+        search.run(cfg(tmp_path, supernet="nope"))
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        search.run(cfg(tmp_path, algorithm={"name": "hill_climb"}), **models(tiny))
+    with pytest.raises(ValueError, match="unknown objective"):
+        search.run(cfg(tmp_path, objectives={"names": ["top1", "energy"]}), **models(tiny))
+    with pytest.raises(ValueError, match="unknown constraint"):
+        search.run(cfg(tmp_path, constraints={"watts": 3}), **models(tiny))
+    w12 = supernets.create_supernet("ofa_mbv3_w12")
+    with pytest.raises(ValueError, match="search space is 'ofa_mbv3'"):  # predictor for another space
+        search.run(cfg(tmp_path, supernet="ofa_mbv3_w12"), supernet=w12, accuracy=LinearAccuracy(tiny.space),
+                   latency={"dev_a": TableLatency(tiny.space, "dev_a")})
