@@ -189,19 +189,19 @@ class OFAResNet(Supernet):
                 block.sort_channels()
 
     # ------------------------------------------------------------------------------ costs
-    def macs_params(self, archs: Iterable[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def macs_params(self, archs: Arch | Iterable[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Analytic MACs (convs and linear, at each arch's resolution) and parameter counts (all parameters
         of the extracted subnet, BN affine included) of a batch of archs, vectorised with numpy.
 
         Args:
-            archs: a list of archs of ``self.space`` or their encoded matrix ``(n, n_columns)``.
+            archs: an arch of ``self.space``, a list of them, or their encoded matrix ``(n, n_columns)``.
 
         Returns:
             ``(macs, params)``, two int64 arrays of length n; equal to ``count_macs``/``count_params`` of
             the extracted subnets.
         """
         space: ResNetSpace = self.space  # type: ignore[assignment]
-        x = space.normalize(archs if isinstance(archs, np.ndarray) else space.encode(list(archs)))
+        x = space.normalize(archs if isinstance(archs, np.ndarray) else space.encode(archs))
         n = x.shape[0]
         macs = np.zeros(n, dtype=np.int64)
         params = np.zeros(n, dtype=np.int64)
@@ -250,23 +250,23 @@ class OFAResNet(Supernet):
         return macs.astype(np.int64), params.astype(np.int64)
 
     # ------------------------------------------------------------------------------ checkpoints
-    def get_extra_state(self) -> dict[str, str]:
-        # Recorded so that loading a checkpoint into the wrong supernet can name where it came from.
-        return {"supernet": self.name, "space": self.space.name}
+    def get_extra_state(self) -> torch.Tensor:
+        # The registry name, so loading a checkpoint into the wrong supernet can say where it came from.
+        # A uint8 tensor rather than a dict: tools that walk state_dict values (EMA, .to(), cloning) see tensors.
+        return torch.tensor(list(self.name.encode()), dtype=torch.uint8)
 
     def set_extra_state(self, state: Any) -> None:
-        self.loaded_from = dict(state) if isinstance(state, Mapping) else {}
+        self.loaded_from = _recorded_name(state)
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict`` that explains a checkpoint of another supernet (or other
         ``num_classes``/``in_chans``) naming both supernets, instead of torch's list of every key."""
         own = self.state_dict()
-        extra = state_dict.get(_EXTRA_STATE_KEY)
-        source = extra.get("supernet") if isinstance(extra, Mapping) else None
+        source = _recorded_name(state_dict.get(_EXTRA_STATE_KEY))
         missing = [k for k in own if k not in state_dict and k != _EXTRA_STATE_KEY]
         unexpected = [k for k in state_dict if k not in own]
         shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in own.items() if isinstance(v, torch.Tensor) and k in state_dict
+                  for k, v in own.items() if k != _EXTRA_STATE_KEY and k in state_dict
                   and tuple(getattr(state_dict[k], "shape", ())) != tuple(v.shape)]
         if shapes or (strict and (missing or unexpected)):
             origin = f"supernet {source!r}" if source else "a model that recorded no supernet name"
@@ -279,9 +279,18 @@ class OFAResNet(Supernet):
                 f"num_classes={self.num_classes}, in_chans={self.in_chans}): {'; '.join(parts)}. "
                 f"Load it into {hint} with the num_classes and in_chans it was trained with."
             )
-        if _EXTRA_STATE_KEY not in state_dict:
-            state_dict = {**state_dict, _EXTRA_STATE_KEY: {}}
+        if _EXTRA_STATE_KEY not in state_dict:  # plain state dicts (or partial ones, e.g. BN statistics)
+            state_dict = {**state_dict, _EXTRA_STATE_KEY: self.get_extra_state()}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def _recorded_name(state: Any) -> str | None:
+    if isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1:
+        try:
+            return bytes(state.tolist()).decode()
+        except UnicodeDecodeError:
+            return None
+    return None
 
 
 def _copy_pool(pool: nn.Module) -> nn.Module:
