@@ -1,0 +1,180 @@
+"""The accuracy-predictor interface: fit, vectorised predict (top-1 as a fraction), save/load with a sidecar.
+
+An artefact is two files side by side: ``<stem>.pth`` (a flat dict of tensors, read with
+``torch.load(weights_only=True)``) and ``<stem>.yaml`` (kind, space, supernet, hyper-parameters, the training
+set (path, sha256, n) and metrics, read with ``yaml.safe_load``). Both are written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import yaml
+
+from predictors.accuracy.spaces import space_from_dict, space_to_dict
+from predictors.base import ArchModel, as_encoded
+from supernets.space import Arch, SearchSpace
+
+__all__ = ["KINDS", "AccuracyPredictor", "artefact_paths", "atomic_write_bytes", "register_kind"]
+
+#: kind name -> predictor class, filled by :func:`register_kind`.
+KINDS: dict[str, type[AccuracyPredictor]] = {}
+
+ArchBatch = Sequence[Arch] | np.ndarray | Arch
+
+def register_kind(cls: type[AccuracyPredictor]) -> type[AccuracyPredictor]:
+    KINDS[cls.kind] = cls
+    return cls
+
+def artefact_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(<stem>.pth, <stem>.yaml)`` for a path given with either suffix or none."""
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".pth", ".yaml", ".yml") else p
+    return stem.with_name(stem.name + ".pth"), stem.with_name(stem.name + ".yaml")
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then ``os.replace`` (never a half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+class AccuracyPredictor(ArchModel):
+    """Predicts ImageNet-style top-1 (a fraction in [0, 1]) for archs of one space.
+
+    Subclasses set ``kind``, implement ``_fit``, ``_predict``, ``params`` and ``state`` / ``from_state``.
+    """
+
+    target = "top1"
+    kind: ClassVar[str] = "base"
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, space: SearchSpace, *, supernet: str | None = None) -> None:
+        super().__init__(space, supernet=supernet)
+        #: what the sidecar records besides the hyper-parameters (training set, metrics, ...).
+        self.metadata: dict[str, Any] = {}
+
+    # --------------------------------------------------------------------------------- fitting
+    def fit(self, archs: ArchBatch, y: Sequence[float] | np.ndarray) -> AccuracyPredictor:
+        """Fit on archs (or an encoded matrix) and their top-1 as fractions."""
+        if not self.trainable:
+            raise TypeError(f"predictor kind {self.kind!r} is a published, fixed predictor and cannot be fitted")
+        x = as_encoded(self.space, archs)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"fit got {x.shape[0]} archs but {y.shape[0]} targets")
+        if x.shape[0] < 2:
+            raise ValueError(f"fit needs at least 2 archs, got {x.shape[0]}")
+        if not np.all(np.isfinite(y)) or y.min() < 0 or y.max() > 1:
+            raise ValueError(
+                f"targets must be top-1 fractions in [0, 1], got range [{np.nanmin(y)}, {np.nanmax(y)}]; "
+                f"divide percentages by 100"
+            )
+        self._fit(x, y)
+        return self
+
+    def _fit(self, encoded: np.ndarray, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------ persistence
+    def params(self) -> dict[str, Any]:
+        """Hyper-parameters that rebuild the (unfitted) predictor: ``cls(space, **params())``."""
+        return {}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Fitted arrays by name."""
+        raise NotImplementedError
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "supernet": self.supernet,
+            "space": space_to_dict(self.space),
+            "params": self.params(),
+            **self.metadata,
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``<stem>.pth`` + ``<stem>.yaml``; returns the ``.pth`` path."""
+        pth, meta_path = artefact_paths(path)
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state().items()}
+        meta = self.describe()
+        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        buf = io.BytesIO()
+        torch.save(tensors, buf)
+        text = yaml.safe_dump(_plain(meta), sort_keys=False)
+        atomic_write_bytes(pth, buf.getvalue())
+        atomic_write_bytes(meta_path, text.encode())
+        return pth
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, supernet: str | None = None) -> AccuracyPredictor:
+        """Load an artefact saved by :meth:`save` (any kind); check it was built for ``supernet``."""
+        pth, meta_path = artefact_paths(path)
+        for p in (pth, meta_path):
+            if not p.is_file():
+                raise FileNotFoundError(
+                    f"predictor artefact {path} is incomplete: {p} is missing (an artefact is <stem>.pth + <stem>.yaml, "
+                    f"written by predictor.save or scripts/train_predictor.py)"
+                )
+        try:
+            meta = yaml.safe_load(meta_path.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"predictor metadata {meta_path} is not valid YAML: {err}") from None
+        if not isinstance(meta, dict) or "kind" not in meta or "space" not in meta:
+            raise ValueError(f"predictor metadata {meta_path} lacks 'kind'/'space'; is it a predictor sidecar?")
+        kind = meta["kind"]
+        if kind not in KINDS:
+            raise ValueError(f"predictor {path}: unknown kind {kind!r}; known kinds {sorted(KINDS)}")
+        if supernet is not None and meta.get("supernet") not in (None, supernet):
+            raise ValueError(
+                f"predictor {path} was trained for supernet {meta.get('supernet')!r}, not {supernet!r}; "
+                f"train one on a dataset of {supernet!r} with scripts/train_predictor.py"
+            )
+        try:
+            raw = torch.load(pth, map_location="cpu", weights_only=True)
+        except Exception as err:  # torch raises several types for corrupt files
+            raise ValueError(f"cannot read predictor weights {pth}: {err}") from None
+        state = {k: v.numpy() for k, v in raw.items()}
+        space = space_from_dict(meta["space"])
+        model = KINDS[kind].from_params(space, supernet=meta.get("supernet"), params=meta.get("params") or {})
+        model.load_state(state)
+        model.metadata = {k: v for k, v in meta.items() if k not in ("kind", "target", "supernet", "space", "params")}
+        return model
+
+    @classmethod
+    def from_params(cls, space: SearchSpace, *, supernet: str | None, params: dict[str, Any]) -> AccuracyPredictor:
+        return cls(space, supernet=supernet, **params)
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars/arrays and tuples -> plain YAML-safe Python values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,38 @@
+"""Search spaces as plain dicts, so a dataset or predictor artefact can name the exact space it belongs to."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import supernets.space as space_module
+from supernets.space import SearchSpace
+
+__all__ = ["space_from_dict", "space_to_dict"]
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """``{"family": "MobileNetV3Space", "name": ..., <choice tuples as lists>}`` (YAML-safe)."""
+    out: dict[str, Any] = {"family": type(space).__name__}
+    for f in dataclasses.fields(space):
+        v = getattr(space, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def space_from_dict(spec: dict[str, Any]) -> SearchSpace:
+    """Inverse of :func:`space_to_dict`; raises ValueError for an unknown family or field."""
+    spec = dict(spec)
+    family = spec.pop("family", None)
+    cls = getattr(space_module, str(family), None)
+    if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
+        raise ValueError(
+            f"unknown search-space family {family!r}; expected a SearchSpace class of supernets.space "
+            f"(e.g. 'MobileNetV3Space', 'ResNetSpace')"
+        )
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(spec) - names
+    if unknown:
+        raise ValueError(f"space {family}: unknown fields {sorted(unknown)}; fields are {sorted(names)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    return cls(**kwargs)

@@ -1,0 +1,32 @@
+"""Cross-validate and fit an accuracy predictor; save it as an artefact.
+
+    python scripts/train_predictor.py dataset=dynast_ofa_mbv3_w10 predictor=mlp
+    python scripts/train_predictor.py dataset=outputs/acc/dataset.csv predictor=ensemble out=my_predictor.pth
+
+Prints Kendall tau, Spearman and RMSE (points) per fold, their mean, pooled out-of-fold and per resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from predictors.accuracy.train import train_predictor
+from supernets.paths import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train_predictor")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / "predictor.pth"
+    spec = OmegaConf.to_container(cfg.predictor, resolve=True)
+    assert isinstance(spec, dict)
+    return train_predictor(cfg.dataset, spec, out, folds=cfg.folds, seed=cfg.seed, supernet=cfg.supernet,
+                           overwrite=cfg.overwrite)
+
+
+if __name__ == "__main__":
+    main()
