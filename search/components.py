@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from predictors.base import ArchModel
+from search.subspace import adapt
 from supernets.space import SearchSpace
 
 __all__ = ["Components", "build_algorithm", "device_list", "load_components", "supernet_spec"]
@@ -107,6 +108,9 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
         from predictors import load_latency_model
 
         models[d] = load_latency_model(d, name)
+    # models built for the family's full space also serve a supernet configured with fewer choices
+    accuracy = adapt(accuracy, space)
+    models = {d: adapt(m, space) for d, m in models.items()}
     return Components(supernet_name=name, space=space, accuracy=accuracy, latency=models, supernet=supernet,
                       ckpt_meta=ckpt_meta)
 

@@ -22,6 +22,14 @@ __all__ = ["ArchEvaluator", "MacsParamsFn"]
 MacsParamsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
+def _predict_canonical(model: ArchModel, x: np.ndarray) -> np.ndarray:
+    """``model.predict(x)`` for rows already normalised by the space (the template method would
+    validate and normalise them again, per model, every generation)."""
+    if len(x) == 0:
+        return np.zeros(0)
+    return np.asarray(model._predict(x), dtype=np.float64).reshape(-1)
+
+
 class ArchEvaluator:
     """Accuracy, latency on every device and (optionally) MACs/params of archs, each computed once.
 
@@ -109,8 +117,8 @@ class ArchEvaluator:
         if self.n + m > self._cap:
             self._alloc(max(2 * self._cap, self.n + m))
         sl = slice(self.n, self.n + m)
-        top1 = self.accuracy.predict(x)
-        lat = np.stack([self.latency[d].predict(x) for d in self.devices], axis=1) if self.devices else None
+        top1 = _predict_canonical(self.accuracy, x)
+        lat = np.stack([_predict_canonical(self.latency[d], x) for d in self.devices], axis=1) if self.devices else None
         if not np.all(np.isfinite(top1)):
             raise ValueError(f"accuracy predictor {type(self.accuracy).__name__} returned non-finite top-1 values")
         self.X[sl] = x

@@ -60,12 +60,15 @@ class ParetoArchive:
         self.ev = ev
         self.obj = obj
         self.ids = np.zeros(0, dtype=np.int64)
+        self._set: set[int] = set()
         #: the evaluated arch with the smallest violation while nothing is feasible
         self.closest: int | None = None
         self._closest_cv = np.inf
 
     def update(self, ids: np.ndarray) -> None:
-        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        # new ids only, order kept (a set beats np.unique/union1d at ~100 ids per generation)
+        ids = np.fromiter((i for i in dict.fromkeys(np.asarray(ids, dtype=np.int64).tolist()) if i not in self._set),
+                          dtype=np.int64)
         if len(ids) == 0:
             return
         cv = self.obj.violation(self.ev, ids)
@@ -75,8 +78,9 @@ class ParetoArchive:
         feasible = ids[cv <= 0]
         if len(feasible) == 0:
             return
-        cand = np.union1d(self.ids, feasible)
+        cand = np.concatenate([self.ids, feasible])
         self.ids = cand[non_dominated(self.obj.F(self.ev, cand))]
+        self._set = set(self.ids.tolist())
 
     @property
     def closest_violation(self) -> float:

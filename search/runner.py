@@ -145,7 +145,8 @@ class _DeviceRun:
         F = self.archive.F()
         hv = hypervolume(F, self.ref) if len(F) else 0.0
         best = float(self.r.ev.top1[self.archive.ids].max()) if len(self.archive.ids) else float("nan")
-        self.history = [h for h in self.history if h["gen"] < gen]  # a replayed generation replaces its row
+        if self.history and self.history[-1]["gen"] >= gen:  # a replayed generation replaces its row
+            self.history = [h for h in self.history if h["gen"] < gen]
         self.history.append({"gen": gen, "n_evals": self.n_evals, "n_evaluated_total": self.r.ev.n,
                              "hypervolume": hv, "front_size": len(self.archive.ids), "best_top1": best,
                              "time_s": time.perf_counter() - self.t0})

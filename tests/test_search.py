@@ -190,7 +190,7 @@ def test_ofa_evolution_maximises_top1_under_the_latency_limit(tiny, tmp_path):
 
 
 def test_ofa_evolution_without_a_constraint_says_what_to_set(tiny, tmp_path):
-    with pytest.raises(ValueError, match="constraints.latency_ms"):
+    with pytest.raises(ValueError, match=r"constraints\.latency_ms"):
         search.run(cfg(tmp_path, algorithm={"name": "ofa_evolution", "pop_size": 20, "n_gen": 2}), **models(tiny))
 
 
@@ -217,6 +217,20 @@ def test_bad_inputs_fail_with_clear_errors(tiny, tmp_path):
     with pytest.raises(ValueError, match="unknown constraint"):
         search.run(cfg(tmp_path, constraints={"watts": 3}), **models(tiny))
     w12 = supernets.create_supernet("ofa_mbv3_w12")
-    with pytest.raises(ValueError, match="search space is 'ofa_mbv3'"):  # predictor for another space
+    with pytest.raises(ValueError, match="is for space 'ofa_mbv3_tiny'.*search space 'ofa_mbv3' has other genes"):  # predictor for another space
         search.run(cfg(tmp_path, supernet="ofa_mbv3_w12"), supernet=w12, accuracy=LinearAccuracy(tiny.space),
                    latency={"dev_a": TableLatency(tiny.space, "dev_a")})
+
+
+def test_models_of_the_full_space_serve_a_supernet_with_fewer_resolutions(tiny):
+    from search.subspace import adapt
+
+    small = supernets.create_supernet("ofa_mbv3_tiny", resolutions=[28, 32]).space
+    lat, acc = TableLatency(tiny.space, "dev_b"), LinearAccuracy(tiny.space)
+    archs = small.sample(np.random.default_rng(1), 30)
+    same = [tiny.space.parse(str(a)) for a in archs]
+    np.testing.assert_allclose(adapt(lat, small).predict(archs), lat.predict(same))
+    np.testing.assert_allclose(adapt(acc, small).predict(archs), acc.predict(same))
+    wide = supernets.create_supernet("ofa_mbv3_tiny", resolutions=[24, 36]).space
+    with pytest.raises(ValueError, match="does not cover gene r=36"):
+        adapt(lat, wide)

@@ -55,7 +55,6 @@ class OFAEvolution(SearchAlgorithm):
         obj, layout, rng = ctx.problem.obj, ctx.layout, ctx.rng
         if not obj.constraints:
             raise ValueError("algorithm=ofa_evolution maximises top-1 under a limit: set e.g. constraints.latency_ms=25")
-        top1 = ctx.problem.ev.top1
         if ctx.resume_state:
             X, ids, gen = np.asarray(ctx.resume_state["X"]), np.asarray(ctx.resume_state["ids"]), int(ctx.resume_state["gen"])
             self.restore_rng(rng, ctx.resume_state["rng"])
@@ -65,7 +64,7 @@ class OFAEvolution(SearchAlgorithm):
             ctx.end_generation(0, self._state_fn(ctx, X, ids, 0))
         while gen < self.n_gen and len(X) > 0:
             gen += 1
-            order = np.argsort(-top1[ids], kind="stable")[: self.n_parents]
+            order = np.argsort(-ctx.problem.ev.top1[ids], kind="stable")  # the store may have grown[: self.n_parents]
             PX, Pids = X[order], ids[order]
 
             def mutants(k: int, PX: np.ndarray = PX) -> np.ndarray:

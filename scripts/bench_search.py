@@ -1,0 +1,106 @@
+"""Benchmark: one NSGA-II front vs OFA's constrained evolution per budget vs random search.
+
+Setting of OFA's tutorial: OFA-MobileNetV3 w1.2 at r in {160,176,192,208,224}, OFA's published accuracy
+predictor (``predictor=ofa_pretrained``) and the Note10 latency table. OFA's EvolutionFinder finds
+0.8171 predicted top-1 at 24.73 ms for a 25 ms budget, one 7-22 s run per budget.
+
+    python scripts/bench_search.py                      # NSGA-II pop 200 x 100 gen (20k evaluations)
+    python scripts/bench_search.py pop_size=100 n_gen=500 budgets=[15,20,25,30,35]   # OFA's budget (50k)
+
+Prints: wall time for the whole front, best predicted top-1 under each budget read off that one front,
+hypervolume vs random search with the same number of evaluations, and OFA-style evolution per budget
+(time, top-1), with the ratios. Timings on a shared machine vary; all numbers come from this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import tempfile
+import time
+
+import numpy as np
+
+import search
+from search.components import load_components
+
+OFA_RESOLUTIONS = [160, 176, 192, 208, 224]
+OFA_25MS_TOP1 = 0.8171
+
+
+def _parse(argv: list[str] | None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("overrides", nargs="*", help="key=value: pop_size, n_gen, seed, budgets, device, ofa_gens")
+    args = p.parse_args(argv)
+    opts = {"pop_size": 200, "n_gen": 100, "seed": 0, "budgets": [15, 20, 25, 30, 35], "device": "note10",
+            "ofa_gens": 500, "random_batch": 1000}
+    for ov in args.overrides:
+        k, _, v = ov.partition("=")
+        if k not in opts:
+            raise SystemExit(f"unknown option {k!r}; options: {sorted(opts)}")
+        opts[k] = v if k == "device" else ast.literal_eval(v)
+    return opts
+
+
+def main(argv: list[str] | None = None) -> dict:
+    o = _parse(argv)
+    base = {"device": o["device"], "supernet": {"name": "ofa_mbv3_w12", "resolutions": OFA_RESOLUTIONS},
+            "predictor": "ofa_pretrained", "progress": False, "plot": False, "checkpoint_every": 0, "seed": o["seed"],
+            "probe": 512}
+    t = time.perf_counter()
+    comps = load_components(base)
+    models = {"accuracy": comps.accuracy, "latency": comps.latency, "supernet": comps.supernet}
+    print(f"loaded ofa_mbv3_w12 (r={OFA_RESOLUTIONS}), ofa_pretrained and the {o['device']} latency model "
+          f"in {time.perf_counter() - t:.2f} s")
+    tmp = tempfile.mkdtemp(prefix="bench_search_")
+    dev = o["device"]
+
+    def one(name: str, **over) -> dict:
+        cfg = {**base, "out_dir": f"{tmp}/{name}", **over}
+        return search.run(cfg, **models)["devices"][dev]
+
+    # --- one NSGA-II run: the whole front
+    nsga = one("nsga2", algorithm={"name": "nsga2", "pop_size": o["pop_size"], "n_gen": o["n_gen"]})
+    front = nsga["front"]
+    print(f"\nNSGA-II pop {o['pop_size']} x {o['n_gen']} gen: whole front ({len(front)} archs) in "
+          f"{nsga['time_s']:.3f} s search time, {nsga['n_evals']} evaluations")
+    best = {}
+    for b in o["budgets"]:
+        ok = front[front["latency_ms"] <= b]
+        best[b] = (float(ok["top1"].max()), float(ok.loc[ok["top1"].idxmax(), "latency_ms"])) if len(ok) else (np.nan, np.nan)
+        print(f"  budget {b:>3} ms: best predicted top-1 {best[b][0]:.5f} at {best[b][1]:.2f} ms")
+    ok25 = best.get(25, (np.nan,))[0] >= OFA_25MS_TOP1 if 25 in best else None
+    if ok25 is not None:
+        print(f"  25 ms: {best[25][0]:.5f} vs OFA tutorial {OFA_25MS_TOP1} -> {'PASS' if ok25 else 'FAIL'}")
+
+    # --- random search with the same number of evaluations
+    n = int(nsga["n_evals"])
+    batch = int(o["random_batch"])
+    rnd = one("random", algorithm={"name": "random", "batch_size": batch, "n_gen": max(0, -(-n // batch) - 1)})
+    hv_n, hv_r = nsga["hypervolume"], rnd["hypervolume"]
+    print(f"\nhypervolume (same reference point): NSGA-II {hv_n:.5f} vs random {hv_r:.5f} "
+          f"({rnd['n_evals']} evaluations) -> ratio {hv_n / hv_r:.4f} ({'higher' if hv_n > hv_r else 'NOT higher'})")
+
+    # --- OFA-style constrained evolution, one run per budget
+    print(f"\nOFA-style evolution (pop 100, parents 0.25, mutation 0.5, prob 0.1, {o['ofa_gens']} gen), one run per budget:")
+    ofa_times = []
+    for b in o["budgets"]:
+        r = one(f"ofa_{b}", constraints={"latency_ms": b},
+                algorithm={"name": "ofa_evolution", "pop_size": 100, "n_gen": o["ofa_gens"]})
+        if r["status"] != "ok":
+            print(f"  budget {b:>3} ms: {r['message']}")
+            continue
+        ofa_times.append(r["time_s"])
+        print(f"  budget {b:>3} ms: top-1 {r['best']['top1']:.5f} at {r['best']['latency_ms']:.2f} ms in "
+              f"{r['time_s']:.3f} s   (NSGA-II front: {best[b][0]:.5f}, diff {best[b][0] - r['best']['top1']:+.5f})")
+    if ofa_times:
+        mean_ofa = float(np.mean(ofa_times))
+        print(f"\nspeed: one NSGA-II front {nsga['time_s']:.3f} s vs one OFA run per budget {mean_ofa:.3f} s "
+              f"(mean) -> {mean_ofa / nsga['time_s']:.1f}x per budget, {sum(ofa_times) / nsga['time_s']:.1f}x "
+              f"for all {len(ofa_times)} budgets")
+    print("(timings taken on a shared 2-core machine; ratios are within this run)")
+    return {"nsga2": nsga, "random": rnd, "best": best}
+
+
+if __name__ == "__main__":
+    main()
