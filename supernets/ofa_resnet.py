@@ -318,7 +318,8 @@ def ofa_resnet50(*, num_classes: int = 1000, in_chans: int = 3, dropout: float =
 def ofa_resnet_tiny(*, num_classes: int = 10, in_chans: int = 1, dropout: float = 0.0,
                     resolutions: Sequence[int] | None = (28, 32)) -> OFAResNet:
     """A CPU-sized OFA-ResNet for 28–32 px inputs (MNIST): base depths 1/1/1/1 (+0–2), stage widths
-    48/96/192/384 and stem 40 at ×1.0, no stem stride or max-pool; same genes as OFA-ResNet50."""
+    48/96/192/384 and stem 40 at ×1.0, stem stride 2 and no max-pool (28 px → 14/7/4/2 px stages; 2–18 M
+    MACs); same genes as OFA-ResNet50."""
     return OFAResNet(_space("ofa_resnet_tiny", resolutions, base_depths=(1, 1, 1, 1)), stem_width=40,
-                     stage_widths=(48, 96, 192, 384), stem_stride=1, stem_pool=False, num_classes=num_classes,
+                     stage_widths=(48, 96, 192, 384), stem_stride=2, stem_pool=False, num_classes=num_classes,
                      in_chans=in_chans, dropout=dropout)
