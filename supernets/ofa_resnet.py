@@ -178,15 +178,19 @@ class OFAResNet(Supernet):
         return subnet.train(self.training)
 
     @torch.no_grad()
-    def sort_channels(self) -> None:
+    def sort_channels(self, expand_stage: int = 0) -> None:
         """Re-sort every bottleneck's middle channels by importance (OFA's ``re_organize_middle_weights``).
 
         The function the max net computes is unchanged; smaller expand ratios then keep the most
         important channels. Block output widths are not re-sorted (OFA does not either).
+
+        Args:
+            expand_stage: 0 sorts freely; k ≥ 1 (the k-th expand phase of progressive shrinking) keeps the
+                channel sets of the k+1 largest expand ratios in place, see ``DynamicBottleneck.sort_channels``.
         """
         for stage in self.stages:
             for block in stage:
-                block.sort_channels()
+                block.sort_channels(expand_stage)
 
     # ------------------------------------------------------------------------------ costs
     def macs_params(self, archs: Arch | Iterable[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -170,6 +170,28 @@ def test_sort_channels_keeps_max_net_output_and_orders_middle_channels() -> None
             assert torch.all(importance[:-1] >= importance[1:])
 
 
+def test_sort_channels_in_a_later_expand_phase_keeps_channel_sets_of_larger_ratios() -> None:
+    torch.manual_seed(2)
+    model = create_supernet("ofa_resnet_tiny")
+    block = model.stages[3][0]
+    widest = max(block.out_channel_choices)
+    edges = [block.mid_channels(widest, e) for e in sorted(block.expand_ratios, reverse=True)]  # [136, 96, 80]
+    assert edges == sorted(set(edges), reverse=True)
+    with torch.no_grad():
+        block.conv2.conv.weight.mul_(torch.rand(1, edges[0], 1, 1) * 2)  # distinct importances, many moves
+        block.conv3.conv.weight.mul_(torch.rand(1, edges[0], 1, 1) * 2)
+    tag = torch.arange(edges[0], dtype=torch.float32)
+    with torch.no_grad():
+        block.conv2.bn.running_mean.copy_(tag)  # follows conv2's output channels through the permutation
+    model.sort_channels(expand_stage=1)
+    moved = block.conv2.bn.running_mean.long()
+    assert set(moved[: edges[1]].tolist()) == set(range(edges[1]))  # the e=0.25 set stays the first 96
+    assert not torch.equal(moved, torch.arange(edges[0]))
+    importance = block.conv3.conv.weight.abs().sum(dim=(0, 2, 3))
+    for lo, hi in ((0, edges[1]), (edges[1], edges[0])):
+        assert torch.all(importance[lo : hi - 1] >= importance[lo + 1 : hi])
+
+
 # ------------------------------------------------------------------------------------------- costs
 def test_analytic_costs_equal_counted_costs_of_extracted_subnets(tiny: OFAResNet, r50: OFAResNet) -> None:
     cases = [(tiny, a) for a in _tiny_archs(tiny.space)]

@@ -238,18 +238,38 @@ class DynamicBottleneck(nn.Module):
         return out
 
     @torch.no_grad()
-    def sort_channels(self) -> None:
+    def sort_channels(self, expand_stage: int = 0) -> None:
         """Re-sort the middle channels by importance (OFA's ``re_organize_middle_weights``).
 
         conv2's output channels are ordered by the L1 norm of the conv3 weights reading them, then
         conv1's output channels by the L1 norm of the (re-sorted) conv2 weights reading them; each
         permutation is applied to the producing conv, its BN and the consuming conv, so the block
         computes the same function at full width while narrow widths keep the most important channels.
+
+        Args:
+            expand_stage: in progressive shrinking's k-th expand phase (k ≥ 1), channels are only re-sorted
+                within the bands cut by the k+1 largest expand ratios (at the widest output), so the
+                channel sets earlier phases trained stay in place, as OFA does.
         """
         for producer, consumer in ((self.conv2, self.conv3), (self.conv1, self.conv2)):
-            importance = consumer.conv.weight.abs().sum(dim=(0, 2, 3))
+            # float64, so adding the band offsets keeps the order of importances within a band.
+            importance = consumer.conv.weight.abs().sum(dim=(0, 2, 3), dtype=torch.float64)
+            importance = importance + self._band_offsets(expand_stage, importance.numel())
             # A stable sort keeps equal-importance channels in place (ties are common right after init).
             idx = torch.sort(importance, descending=True, stable=True).indices
             consumer.conv.weight.copy_(consumer.conv.weight.index_select(1, idx))
             permute_bn_(producer.bn, idx)
             producer.conv.weight.copy_(producer.conv.weight.index_select(0, idx))
+
+    def _band_offsets(self, expand_stage: int, n: int) -> torch.Tensor:
+        """Per-channel offsets that rank every band of channels below the band before it."""
+        offsets = torch.zeros(n, dtype=torch.float64, device=self.conv3.conv.weight.device)
+        if expand_stage <= 0:
+            return offsets
+        edges = sorted({self.mid_channels(max(self.out_channel_choices), e) for e in self.expand_ratios},
+                       reverse=True)[: expand_stage + 1]
+        # Bands [edges[i], edges[i-1]) rank lower the further right they lie, 1e5 (OFA's constant) apart;
+        # L1 importances are far smaller, so channels never cross a band edge.
+        for i in range(1, len(edges)):
+            offsets[edges[i] : edges[i - 1]] -= 1e5 * (len(edges) - i)
+        return offsets
