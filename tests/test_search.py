@@ -217,7 +217,7 @@ def test_bad_inputs_fail_with_clear_errors(tiny, tmp_path):
     with pytest.raises(ValueError, match="unknown constraint"):
         search.run(cfg(tmp_path, constraints={"watts": 3}), **models(tiny))
     w12 = supernets.create_supernet("ofa_mbv3_w12")
-    with pytest.raises(ValueError, match="is for space 'ofa_mbv3_tiny'.*search space 'ofa_mbv3' has other genes"):  # predictor for another space
+    with pytest.raises(ValueError, match=r"is for space 'ofa_mbv3_tiny'.*search space 'ofa_mbv3' has other genes"):  # predictor for another space
         search.run(cfg(tmp_path, supernet="ofa_mbv3_w12"), supernet=w12, accuracy=LinearAccuracy(tiny.space),
                    latency={"dev_a": TableLatency(tiny.space, "dev_a")})
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
+import socket
 from typing import Any
 
 import numpy as np
@@ -100,6 +102,7 @@ class OptunaSearch(SearchAlgorithm):
     def _optimize(self, ctx: SearchContext, study, *, report: bool) -> None:
         space, obj, ev = ctx.problem.ev.space, ctx.problem.obj, ctx.problem.ev
         labels = [c.label for c in space.columns]
+        worker = f"{socket.gethostname()}:{os.getpid()}"
         done = 0
         gen = 0
         while done < self.n_trials:
@@ -114,6 +117,7 @@ class OptunaSearch(SearchAlgorithm):
                 if obj.n_constr:
                     t.set_user_attr("constraints", [float(g) for g in G[i]])
                 t.set_user_attr("arch", str(space.decode(X[i : i + 1])[0]))
+                t.set_user_attr("worker", worker)
                 study.tell(t, [float(v) for v in vals[i]])
             done += k
             if report:

@@ -1,0 +1,71 @@
+"""Optuna searches sharing one study through storage (sqlite, journal file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+import search
+import supernets
+from search.algorithms.optuna_search import open_storage
+from search.pareto import non_dominated
+from tests.data.search.models import LinearAccuracy, TableLatency
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return supernets.create_supernet("ofa_mbv3_tiny")
+
+
+def run(tiny, tmp_path, out: str, **algo):
+    cfg = {"device": "dev_a", "progress": False, "plot": False, "probe": 32, "out_dir": str(tmp_path / out),
+           "checkpoint_every": 0, "seed": 0,
+           "algorithm": {"name": "optuna", "sampler": "nsga2", "n_trials": 20, "batch_size": 10, "pop_size": 10, **algo}}
+    return search.run(cfg, accuracy=LinearAccuracy(tiny.space), latency={"dev_a": TableLatency(tiny.space, "dev_a")},
+                      supernet=tiny)
+
+
+def study_trials(storage, name: str):
+    study = optuna.load_study(study_name=name, storage=storage)
+    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def assert_front_covers_the_study(res, trials) -> None:
+    """The reported front is the non-dominated set of a superset of the study's trials (all workers'):
+    no trial dominates a front row, and every trial on the study's own front is in the front or dominated
+    by a front row (the search's probe archs are evaluated too)."""
+    front = res["devices"]["dev_a"]["front"]
+    Ff = np.stack([1 - front["top1"].to_numpy(), front["latency_ms"].to_numpy()], axis=1)
+    Ft = np.array([[1 - t.values[0], t.values[1]] for t in trials])
+    dominates = lambda a, b: (a <= b + 1e-12).all(-1) & (a < b - 1e-12).any(-1)  # noqa: E731
+    assert not dominates(Ft[:, None, :], Ff[None, :, :]).any()
+    archs = set(front["arch"])
+    for i in non_dominated(Ft):
+        arch = trials[i].user_attrs["arch"]
+        assert arch in archs or dominates(Ff, Ft[i][None, :]).any()
+
+
+def test_optuna_with_sqlite_storage_and_two_workers_produces_one_study(tiny, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    res = run(tiny, tmp_path, "w2", storage=url, n_workers=2, study_name="shared", n_trials=15)
+    trials = study_trials(url, "shared")
+    assert len(trials) == 30  # 15 trials from each worker, in one study
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+    assert res["devices"]["dev_a"]["n_study_trials"] == 30
+    assert_front_covers_the_study(res, trials)
+
+
+def test_a_second_launch_on_the_same_journal_file_joins_the_study(tiny, tmp_path):
+    journal = str(tmp_path / "study.log")
+    run(tiny, tmp_path, "first", storage=journal, sampler="tpe", study_name="j")
+    res = run(tiny, tmp_path, "second", storage=journal, sampler="tpe", study_name="j", n_trials=10)
+    trials = study_trials(open_storage(journal), "j")
+    assert len(trials) == 30
+    assert res["devices"]["dev_a"]["n_study_trials"] == 30
+    assert_front_covers_the_study(res, trials)
+
+
+def test_optuna_workers_without_storage_are_refused(tiny, tmp_path):
+    with pytest.raises(ValueError, match="needs a shared storage"):
+        run(tiny, tmp_path, "x", n_workers=2)
