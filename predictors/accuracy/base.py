@@ -11,6 +11,7 @@ import datetime as _dt
 import io
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +50,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts and datasets are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,6 +70,24 @@ class AccuracyPredictor(ArchModel):
         super().__init__(space, supernet=supernet)
         #: what the sidecar records besides the hyper-parameters (training set, metrics, ...).
         self.metadata: dict[str, Any] = {}
+
+    def predict(self, archs: ArchBatch) -> np.ndarray:
+        """Top-1 fractions, one per arch (see :meth:`ArchModel.predict`).
+
+        Warns once when asked about resolutions the training set never measured (a model fitted at r=224 only
+        predicts the same top-1 at every resolution)."""
+        x = as_encoded(self.space, archs)
+        seen = (self.metadata.get("training_set") or {}).get("resolutions")
+        if seen and not getattr(self, "_warned_resolution", False) and x.shape[0]:
+            r = np.asarray(self.space.resolutions)[x[:, self.space.group_slices["r"].start]]
+            unseen = sorted(set(np.unique(r).tolist()) - set(seen))
+            if unseen:
+                warnings.warn(f"{self.kind} predictor was trained at resolutions {seen} only; its predictions at "
+                              f"{unseen[:5]}{'...' if len(unseen) > 5 else ''} are extrapolations", stacklevel=2)
+                self._warned_resolution = True
+        if x.shape[0] == 0:
+            return np.zeros(0)
+        return np.asarray(self._predict(x), dtype=np.float64).reshape(-1)
 
     # --------------------------------------------------------------------------------- fitting
     def fit(self, archs: ArchBatch, y: Sequence[float] | np.ndarray) -> AccuracyPredictor:
@@ -118,7 +138,7 @@ class AccuracyPredictor(ArchModel):
         pth, meta_path = artefact_paths(path)
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state().items()}
         meta = self.describe()
-        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        meta["saved"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         buf = io.BytesIO()
         torch.save(tensors, buf)
         text = yaml.safe_dump(_plain(meta), sort_keys=False)

@@ -48,9 +48,10 @@ def plan_archs(space: SearchSpace, n: int, seed: int, *, macs_fn: MacsFn | None 
                stratified_fraction: float = 0.5, n_bins: int = 10, pool_factor: int = 20) -> list[Arch]:
     """``n`` distinct archs: max, min, then uniform and MACs-stratified samples (deterministic in ``seed``).
 
-    Stratification draws a pool of ``pool_factor * n`` uniform archs, bins them into ``n_bins`` equal-width
-    MACs bins between the min and max arch, and takes archs round-robin over bins, so both small and large
-    subnets are covered (uniform sampling concentrates around the median size).
+    Stratification draws a pool of ``pool_factor * n`` archs whose genes are tilted towards small or large
+    choices (one random tilt per arch), bins them into ``n_bins`` equal-width MACs bins between the min and max
+    arch, and takes archs round-robin over bins, so both small and large subnets are covered (uniform gene
+    sampling almost never reaches the top 40 % of the MACs range).
     """
     if n < 2:
         raise ValueError(f"n must be >= 2 (the max and min archs are always included), got {n}")
@@ -59,7 +60,7 @@ def plan_archs(space: SearchSpace, n: int, seed: int, *, macs_fn: MacsFn | None 
     n_strat = round((n - 2) * stratified_fraction) if macs_fn is not None else 0
     n_unif = n - 2 - n_strat
     if n_strat:
-        pool = space.sample_encoded(rng, max(pool_factor * n_strat, n_bins))
+        pool = _size_tilted_pool(space, rng, max(pool_factor * n_strat, n_bins))
         macs = np.asarray(macs_fn(pool), dtype=np.float64)
         ext = np.asarray(macs_fn(space.encode([space.min_arch(), space.max_arch()])), dtype=np.float64)
         edges = np.linspace(ext[0], ext[1], n_bins + 1)
@@ -78,6 +79,18 @@ def plan_archs(space: SearchSpace, n: int, seed: int, *, macs_fn: MacsFn | None 
             if len(plan) < n:
                 plan.setdefault(a, None)
     return list(plan)
+
+
+def _size_tilted_pool(space: SearchSpace, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` encoded archs; arch ``i`` draws each gene index ``j`` of ``k`` with probability
+    proportional to ``exp(tilt_i * j / (k - 1))``, ``tilt_i ~ U(-4, 4)`` (choices are ordered small to large)."""
+    tilt = rng.uniform(-4.0, 4.0, size=n)
+    cols = []
+    for k in space.n_choices:
+        pos = np.arange(k) / max(k - 1, 1)
+        gumbel = rng.gumbel(size=(n, k))  # Gumbel-max: argmax(logits + G) samples the softmax
+        cols.append(np.argmax(tilt[:, None] * pos[None, :] + gumbel, axis=1))
+    return space.normalize(np.stack(cols, axis=1))
 
 
 def shard_path(out: str | os.PathLike, shard: tuple[int, int]) -> Path:

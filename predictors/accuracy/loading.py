@@ -80,7 +80,7 @@ def load_predictor(name_or_path: str | os.PathLike, supernet: str | None = None,
             model = AccuracyPredictor.load(_repo_path(cfg["artefact"]), supernet=supernet)
         elif kind in KINDS and not KINDS[kind].trainable:
             kwargs: dict[str, Any] = {k: v for k, v in cfg.items() if k not in ("kind", "weights", "description",
-                                                                                "supernet", "space")}
+                                                                                "supernet", "space", "name")}
             if "space" in cfg and space is None:
                 space = space_from_dict(cfg["space"])
             model = KINDS[kind](space, supernet=cfg.get("supernet"), weights=str(_repo_path(cfg["weights"])), **kwargs)

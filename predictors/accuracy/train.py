@@ -15,6 +15,7 @@ from predictors.accuracy.base import artefact_paths
 from predictors.accuracy.dataset import file_sha256, read_dataset
 from predictors.accuracy.metrics import cross_validate, format_report, ranking_metrics
 from predictors.accuracy.models import build_predictor
+from supernets.paths import REPO_ROOT
 
 __all__ = ["train_predictor"]
 
@@ -45,7 +46,7 @@ def train_predictor(dataset: str | Path, predictor: dict[str, Any], out: str | P
     train = ranking_metrics(ds.top1, model.predict(ds.encoded))
     echo(f"fit on all {len(ds)}: train kendall_tau={train['kendall_tau']:.4f} rmse={train['rmse_points']:.3f} pts")
     model.metadata = {
-        "training_set": {"path": str(ds.path), "sha256": file_sha256(ds.path) if ds.path else None, "n": len(ds),
+        "training_set": {"path": _display_path(ds.path), "sha256": file_sha256(ds.path) if ds.path else None, "n": len(ds),
                          "resolutions": sorted({int(r) for r in ds.resolutions})},
         "metrics": {"cv": cv, "train": train},
         "command": " ".join(shlex.quote(a) for a in sys.argv),
@@ -53,3 +54,14 @@ def train_predictor(dataset: str | Path, predictor: dict[str, Any], out: str | P
     saved = model.save(out)
     echo(f"saved {saved} (+ {artefact_paths(saved)[1].name})")
     return {"cv": cv, "train": train, "artefact": str(saved)}
+
+
+def _display_path(path: Path | None) -> str | None:
+    """Repository-relative for bundled data (stable across checkouts), else absolute."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)

@@ -1,0 +1,107 @@
+"""Time to predict 10,000 archs with each accuracy predictor, against a naive per-arch baseline.
+
+    python scripts/bench_predictor.py [--n 10000] [--naive 1000] [--repeats 7]
+
+The baseline is what OFA's tutorial does per candidate: build one feature vector in Python from the arch's
+OFA dict and run the torch MLP on it. It is timed on ``--naive`` archs in this same run and scaled to ``--n``
+(per-arch cost is constant). The vectorised path builds one-hot features for the whole batch by fancy
+indexing and runs numpy float32 matmuls. Timings on a shared machine are contended: median of ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import torch
+from torch import nn
+
+from predictors import load_predictor
+from predictors.accuracy import AccuracyPredictor, EnsemblePredictor, OFAMobileNetV3Predictor
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up (allocations, BLAS threads)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def _naive_ofa(model: OFAMobileNetV3Predictor) -> Callable[[list], np.ndarray]:
+    """OFA's per-arch loop: Python one-hot from the OFA dict, then a torch forward of one row."""
+    sd = model.state()
+    net = nn.Sequential(nn.Linear(128, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 400),
+                        nn.ReLU(), nn.Linear(400, 1))
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    net.eval()
+
+    def feats(arch) -> torch.Tensor:
+        cfg = arch.to_ofa_dict()
+        ks, e = list(cfg["ks"]), list(cfg["e"])
+        for s, d in enumerate(cfg["d"]):
+            for j in range(s * 4 + d, s * 4 + 4):
+                ks[j] = e[j] = 0
+        f = [0.0] * 128
+        for i in range(20):
+            if ks[i]:
+                f[3 * i + {3: 0, 5: 1, 7: 2}[ks[i]]] = 1.0
+            if e[i]:
+                f[60 + 3 * i + {3: 0, 4: 1, 6: 2}[e[i]]] = 1.0
+        f[120 + (cfg["r"] - 112) // 16] = 1.0
+        return torch.tensor(f)
+
+    @torch.no_grad()
+    def run(archs: list) -> np.ndarray:
+        return np.array([float(net(feats(a)[None, :])[0, 0]) for a in archs])
+
+    return run
+
+
+def _naive_generic(model: AccuracyPredictor) -> Callable[[list], np.ndarray]:
+    """The same model called once per arch (each call validates, encodes and predicts one row)."""
+    return lambda archs: np.array([model.predict([a])[0] for a in archs])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--naive", type=int, default=1_000, help="archs timed one by one (scaled to --n)")
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    rows = []
+    models: list[tuple[str, AccuracyPredictor]] = []
+    for name in ("ofa_pretrained", "ofa_resnet50_pretrained", "ofa_mbv3_w10_imagenet"):
+        t = time.perf_counter()
+        m = load_predictor(name)
+        print(f"load_predictor({name!r}): {(time.perf_counter() - t) * 1e3:.1f} ms")
+        models.append((name, m))
+        if isinstance(m, EnsemblePredictor):
+            models.append((f"{name} (one MLP member)", m.members[0]))
+    for name, model in models:
+        archs = model.space.sample(rng, args.n)
+        enc = model.space.encode(archs)
+        naive = _naive_ofa(model) if isinstance(model, OFAMobileNetV3Predictor) else _naive_generic(model)
+        sub = archs[: args.naive]
+        np.testing.assert_allclose(naive(sub[:50]), model.predict(sub[:50]), atol=1e-5)  # same numbers
+        t = time.perf_counter()
+        naive(sub)
+        naive_ms = (time.perf_counter() - t) * 1e3 * args.n / len(sub)
+        enc_ms = _median_ms(partial(model.predict, enc), args.repeats)
+        arch_ms = _median_ms(partial(model.predict, archs), args.repeats)
+        rows.append((name, enc_ms, arch_ms, naive_ms))
+    print(f"\npredict {args.n} archs (median of {args.repeats}; naive per-arch timed on {args.naive} and scaled)")
+    print(f"{'predictor':44s} {'encoded ms':>11s} {'Arch list ms':>13s} {'naive ms':>10s} {'speed-up':>9s}")
+    for name, enc_ms, arch_ms, naive_ms in rows:
+        print(f"{name:44s} {enc_ms:11.2f} {arch_ms:13.2f} {naive_ms:10.0f} {naive_ms / enc_ms:8.0f}x")
+
+
+if __name__ == "__main__":
+    main()

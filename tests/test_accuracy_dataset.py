@@ -1,0 +1,145 @@
+"""Accuracy datasets: DyNAS-T import, validation of bad input, and the resumable, shardable builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from predictors.accuracy import import_dynast, read_dataset, write_dataset
+from predictors.accuracy.builder import build_accuracy_dataset, merge_shards, plan_archs, shard_path
+from predictors.accuracy.models import torch_threads
+from supernets import create_supernet
+from supernets.space import MobileNetV3Space
+
+FIXTURE = Path(__file__).parent / "data" / "accuracy" / "dynast_sample.csv"
+
+
+def test_dynast_import_dedupes_and_averages_repeats():
+    ds = import_dynast([FIXTURE], MobileNetV3Space(), supernet="ofa_mbv3_w10")
+    assert len(ds) == 3 and ds.meta["n_raw_rows"] == 5
+    # rows 1 and 4 of the fixture are the same arch measured at 75.448 and 75.462 %
+    assert ds.top1[0] == pytest.approx((0.75448 + 0.75462) / 2)
+    assert ds.archs[0].d == (2, 3, 2, 4, 3) and ds.archs[0].r == 224
+    assert ds.macs[0] == 255502624 and ds.params[0] == 5029656
+
+
+def test_bundled_dynast_dataset_is_distinct_archs_at_224():
+    ds = read_dataset("dynast_ofa_mbv3_w10", supernet="ofa_mbv3_w10")
+    assert len(ds) == len(set(ds.archs)) > 2000
+    assert set(ds.resolutions) == {224} and 0.70 < ds.top1.min() < ds.top1.max() < 0.78
+
+
+def test_dataset_write_read_round_trip(tmp_path):
+    ds = import_dynast([FIXTURE], MobileNetV3Space(), supernet="ofa_mbv3_w10")
+    again = read_dataset(write_dataset(ds, tmp_path / "d.csv"))
+    assert again.archs == ds.archs and again.supernet == "ofa_mbv3_w10"
+    np.testing.assert_array_equal(again.top1, ds.top1)
+
+
+@pytest.mark.parametrize("body, match", [
+    ("", "empty"),
+    ("arch,top1,macs,params\n", "no rows"),
+    ("arch,macs\nr=224,1\n", "lacks"),
+    ("arch,top1,macs,params\nr=999_d=2,0.5,,\n", ":2:"),
+    ("arch,top1,macs,params\n{arch},75.4,,\n", "divide|fraction"),
+    ("arch,top1,macs,params\n{arch},0.75,1,2,3,4\n", "truncated or corrupt"),
+    ("arch,top1,macs,params\n{arch},abc,,\n", "not a number"),
+])
+def test_bad_dataset_files_raise_clear_errors(tmp_path, body, match):
+    space = MobileNetV3Space()
+    path = tmp_path / "bad.csv"
+    path.write_text(body.format(arch=space.max_arch()))
+    with pytest.raises(ValueError, match=match):
+        read_dataset(path, space=space)
+
+
+def test_dataset_for_another_space_or_supernet_is_refused(tmp_path):
+    ds = import_dynast([FIXTURE], MobileNetV3Space(), supernet="ofa_mbv3_w10")
+    path = write_dataset(ds, tmp_path / "d.csv")
+    tiny = create_supernet("ofa_mbv3_tiny").space
+    with pytest.raises(ValueError, match="is for space"):
+        read_dataset(path, space=tiny)
+    with pytest.raises(ValueError, match="ofa_mbv3_w10"):
+        read_dataset(path, supernet="ofa_mbv3_w12")
+    path.with_suffix(".yaml").unlink()
+    with pytest.raises(ValueError, match="no sidecar"):
+        read_dataset(path)
+
+
+# ---------------------------------------------------------------------------------------- builder
+@pytest.fixture(scope="module")
+def tiny():
+    """A freshly built tiny supernet (seeded) and 64 synthetic 28x28 images whose class shifts the mean."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = create_supernet("ofa_mbv3_tiny", num_classes=4, in_chans=1)
+        y = torch.arange(32) % 4
+        x = torch.randn(32, 1, 28, 28) + y.view(-1, 1, 1, 1).float()
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    with torch_threads(1):
+        yield net, loader
+
+
+def _rows(path: Path) -> list[str]:
+    return [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
+
+
+def test_plan_includes_max_min_and_is_deterministic(tiny):
+    net, _ = tiny
+    macs = lambda e: net.macs_params(e)[0]  # noqa: E731
+    plan = plan_archs(net.space, 12, seed=3, macs_fn=macs)
+    assert plan[:2] == [net.space.max_arch(), net.space.min_arch()]
+    assert len(set(plan)) == 12 and plan == plan_archs(net.space, 12, seed=3, macs_fn=macs)
+    # stratification reaches the top of the MACs range, which uniform gene sampling (almost) never does
+    lo, hi = macs(net.space.encode([net.space.min_arch(), net.space.max_arch()]))
+    top = {}
+    for strat in (macs, None):
+        m = macs(net.space.encode(plan_archs(net.space, 40, seed=0, macs_fn=strat)[2:]))
+        top[strat is None] = int((m > lo + 0.6 * (hi - lo)).sum())
+    assert top[False] >= 4 and top[False] > top[True]
+
+
+def test_resumed_build_has_no_duplicate_and_no_missing_row(tiny, tmp_path):
+    net, loader = tiny
+    out = tmp_path / "acc.csv"
+    kw = dict(n=6, seed=0, calib_batches=1, progress=False)
+    build_accuracy_dataset(net, loader, loader, out, limit=2, **kw)  # "killed" after two rows
+    assert len(_rows(out)) == 2
+    with open(out, "a") as f:  # and killed in the middle of writing the third
+        f.write(str(net.space.min_arch())[:20])
+    build_accuracy_dataset(net, loader, loader, out, **kw)
+    rows = _rows(out)
+    plan = [str(a) for a in plan_archs(net.space, 6, 0, macs_fn=lambda e: net.macs_params(e)[0])]
+    assert len(rows) == len(set(rows)) == 6 and set(rows) == set(plan)
+    ds = read_dataset(out, supernet=None)
+    assert ds.space == net.space and np.all((ds.top1 >= 0) & (ds.top1 <= 1)) and np.all(ds.macs > 0)
+    before = out.read_bytes()
+    build_accuracy_dataset(net, loader, loader, out, **kw)  # complete: nothing to do
+    assert out.read_bytes() == before
+
+
+def test_build_refuses_a_different_plan_on_an_existing_dataset(tiny, tmp_path):
+    net, loader = tiny
+    out = tmp_path / "acc.csv"
+    build_accuracy_dataset(net, loader, loader, out, n=4, calib_batches=1, progress=False, limit=1)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="another plan"):
+        build_accuracy_dataset(net, loader, loader, out, n=5, calib_batches=1, progress=False)
+    assert out.read_bytes() == before
+
+
+def test_shards_merge_into_the_full_plan(tiny, tmp_path):
+    net, loader = tiny
+    out = tmp_path / "acc.csv"
+    for i in range(2):
+        build_accuracy_dataset(net, loader, loader, out, n=5, shard=f"{i}/2", calib_batches=1, progress=False)
+    assert shard_path(out, (1, 2)).name == "acc.shard1of2.csv"
+    merged = read_dataset(merge_shards(out))
+    plan = plan_archs(net.space, 5, 0, macs_fn=lambda e: net.macs_params(e)[0])
+    assert sorted(map(str, merged.archs)) == sorted(map(str, plan)) and merged.meta["complete"]
+    with pytest.raises(FileExistsError):
+        merge_shards(out)

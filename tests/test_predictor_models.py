@@ -1,0 +1,141 @@
+"""Trainable accuracy predictors: fit/predict, save/load, ensemble uncertainty, load_predictor, train script."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from predictors import load_predictor
+from predictors.accuracy import (
+    AccuracyPredictor,
+    EnsemblePredictor,
+    build_predictor,
+    list_predictors,
+    ranking_metrics,
+    read_dataset,
+)
+from predictors.accuracy.dataset import file_sha256
+from predictors.accuracy.train import train_predictor
+
+SMALL_MLP = {"kind": "mlp", "features": "onehot_stats", "hidden": [32, 32], "epochs": 30, "lr": 3e-3}
+
+
+@pytest.fixture(scope="module")
+def dynast():
+    return read_dataset("dynast_ofa_mbv3_w10")
+
+
+@pytest.fixture(scope="module")
+def split(dynast):
+    idx = np.random.default_rng(0).permutation(len(dynast))
+    return dynast.subset(idx[:500]), dynast.subset(idx[500:800])
+
+
+@pytest.mark.parametrize("spec", [
+    {"kind": "ridge", "alpha": 1.0},
+    SMALL_MLP,
+    {"kind": "ensemble", "n": 3, "member": SMALL_MLP},
+], ids=["ridge", "mlp", "ensemble"])
+def test_save_load_round_trip_gives_identical_predictions(spec, split, tmp_path):
+    train, test = split
+    model = build_predictor(spec, train.space, supernet="ofa_mbv3_w10").fit(train.archs, train.top1)
+    path = model.save(tmp_path / "p.pth")
+    again = AccuracyPredictor.load(path)
+    assert type(again) is type(model) and again.supernet == "ofa_mbv3_w10" and again.space == model.space
+    np.testing.assert_array_equal(again.predict(test.archs), model.predict(test.archs))
+    # the same artefact through the public loader, by path
+    np.testing.assert_array_equal(load_predictor(str(path)).predict(test.encoded), model.predict(test.archs))
+
+
+def test_fitted_predictors_rank_held_out_dynast_archs(split):
+    train, test = split
+    for spec in ({"kind": "ridge", "alpha": 1.0}, SMALL_MLP):
+        model = build_predictor(spec, train.space).fit(train.encoded, train.top1)
+        m = ranking_metrics(test.top1, model.predict(test.archs))
+        assert m["kendall_tau"] > 0.8, (spec["kind"], m)
+
+
+def test_ensemble_uncertainty_is_larger_off_distribution(split, rng):
+    train, test = split
+    ens = build_predictor({"kind": "ensemble", "n": 4, "member": SMALL_MLP}, train.space).fit(train.archs, train.top1)
+    assert isinstance(ens, EnsemblePredictor)
+    _, std_on = ens.predict_with_uncertainty(test.archs)
+    # DyNAS-T measured r=224 only: the same archs at r=160 are off the training distribution
+    off = [train.space.with_resolution(a, 160) for a in test.archs]
+    mean_off, std_off = ens.predict_with_uncertainty(off)
+    assert np.median(std_off) > 2 * np.median(std_on)
+    np.testing.assert_allclose(mean_off, ens.predict(off))
+
+
+def test_fit_rejects_percentages_and_length_mismatch(split):
+    train, _ = split
+    model = build_predictor({"kind": "ridge"}, train.space)
+    with pytest.raises(ValueError, match="divide percentages by 100"):
+        model.fit(train.archs, train.top1 * 100)
+    with pytest.raises(ValueError, match="targets"):
+        model.fit(train.archs, train.top1[:-1])
+
+
+def test_load_predictor_unknown_name_lists_the_names():
+    with pytest.raises(ValueError, match="ofa_pretrained") as err:
+        load_predictor("no_such_predictor")
+    assert "ofa_mbv3_w10_imagenet" in str(err.value)
+
+
+def test_load_predictor_recipe_without_artefact_says_how_to_train():
+    assert "mlp" in list_predictors()
+    with pytest.raises(ValueError, match="train_predictor.py"):
+        load_predictor("mlp")
+
+
+def test_artefact_for_another_supernet_is_refused(split, tmp_path):
+    train, _ = split
+    path = build_predictor({"kind": "ridge"}, train.space, supernet="ofa_mbv3_w10").fit(
+        train.archs, train.top1).save(tmp_path / "w10")
+    with pytest.raises(ValueError, match="ofa_mbv3_w10"):
+        load_predictor(str(path), supernet="ofa_mbv3_w12")
+
+
+def test_corrupt_artefact_raises_clear_error(split, tmp_path):
+    train, _ = split
+    path = build_predictor({"kind": "ridge"}, train.space).fit(train.archs, train.top1).save(tmp_path / "p")
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="cannot read predictor weights"):
+        AccuracyPredictor.load(path)
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        AccuracyPredictor.load(path)
+
+
+def test_shipped_imagenet_predictor_matches_its_training_set(dynast):
+    model = load_predictor("ofa_mbv3_w10_imagenet", supernet="ofa_mbv3_w10")
+    ts = model.metadata["training_set"]
+    assert ts["n"] == len(dynast) and ts["sha256"] == file_sha256(dynast.path)
+    assert model.metadata["metrics"]["cv"]["mean"]["kendall_tau"] >= 0.80
+    assert ranking_metrics(dynast.top1, model.predict(dynast.archs))["kendall_tau"] > 0.9
+
+
+def test_train_predictor_cross_validates_saves_and_never_overwrites(split, tmp_path):
+    train, _ = split
+    from predictors.accuracy.dataset import write_dataset
+
+    csv = write_dataset(train, tmp_path / "small.csv")
+    out = tmp_path / "ridge.pth"
+    lines: list[str] = []
+    result = train_predictor(csv, {"kind": "ridge"}, out, folds=3, echo=lines.append)
+    assert result["cv"]["mean"]["kendall_tau"] > 0.8
+    assert any("kendall_tau" in line and "rmse" in line for line in lines)
+    saved = out.read_bytes()
+    with pytest.raises(FileExistsError):
+        train_predictor(csv, {"kind": "ridge", "alpha": 5.0}, out, folds=3, echo=lines.append)
+    assert out.read_bytes() == saved
+    with pytest.raises(ValueError, match="published"):
+        train_predictor(csv, {"kind": "ofa_mbv3_pretrained"}, tmp_path / "x.pth", folds=3, echo=lines.append)
+    assert not (tmp_path / "x.pth").exists()
+
+
+def test_script_configs_compose_with_predictor_recipes(compose_config):
+    cfg = compose_config("train_predictor", ["dataset=dynast_ofa_mbv3_w10", "predictor=mlp"])
+    assert cfg.predictor.kind == "mlp" and cfg.folds == 5
+    cfg = compose_config("build_accuracy_dataset", ["ckpt=x.ckpt", "shard=1/4"])
+    assert cfg.n == 300 and cfg.shard == "1/4"
