@@ -62,9 +62,18 @@ def _norm(name: str) -> str:
 _ALIASES = {"pixel": "pixel1"}
 
 
-def published_reference(device: str, accuracy: ArchModel, space) -> list[dict[str, Any]]:
+def _width_of(supernet: str) -> float | None:
+    m = re.fullmatch(r"ofa_mbv3_w(\d)(\d)", supernet)
+    return float(f"{m.group(1)}.{m.group(2)}") if m else None
+
+
+def published_reference(device: str, accuracy: ArchModel, space, supernet: str) -> list[dict[str, Any]]:
     """OFA's published subnets for ``device`` (where they exist), with top-1 from ``accuracy`` for those
-    in the searched space (same widths; resolution inside the space). Empty when there are none."""
+    the searched supernet contains (same width multiplier, resolution inside the space); the others keep
+    ``top1_predicted = None``. Empty for devices or supernets OFA published nothing for."""
+    width = _width_of(supernet)
+    if width is None:
+        return []
     try:
         from supernets.published import published_mbv3_subnets
     except ImportError:
@@ -78,12 +87,13 @@ def published_reference(device: str, accuracy: ArchModel, space) -> list[dict[st
     for r in rows:
         if _norm(str(r["device"])) != want or r.get("latency_ms") is None:
             continue
-        pred = None
-        try:
-            arch = space.from_ofa_dict(r["arch"].to_ofa_dict())
-            pred = float(accuracy.predict([arch])[0])
-        except (ValueError, KeyError, AttributeError, NotImplementedError):
-            arch = None
+        pred, arch = None, None
+        if r.get("width_mult") == width:
+            try:
+                arch = space.from_ofa_dict(r["arch"].to_ofa_dict())
+                pred = float(accuracy.predict([arch])[0])
+            except (ValueError, KeyError, AttributeError, NotImplementedError):
+                arch = None  # e.g. r=240 outside the searched resolutions
         out.append({"name": r["name"], "latency_ms": float(r["latency_ms"]), "top1_published": float(r["top1"]) / 100,
                     "top1_predicted": pred, "width_mult": r.get("width_mult"), "resolution": r.get("resolution"),
                     "arch": str(arch) if arch is not None else str(r["arch"])})

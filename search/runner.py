@@ -58,8 +58,9 @@ def _plain(cfg: Any) -> dict[str, Any]:
     try:
         from omegaconf import DictConfig, OmegaConf
 
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
+        if isinstance(cfg, DictConfig):  # without the hydra node (present when composed by hand)
+            cfg = {str(k): OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                   for k, v in cfg.items() if k != "hydra"}
     except ImportError:  # pragma: no cover - omegaconf ships with hydra
         pass
     if not isinstance(cfg, Mapping):
@@ -328,7 +329,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             continue
         ids = d.archive.sorted_ids()
         ev.ensure_macs_params(ids, mp_fn)
-        refs = published_reference(obj.device, comps.accuracy, comps.space) if cfg.get("plot", True) else []
+        refs = published_reference(obj.device, comps.accuracy, comps.space, comps.supernet_name) if cfg.get("plot", True) else []
         title = f"{comps.supernet_name} on {obj.device}: {algorithm_label(acfg)}, {ev.n} archs evaluated"
         meta = {"supernet": comps.supernet_name, "predictor": str(cfg.get("predictor")), "seed": seed,
                 "algorithm": fingerprint["algorithm"], "n_evaluated": ev.n, "title": title,
