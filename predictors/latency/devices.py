@@ -115,8 +115,11 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
         have = sorted(p.parent.name for p in (root / cfg["table_dir"]).glob("*/meta.yaml"))
         raise NoLatencyDataError(
             f"device {device!r} has no latency data for supernet {supernet!r} (looked for {folder}/meta.yaml; "
-            f"it has data for {have or 'no supernet'}). Build a table on the device with: "
-            f"{build_command(supernet, cfg['name'])}"
+            f"it has data for {have or 'no supernet'}). "
+            + (f"Build the table on the device with: {build_command(supernet, cfg['name'])}"
+               if cfg.get("latency") == "table" else
+               f"Its latency is known as '{cfg.get('latency', '?')}' data for those supernets only; measure "
+               f"{supernet} on the device, e.g. with {build_command(supernet, cfg['name'])} run there")
         )
     meta = load_meta(folder)
     if meta.get("supernet", supernet) != supernet:

@@ -1,0 +1,287 @@
+"""Build a device latency table by timing every distinct block of a supernet's space with ONNX Runtime.
+
+For each resolution of the space, every layer signature any arch can use (stem, first block, each
+``(stage, slot, kernel, expand)`` block, final expand, head) is cut out of a static subnet extracted with
+``get_active_subnet()``, exported to ONNX with its input shape, and timed. Then ``K`` random whole subnets
+are measured end to end (``calibration.csv``) and ``latency ≈ a·sum + b·n_blocks + c`` is fitted.
+
+Resumable: after every measurement ``table.csv`` (or ``calibration.csv``) is rewritten atomically, so a
+killed build restarts where it stopped and loses nothing; ``meta.yaml`` says ``status: partial`` until the
+build completes. A build refuses to mix measurements from another host fingerprint unless told to restart.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from predictors.latency.export import export_onnx
+from predictors.latency.geometry import LayerSpec, MBv3Geometry
+from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx
+from predictors.latency.models import TableLatencyModel, fit_calibration
+from predictors.latency.table import (
+    LatencyTable,
+    LatencyTableError,
+    atomic_write_text,
+    load_meta,
+    parse_table_csv,
+)
+
+__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "load_calibration", "measure_subnets"]
+
+CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks")
+#: Fingerprint fields that must agree for measurements to share one table.
+_HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch")
+
+
+class _Head(nn.Module):
+    """timm MobileNetV3 head (pool -> 1x1 mix -> act -> classifier) as a module of its own."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(x)
+
+
+class _BlockSource:
+    """Static blocks cut out of extracted subnets (one extraction per (kernel, expand) pair, cached)."""
+
+    def __init__(self, supernet: Any) -> None:
+        self.supernet = supernet
+        self.space = supernet.space
+        self._nets: dict[tuple[int, int], nn.Module] = {}
+
+    def net(self, ki: int, ei: int) -> nn.Module:
+        if (ki, ei) not in self._nets:
+            sp = self.space
+            n = sp.n_slots
+            arch = sp.arch(r=sp.resolutions[0], d=[sp.max_depth] * sp.n_stages, ks=[sp.kernel_sizes[ki]] * n,
+                           e=[sp.expand_ratios[ei]] * n)
+            self.supernet.set_active_subnet(arch)
+            self._nets[(ki, ei)] = self.supernet.get_active_subnet().eval()
+        return self._nets[(ki, ei)]
+
+    def module(self, spec: LayerSpec, slot: int = -1, ki: int = 0, ei: int = 0) -> nn.Module:
+        net = self.net(ki, ei)
+        if spec.kind == "stem":
+            return nn.Sequential(net.conv_stem, net.bn1)  # timm: bn1 is BatchNormAct2d (BN + h-swish)
+        if spec.kind == "ds":
+            return net.blocks[0][0]
+        if spec.kind == "mbconv":
+            md = self.space.max_depth
+            return net.blocks[slot // md + 1][slot % md]
+        if spec.kind == "final":
+            return net.blocks[-1][0]
+        if spec.kind == "head":
+            return _Head(net)
+        raise ValueError(f"no module for layer kind {spec.kind!r}")
+
+
+def _work_list(geometry: MBv3Geometry, resolutions: Sequence[int]) -> list[tuple[int, str, LayerSpec, tuple]]:
+    """Distinct ``(resolution, key)`` in build order, each with where to cut its module from."""
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for r in resolutions:
+        for spec in geometry.fixed_layers(r):
+            if (r, spec.key) not in seen:
+                seen.add((r, spec.key))
+                out.append((r, spec.key, spec, (-1, 0, 0)))
+        for slot, ki, ei, spec in geometry.block_grid(r):
+            if (r, spec.key) not in seen:
+                seen.add((r, spec.key))
+                out.append((r, spec.key, spec, (slot, ki, ei)))
+    return out
+
+
+def _check_host(meta: dict[str, Any], env: dict[str, Any], folder: Path) -> None:
+    old = meta.get("fingerprint") or {}
+    diff = {k: (old.get(k), env.get(k)) for k in _HOST_FIELDS if old.get(k) != env.get(k)}
+    if diff:
+        raise LatencyTableError(
+            f"{folder} holds measurements from another host/setting ({diff}, old vs now); measurements from "
+            f"different hosts must not be mixed. Pass restart=true (restart=True) to discard them, or build into "
+            f"another folder/device name"
+        )
+
+
+def _calibration_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CALIBRATION_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in CALIBRATION_COLUMNS})
+    return buf.getvalue()
+
+
+def load_calibration(folder: Path | str) -> list[dict[str, Any]]:
+    """Rows of ``calibration.csv`` (whole subnets measured end to end); [] if absent."""
+    path = Path(folder) / "calibration.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or tuple(reader.fieldnames) != CALIBRATION_COLUMNS:
+            raise LatencyTableError(f"{path}: header {reader.fieldnames}, expected {list(CALIBRATION_COLUMNS)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append({"arch": row["arch"], "resolution": int(row["resolution"]),
+                             "measured_ms": float(row["measured_ms"]), "std_ms": float(row["std_ms"]),
+                             "table_sum_ms": float(row["table_sum_ms"]), "n_blocks": int(row["n_blocks"])})
+            except (TypeError, ValueError) as exc:
+                raise LatencyTableError(f"{path} line {line}: malformed row {dict(row)} ({exc})") from None
+    return rows
+
+
+def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettings, workdir: Path,
+                    on_result: Callable[[Any, dict[str, Any]], None] | None = None,
+                    progress: bool = True) -> list[dict[str, Any]]:
+    """Export each arch's static subnet and time it end to end."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for arch in tqdm(archs, desc="whole subnets", disable=not progress):
+        supernet.set_active_subnet(arch)
+        net = supernet.get_active_subnet().eval()
+        path = workdir / "subnet.onnx"
+        export_onnx(net, (settings.batch, net.conv_stem.in_channels, arch.r, arch.r), path, check=False)
+        res = measure_onnx(path, settings)
+        out.append(res)
+        if on_result is not None:
+            on_result(arch, res)
+    return out
+
+
+def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str = "host_cpu",
+                        settings: MeasureSettings | None = None, resolutions: Sequence[int] | None = None,
+                        n_calibration: int = 30, seed: int = 0, restart: bool = False, progress: bool = True,
+                        stop_after: int | None = None, command: str | None = None) -> Path:
+    """Measure (or finish measuring) the table of ``supernet_name`` into ``out_dir``.
+
+    Args:
+        resolutions: subset of the space's resolutions (default: all).
+        n_calibration: whole subnets measured end to end for the calibrated model (0 to skip).
+        restart: discard existing measurements instead of resuming.
+        stop_after: stop after this many new measurements (tests use it to simulate a kill).
+
+    Returns:
+        ``out_dir``; ``meta.yaml`` has ``status: complete`` when everything was measured.
+    """
+    from tqdm.auto import tqdm
+
+    import supernets
+
+    s = settings or MeasureSettings()
+    folder = Path(out_dir)
+    supernet = supernets.create_supernet(supernet_name).eval()
+    geometry = MBv3Geometry.from_supernet(supernet)
+    sp = geometry.space
+    res = list(sp.resolutions) if resolutions is None else [int(r) for r in resolutions]
+    bad = [r for r in res if r not in sp.resolutions]
+    if bad:
+        raise ValueError(f"resolutions {bad} are not in supernet {supernet_name!r}'s space {list(sp.resolutions)}")
+    env = environment_fingerprint(s)
+
+    table_path, calib_path = folder / "table.csv", folder / "calibration.csv"
+    entries: dict[tuple[int, str], float] = {}
+    std: dict[tuple[int, str], float] = {}
+    count: dict[tuple[int, str], int] = {}
+    calib_rows: list[dict[str, Any]] = []
+    if restart:
+        for p in (table_path, calib_path):
+            p.unlink(missing_ok=True)
+    elif table_path.is_file():
+        old_meta = load_meta(folder) if (folder / "meta.yaml").is_file() else {}
+        _check_host(old_meta, env, folder)
+        if old_meta.get("supernet", supernet_name) != supernet_name:
+            raise LatencyTableError(f"{folder} holds a table for {old_meta.get('supernet')!r}, not {supernet_name!r}")
+        entries, std, count = parse_table_csv(table_path.read_text(encoding="utf-8"), str(table_path))
+        calib_rows = load_calibration(folder)
+
+    def write_meta(status: str, extra: dict[str, Any] | None = None) -> None:
+        meta = {
+            "device": device, "supernet": supernet_name, "source": "measured", "units": "ms",
+            "model": "table", "status": status, "runtime": "onnxruntime", "fingerprint": env,
+            "measurement": asdict(s), "resolutions": res, "n_entries": len(entries),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "geometry": geometry.description,
+        }
+        meta.update(extra or {})
+        atomic_write_text(folder / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
+
+    work = _work_list(geometry, res)
+    todo = [w for w in work if (w[0], w[1]) not in entries]
+    folder.mkdir(parents=True, exist_ok=True)
+    write_meta("partial")
+    source = _BlockSource(supernet)
+    done_now = 0
+    with tempfile.TemporaryDirectory(prefix="latency_build_") as tmp:
+        tmpdir = Path(tmp)
+        bar = tqdm(total=len(work), initial=len(work) - len(todo), desc=f"{supernet_name} blocks", disable=not progress)
+        for r, key, spec, (slot, ki, ei) in todo:
+            if stop_after is not None and done_now >= stop_after:
+                bar.close()
+                return folder
+            module = source.module(spec, slot, ki, ei)
+            path = tmpdir / "block.onnx"
+            export_onnx(module, (s.batch, *spec.input_shape[1:]), path, check=False)
+            m = measure_onnx(path, s)
+            entries[(r, key)], std[(r, key)], count[(r, key)] = m["median_ms"], m["iqr_ms"] / 1.349, m["n"]
+            # Rewrite the whole file atomically: a kill leaves the previous complete file, never half a row.
+            atomic_write_text(table_path, LatencyTable(entries, std=std, count=count).to_csv())
+            done_now += 1
+            bar.update(1)
+        bar.close()
+
+        table = LatencyTable(entries, std=std, count=count, path=folder)
+        model = TableLatencyModel(geometry, table, resolutions=res)
+        rng = np.random.default_rng(seed)
+        enc = sp.sample_encoded(rng, n_calibration)
+        enc[:, 0] = rng.choice([sp.resolutions.index(r) for r in res], size=n_calibration)
+        archs = sp.decode(enc)
+        have = {row["arch"] for row in calib_rows}
+        todo_archs = [a for a in archs if str(a) not in have]
+
+        def on_result(arch: Any, m: dict[str, Any]) -> None:
+            nonlocal done_now
+            x = sp.encode([arch])
+            total, nb = model.block_sums(x)
+            calib_rows.append({"arch": str(arch), "resolution": arch.r, "measured_ms": m["median_ms"],
+                               "std_ms": m["iqr_ms"] / 1.349, "table_sum_ms": float(total[0]), "n_blocks": int(nb[0])})
+            atomic_write_text(calib_path, _calibration_csv(calib_rows))
+            done_now += 1
+
+        for arch in todo_archs:
+            if stop_after is not None and done_now >= stop_after:
+                return folder
+            measure_subnets(supernet, [arch], s, tmpdir, on_result=on_result, progress=False)
+
+    extra: dict[str, Any] = {}
+    if len(calib_rows) >= 3:
+        y = np.array([r["measured_ms"] for r in calib_rows])
+        tsum = np.array([r["table_sum_ms"] for r in calib_rows])
+        nb = np.array([r["n_blocks"] for r in calib_rows])
+        a, b, c = fit_calibration(tsum, nb, y)
+        pred = a * tsum + b * nb + c
+        extra["calibration"] = {"a": a, "b": b, "c": c, "n_subnets": len(calib_rows),
+                                "fit": "relative least squares, latency = a*sum + b*n_blocks + c",
+                                "train_mape": float(np.mean(np.abs(pred - y) / y)),
+                                "table_sum_ratio_range": [float((y / tsum).min()), float((y / tsum).max())]}
+    write_meta("complete", extra)
+    return folder

@@ -1,0 +1,132 @@
+"""Time ONNX models with ONNX Runtime: explicit execution provider, intra-op threads, graph
+optimisation level, warm-up, repeats, several sessions; median and spread, plus an environment
+fingerprint (CPU model, ORT version, EP, threads, batch) so a number always says where it came from."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["MeasureSettings", "environment_fingerprint", "measure_onnx"]
+
+_OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How to time a model (all recorded in the table's ``meta.yaml``).
+
+    Attributes:
+        provider: ONNX Runtime execution provider.
+        threads: intra-op threads (1 = stable, per-core numbers; inter-op is always 1).
+        graph_opt: ``disable`` | ``basic`` | ``extended`` | ``all``.
+        warmup: untimed runs per session (allocations, caches).
+        repeats: timed runs per session.
+        sessions: independent sessions (the median over all runs of all sessions is reported).
+        batch: batch size of the input.
+    """
+
+    provider: str = "CPUExecutionProvider"
+    threads: int = 1
+    graph_opt: str = "all"
+    warmup: int = 10
+    repeats: int = 50
+    sessions: int = 3
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        if self.graph_opt not in _OPT_LEVELS:
+            raise ValueError(f"graph_opt {self.graph_opt!r} is not one of {_OPT_LEVELS}")
+        if self.threads < 1 or self.repeats < 1 or self.sessions < 1 or self.warmup < 0 or self.batch < 1:
+            raise ValueError(f"measurement settings must be positive (warm-up may be 0), got {self}")
+
+
+@lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment_fingerprint(settings: MeasureSettings | None = None) -> dict[str, Any]:
+    """Where and how a measurement was taken."""
+    import onnxruntime as ort
+
+    s = settings or MeasureSettings()
+    return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+            "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "provider": s.provider, "threads": s.threads, "graph_opt": s.graph_opt,
+            "batch": s.batch, "host": platform.node()}
+
+
+def _session(path: Path | str, s: MeasureSettings):
+    import onnxruntime as ort
+
+    if s.provider not in ort.get_available_providers():
+        raise ValueError(f"execution provider {s.provider!r} is not available; this onnxruntime has "
+                         f"{ort.get_available_providers()}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = s.threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[s.graph_opt]
+    return ort.InferenceSession(str(path), opts, providers=[s.provider])
+
+
+def measure_onnx(path: Path | str, settings: MeasureSettings | None = None, *, seed: int = 0,
+                 **overrides: Any) -> dict[str, Any]:
+    """Latency of one ONNX model (ms per forward at ``settings.batch``).
+
+    Keyword overrides replace fields of ``settings`` (e.g. ``measure_onnx(p, repeats=20)``).
+
+    Returns:
+        ``{"median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "iqr_ms", "session_medians_ms", "n",
+        "env": fingerprint, "settings": {...}}``.
+    """
+    s = settings or MeasureSettings()
+    if overrides:
+        s = MeasureSettings(**{**asdict(s), **overrides})
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ONNX model {path} does not exist (export it with export_onnx first)")
+    rng = np.random.default_rng(seed)
+    times: list[float] = []
+    medians = []
+    for _ in range(s.sessions):
+        sess = _session(path, s)
+        inp = sess.get_inputs()[0]
+        shape = [s.batch if i == 0 and not isinstance(d, int) else d for i, d in enumerate(inp.shape)]
+        if shape[0] != s.batch:
+            raise ValueError(f"{path} was exported for batch {shape[0]}; re-export it for batch {s.batch}")
+        x = rng.standard_normal(shape).astype(np.float32)
+        feed = {inp.name: x}
+        for _ in range(s.warmup):
+            sess.run(None, feed)
+        run = []
+        for _ in range(s.repeats):
+            t0 = time.perf_counter()
+            sess.run(None, feed)
+            run.append((time.perf_counter() - t0) * 1e3)
+        medians.append(float(np.median(run)))
+        times.extend(run)
+        del sess
+    t = np.asarray(times)
+    p10, p25, p75, p90 = np.percentile(t, [10, 25, 75, 90])
+    return {"median_ms": float(np.median(t)), "mean_ms": float(t.mean()), "std_ms": float(t.std()),
+            "p10_ms": float(p10), "p90_ms": float(p90), "iqr_ms": float(p75 - p25), "session_medians_ms": medians,
+            "n": int(t.size), "env": environment_fingerprint(s), "settings": asdict(s)}
