@@ -84,13 +84,13 @@ def evaluate_split(geometry: MBv3Geometry, x: np.ndarray, y: np.ndarray, *, seed
     """Fit on a random split, report held-out Spearman / MAPE / share within ±10 %."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(x))
-    n_test = int(round(test_fraction * len(x)))
+    n_test = round(test_fraction * len(x))
     te, tr = perm[:n_test], perm[n_test:]
     model = LearnedLatencyModel.fit(geometry, x[tr], y[tr])
     p = model.predict(x[te])
     rel = np.abs(p - y[te]) / y[te]
     return {"spearman": float(spearmanr(p, y[te]).statistic), "mape": float(rel.mean()),
-            "within_10pct": float((rel <= 0.10).mean()), "n_train": int(len(tr)), "n_test": int(n_test),
+            "within_10pct": float((rel <= 0.10).mean()), "n_train": len(tr), "n_test": n_test,
             "split_seed": seed}
 
 
