@@ -12,6 +12,7 @@ random subnets of the phase's space, each after BN recalibration on training bat
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -191,11 +192,18 @@ class SupernetModule(L.LightningModule):
             groups.append({"params": no_decay, "weight_decay": 0.0})
         base_lr = self.schedule.phases[0].lr
         opt = self.optimizer_factory(groups, lr=base_lr)
-        steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        steps_per_epoch = max(steps // max(int(self.trainer.max_epochs or 1), 1), 1)
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch = self._steps_per_epoch()
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self.schedule.lr_lambda(base_lr, steps_per_epoch))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (not ``estimated_stepping_batches``: that one is cut by ``max_steps``,
+        and the learning-rate curve must not depend on where a run stops)."""
+        _ = self.trainer.estimated_stepping_batches  # makes the trainer load the train dataloader
+        n = self.trainer.num_training_batches
+        if not math.isfinite(n) or n <= 0:
+            raise ValueError("supernet training needs a train dataloader with a length (epochs define the phases)")
+        return max(math.ceil(int(n) / int(self.trainer.accumulate_grad_batches)), 1)
 
     # ---------------------------------------------------------------------------- validation
     def eval_subnets(self, phase: Phase) -> list[tuple[str, Arch]]:

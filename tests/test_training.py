@@ -1,0 +1,94 @@
+"""Training runs end to end: every experiment config, resuming mid-phase, phases run alone, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from supernets.paths import CONFIG_DIR
+from supernets.training import train
+from supernets.training.callbacks import weights_digest
+from supernets.training.checkpoint import load_checkpoint, load_supernet
+from tests.training_utils import tiny_overrides
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+IMAGENET_SIZED = ("ofa_mbv3", "ofa_resnet", "bignas_mbv3")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_two_training_steps_and_one_validation(compose_config, tmp_path, experiment):
+    res = (32, 40) if experiment in IMAGENET_SIZED else (20, 24)
+    cfg = compose_config("train", [f"+experiment={experiment}", *tiny_overrides(tmp_path, resolutions=res, batch_size=4)])
+    metrics = train(cfg)
+    assert metrics["trainer/global_step"] == 2
+    for key in ("val/top1_max", "val/top1_min", "val/top1_random"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))
+    assert (tmp_path / "csv" / "metrics.csv").is_file()
+
+
+# A schedule whose middle phase spans two epochs, so stopping after epoch 2 stops mid-phase: the teacher
+# snapshot, the sorted channels and the optimizer state must all come back on resume.
+RESUME_SCHEDULE = [
+    "schedule=ps_tiny",
+    "schedule.phases=[{name: teacher, epochs: 1, lr: 0.05, distill: none},"
+    " {name: kernel, epochs: 2, lr: 0.02, choices: {ks: all}, sampler: {type: uniform, n_subnets: 2}},"
+    " {name: expand, epochs: 1, lr: 0.02, choices: all, sort_channels: true, sampler: {type: uniform, n_subnets: 2}}]",
+]
+
+
+def _resume_cfg(compose_config, out, *extra):
+    base = tiny_overrides(out, max_steps=-1, batches=2, batch_size=8)
+    base = [o for o in base if o != "callbacks=none"]
+    return compose_config("train", [*base, *RESUME_SCHEDULE, "callbacks=default",
+                                    "callbacks.progress_bar=null", *extra])
+
+
+def test_resume_mid_phase_gives_the_same_weights_as_an_uninterrupted_run(compose_config, tmp_path):
+    full = _resume_cfg(compose_config, tmp_path / "full")
+    m_full = train(full)
+    assert m_full["trainer/global_step"] == 8
+    first = _resume_cfg(compose_config, tmp_path / "part", "trainer.max_steps=4")
+    m_first = train(first)
+    assert m_first["trainer/global_step"] == 4
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(ckpt)["oncenas"]["phase"]["name"] == "kernel"
+    second = _resume_cfg(compose_config, tmp_path / "part", f"ckpt_path={ckpt}")
+    m_second = train(second)
+    assert m_second["trainer/global_step"] == 8
+    a, _ = load_supernet(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    b, meta = load_supernet(tmp_path / "part" / "checkpoints" / "last.ckpt")
+    assert weights_digest(a) == weights_digest(b)
+    assert m_full["val/top1_max"] == m_second["val/top1_max"]
+    assert meta["phase"]["name"] == "expand" and meta["supernet"] == "ofa_mbv3_tiny"
+
+
+def test_a_phase_runs_alone_from_the_previous_phase_checkpoint(compose_config, tmp_path):
+    cfg = _resume_cfg(compose_config, tmp_path / "a", "schedule.end_phase=teacher")
+    train(cfg)
+    teacher_ckpt = tmp_path / "a" / "checkpoints" / "phase_0_teacher.ckpt"
+    assert teacher_ckpt.is_file()
+    cfg = _resume_cfg(compose_config, tmp_path / "b", "schedule.start_phase=kernel", "schedule.end_phase=kernel",
+                      f"init_from={teacher_ckpt}")
+    metrics = train(cfg)
+    assert metrics["trainer/global_step"] == 4 and "kernel/val/top1_max" in metrics
+    teacher, _ = load_supernet(teacher_ckpt)
+    ckpt = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    # OFA's teacher is the full network of the previous phase, frozen.
+    snap = {k[len("teacher."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("teacher.")}
+    assert all(torch.equal(snap[k], v) for k, v in teacher.named_parameters())
+
+
+def test_checkpoint_carries_metadata_and_refuses_another_supernet(compose_config, tmp_path):
+    cfg = _resume_cfg(compose_config, tmp_path, "schedule.end_phase=teacher")
+    train(cfg)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    model, meta = load_supernet(path, supernet="ofa_mbv3_tiny")
+    assert meta["supernet_kwargs"]["resolutions"] == [20, 24] and meta["data"]["name"] == "synthetic"
+    assert meta["space"] == repr(model.space) and meta["sampler"]["seed"] == 0
+    with pytest.raises(ValueError, match="ofa_resnet_tiny"):
+        load_supernet(path, supernet="ofa_resnet_tiny")
+    other = compose_config("train", [*tiny_overrides(tmp_path / "r", resolutions=(20, 24)), "+experiment=tiny_resnet_ps",
+                                     f"ckpt_path={path}"])
+    with pytest.raises(ValueError, match="holds supernet 'ofa_mbv3_tiny'"):
+        train(other)

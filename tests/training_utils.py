@@ -1,0 +1,35 @@
+"""Tiny overrides that make any training config run in seconds on CPU (used by the training tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_overrides(output_dir: Path, *, resolutions: tuple[int, ...] = (20, 24), max_steps: int = 2,
+                   batches: int = 2, batch_size: int = 8) -> list[str]:
+    """Synthetic data, a couple of small batches, one calibration batch, validation every epoch, no logger."""
+    res = list(resolutions)
+    return [
+        "data=synthetic",
+        f"data.batch_size={batch_size}",
+        f"data.val_batch_size={batch_size}",
+        f"data.n_train={batch_size * batches}",
+        f"data.n_val={batch_size}",
+        f"data.image_size={max(res)}",
+        "data.in_chans=3",
+        "data.num_workers=0",
+        "supernet.num_classes=null",
+        "supernet.in_chans=null",
+        f"supernet.resolutions=[{','.join(map(str, res))}]",
+        "trainer=cpu",
+        f"trainer.max_steps={max_steps}",
+        f"trainer.limit_train_batches={batches}",
+        "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "eval.every=epoch",
+        "eval.calib_batches=1",
+        "eval.n_random=1",
+        "logger=csv",
+        "callbacks=none",
+        f"paths.output_dir={output_dir}",
+    ]
