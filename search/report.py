@@ -122,7 +122,7 @@ def _plot(path: Path, df: pd.DataFrame, obj: DeviceObjectives, sample: tuple[np.
         ax.axvline(obj.constraints["latency_ms"], c="C2", ls="--", lw=1, label="latency limit")
     ax.set_xlabel(f"latency on {obj.device} (ms, predicted)")
     ax.set_ylabel("top-1 (%, predicted)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -234,3 +234,39 @@ def test_models_of_the_full_space_serve_a_supernet_with_fewer_resolutions(tiny):
     wide = supernets.create_supernet("ofa_mbv3_tiny", resolutions=[24, 36]).space
     with pytest.raises(ValueError, match="does not cover gene r=36"):
         adapt(lat, wide)
+
+
+def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onnx(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from supernets.training.checkpoint import CKPT_KEY
+
+    trained = supernets.create_supernet("ofa_mbv3_tiny")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # stand-in for trained weights: anything but the initialisation
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save({CKPT_KEY: {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {}, "space": repr(trained.space)},
+                "state_dict": {f"supernet.{k}": v for k, v in trained.state_dict().items()}}, ckpt)
+    sp = trained.space
+    res = search.run(cfg(tmp_path / "out", ckpt=str(ckpt), export={"top_k": 2, "onnx": True}),
+                     accuracy=LinearAccuracy(sp), latency={"dev_a": TableLatency(sp, "dev_a")})
+    recs = res["devices"]["dev_a"]["exported"]
+    front = res["devices"]["dev_a"]["front"]
+    assert [r["arch"] for r in recs] == [front["arch"].iloc[0], front["arch"].iloc[-1]]  # both ends of the front
+    trained.eval()
+    for rec in recs:
+        saved = torch.load(rec["pt"], weights_only=True)
+        arch = sp.parse(saved["arch"])
+        trained.set_active_subnet(arch)
+        ref = trained.get_active_subnet().eval()
+        for k, v in ref.state_dict().items():
+            torch.testing.assert_close(saved["state_dict"][k], v)
+        assert rec["onnx_max_abs_diff"] < 1e-3
+        x = torch.randn(1, 1, arch.r, arch.r, generator=g)
+        sess = ort.InferenceSession(rec["onnx"], providers=["CPUExecutionProvider"])
+        out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(out, ref(x).numpy(), atol=1e-3)
