@@ -140,8 +140,8 @@ class OFAResNet(Supernet):
             x = x + self.stem_block(x)
         x = self.stem_pool(self.stem_conv2(x))
         for stage, depth in zip(self.stages, self._stage_depths):
-            for block in stage[:depth]:
-                x = block(x)
+            for j in range(depth):  # indexing, not stage[:depth], which builds a new ModuleList per call
+                x = stage[j](x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
