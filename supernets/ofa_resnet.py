@@ -88,7 +88,14 @@ class OFAResNet(Supernet):
         self.stem_pool = nn.MaxPool2d(3, 2, padding=1) if stem_pool else nn.Identity()
         stages = []
         in_choices = self.input_widths
-        for widths, stride, n_slots in zip(self.stage_widths, self.stage_strides, space.stage_slots):
+        for s, (widths, stride, n_slots) in enumerate(zip(self.stage_widths, self.stage_strides, space.stage_slots)):
+            if stride == 1 and widths == in_choices:
+                # OFA would give this block an identity shortcut, but its input and output widths follow
+                # different width genes, so they can differ at run time.
+                raise ValueError(
+                    f"stage {s} has stride 1 and the same width choices {widths} as its input; OFA-ResNet needs "
+                    f"them to differ (choose other stage_widths or a stride of 2)"
+                )
             blocks = []
             for j in range(n_slots):
                 blocks.append(DynamicBottleneck(in_choices, widths, space.expand_ratios, stride if j == 0 else 1,

@@ -57,6 +57,12 @@ def test_widths_follow_ofa_make_divisible_rule(r50: OFAResNet) -> None:
     assert r50.stages[3][0].conv1.conv.out_channels == 720  # make_divisible(round(2048 * 0.35)) in OFA
 
 
+def test_stage_with_the_widths_of_its_input_and_stride_one_is_rejected() -> None:
+    space = ResNetSpace(name="bad", base_depths=(1, 1), resolutions=(32,))
+    with pytest.raises(ValueError, match="stage 0 has stride 1 and the same width choices"):
+        OFAResNet(space, stem_width=64, stage_widths=(64, 128), stage_strides=(1, 2))
+
+
 def test_count_matches_closed_form() -> None:
     assert ResNetSpace().count() == 2 * 3**6 * (3**2 + 3**3 + 3**4) ** 3 * (3**4 + 3**5 + 3**6)
     assert create_supernet("ofa_resnet_tiny").space.count() == 2 * 3**6 * (3 + 3**2 + 3**3) ** 4
