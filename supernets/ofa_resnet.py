@@ -107,6 +107,7 @@ class OFAResNet(Supernet):
         self.classifier = DynamicLinear(max(in_choices), num_classes)
         self._stem_skip = False
         self._stage_depths = list(space.stage_slots)
+        self.loaded_from: str | None = None
         self._init_weights()
         self.set_max_net()
 
@@ -267,7 +268,9 @@ class OFAResNet(Supernet):
         return torch.tensor(list(self.name.encode()), dtype=torch.uint8)
 
     def set_extra_state(self, state: Any) -> None:
-        self.loaded_from = _recorded_name(state)
+        name = _recorded_name(state)
+        if name:
+            self.loaded_from = name  # the supernet the last loaded checkpoint was saved from
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """``nn.Module.load_state_dict`` that explains a checkpoint of another supernet (or other
@@ -291,7 +294,7 @@ class OFAResNet(Supernet):
                 f"Load it into {hint} with the num_classes and in_chans it was trained with."
             )
         if _EXTRA_STATE_KEY not in state_dict:  # plain state dicts (or partial ones, e.g. BN statistics)
-            state_dict = {**state_dict, _EXTRA_STATE_KEY: self.get_extra_state()}
+            state_dict = {**state_dict, _EXTRA_STATE_KEY: torch.zeros(0, dtype=torch.uint8)}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
