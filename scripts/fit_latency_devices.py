@@ -21,11 +21,9 @@ import yaml
 
 from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.layer_cost import LayerCostModel, fit_few_shot, loo_errors
-from predictors.latency.published import PUBLISHED_CSV, load_published_nets
+from predictors.latency.published import PUBLISHED_CSV, load_published_nets, published_geometries
 from predictors.latency.table import atomic_write_text, load_table
-from supernets.ofa_mbv3 import MobileNetV3Config
 from supernets.paths import LATENCY_TABLES_DIR
-from supernets.space import MobileNetV3Space
 
 FEW_SHOT_DEVICES = ("pixel", "pixel2", "note8", "s7edge", "lg_g8")
 SUPERNETS = ("ofa_mbv3_w10", "ofa_mbv3_w12")
@@ -34,12 +32,6 @@ PUBLISHED_ATTRIBUTION = (
     "Whole-network latencies of the OFA specialised MobileNetV3 subnets (OFA model zoo, Cai et al., ICLR 2020; "
     "han-cai/files a7c9bcd), copied in latency_tables/published/ofa_mbv3_subnets.csv"
 )
-
-
-def published_geometries() -> dict[float, MBv3Geometry]:
-    # The published subnets use resolutions 140..260, beyond the supernets' default 128..224.
-    space = MobileNetV3Space(resolutions=tuple(range(128, 261, 4)))
-    return {w: MBv3Geometry.from_config(space, MobileNetV3Config.ofa(w)) for w in (1.0, 1.2)}
 
 
 def write_yaml(path, data) -> None:

@@ -170,7 +170,8 @@ def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettin
 def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str = "host_cpu",
                         settings: MeasureSettings | None = None, resolutions: Sequence[int] | None = None,
                         n_calibration: int = 30, seed: int = 0, restart: bool = False, progress: bool = True,
-                        stop_after: int | None = None, command: str | None = None) -> Path:
+                        stop_after: int | None = None, command: str | None = None,
+                        supernet: Any | None = None) -> Path:
     """Measure (or finish measuring) the table of ``supernet_name`` into ``out_dir``.
 
     Args:
@@ -178,6 +179,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
         n_calibration: whole subnets measured end to end for the calibrated model (0 to skip).
         restart: discard existing measurements instead of resuming.
         stop_after: stop after this many new measurements (tests use it to simulate a kill).
+        supernet: an already-built supernet to use instead of ``create_supernet(supernet_name)``.
 
     Returns:
         ``out_dir``; ``meta.yaml`` has ``status: complete`` when everything was measured.
@@ -188,7 +190,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
 
     s = settings or MeasureSettings()
     folder = Path(out_dir)
-    supernet = supernets.create_supernet(supernet_name).eval()
+    supernet = (supernets.create_supernet(supernet_name) if supernet is None else supernet).eval()
     geometry = MBv3Geometry.from_supernet(supernet)
     sp = geometry.space
     res = list(sp.resolutions) if resolutions is None else [int(r) for r in resolutions]

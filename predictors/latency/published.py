@@ -16,7 +16,7 @@ from predictors.latency.layer_cost import MeasuredNet
 from predictors.latency.table import LatencyTableError
 from supernets.paths import LATENCY_TABLES_DIR
 
-__all__ = ["PUBLISHED_CSV", "STEM_TO_WIDTH", "device_label", "load_published_nets"]
+__all__ = ["PUBLISHED_CSV", "STEM_TO_WIDTH", "device_label", "load_published_nets", "published_geometries"]
 
 PUBLISHED_CSV = LATENCY_TABLES_DIR / "published" / "ofa_mbv3_subnets.csv"
 STEM_TO_WIDTH = {16: 1.0, 24: 1.2}
@@ -24,6 +24,16 @@ STEM_TO_WIDTH = {16: 1.0, 24: 1.2}
 _DEVICE_NAMES = {"LG-G8": "lg_g8", "pixel1": "pixel", "pixel2": "pixel2", "note8": "note8", "note10": "note10",
                  "s7edge": "s7edge"}
 _COLUMNS = ("name", "device", "latency_ms", "top1", "finetune_epochs", "stem_channels", "image_size", "d", "ks", "e")
+
+
+def published_geometries() -> dict[float, MBv3Geometry]:
+    """OFA-MobileNetV3 w1.0 and w1.2 geometries over a space whose resolutions reach 260 (the published
+    subnets use 140..260, beyond the supernets' default 128..224)."""
+    from supernets.ofa_mbv3 import MobileNetV3Config
+    from supernets.space import MobileNetV3Space
+
+    space = MobileNetV3Space(resolutions=tuple(range(128, 261, 4)))
+    return {w: MBv3Geometry.from_config(space, MobileNetV3Config.ofa(w)) for w in STEM_TO_WIDTH.values()}
 
 
 def device_label(ofa_label: str) -> str:

@@ -1,0 +1,138 @@
+"""Benchmark latency models against end-to-end ONNX Runtime measurements on this host.
+
+``python scripts/bench_latency.py supernet=ofa_mbv3_tiny device=host_cpu [n_subnets=100]``
+
+Measures ``n_subnets`` random subnets end to end (fresh seed, not the calibration subnets) and compares
+every model the device's table supports: plain table sum, calibrated table, layer-cost (fitted on the
+table, then calibrated on the build's calibration subnets), learned (ridge over per-block features
+trained on the calibration subnets only) and a MACs-proportional baseline. Prints Spearman, MAPE and the
+share within ±10 % per model, then the time to predict ``n_predict`` archs with each model, as a ratio
+against a per-arch Python table walk measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from scipy.stats import spearmanr
+
+from predictors.latency.build import load_calibration, measure_subnets
+from predictors.latency.devices import device_config, load_latency_model
+from predictors.latency.geometry import MBv3Geometry
+from predictors.latency.layer_cost import LayerCostModel
+from predictors.latency.learned import LearnedLatencyModel
+from predictors.latency.measure import MeasureSettings, environment_fingerprint
+from predictors.latency.models import DenseLatencyModel, fit_calibration
+from predictors.latency.table import load_table
+from supernets.paths import LATENCY_TABLES_DIR
+
+
+def metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    rel = np.abs(pred - true) / true
+    return {"spearman": float(spearmanr(pred, true).statistic), "mape": float(rel.mean()),
+            "within_10pct": float((rel <= 0.10).mean()), "ratio_min": float((true / pred).min()),
+            "ratio_max": float((true / pred).max())}
+
+
+def _calibrated(model: DenseLatencyModel, rows: list[dict[str, Any]], name: str) -> DenseLatencyModel:
+    x = model.space.encode([model.space.parse(r["arch"]) for r in rows])
+    s, nb = model.block_sums(x)
+    return model.with_calibration(fit_calibration(s, nb, [r["measured_ms"] for r in rows]), name)
+
+
+def python_walk(table: Any, geometry: MBv3Geometry, archs: list[Any]) -> np.ndarray:
+    """Baseline: per-arch dict walking over the table (what the vectorised models replace)."""
+    return np.array([sum(table.lookup(a.r, spec.key) for spec in geometry.layers_of(a.r, a.d, a.ks, a.e))
+                     for a in archs])
+
+
+def bench(cfg: DictConfig) -> dict[str, Any]:
+    """Importable entry point; returns the report it prints."""
+    import supernets
+
+    dev = device_config(cfg.device)
+    folder = LATENCY_TABLES_DIR / dev["table_dir"] / cfg.supernet
+    main_model = load_latency_model(cfg.device, cfg.supernet)  # raises with the build command if missing
+    supernet = supernets.create_supernet(cfg.supernet).eval()
+    geometry = MBv3Geometry.from_supernet(supernet)
+    sp = geometry.space
+    table = load_table(folder)
+    calib = load_calibration(folder)
+    res = list(cfg.resolutions) if cfg.get("resolutions") else [r for r in sp.resolutions if r in table.resolutions]
+
+    models: dict[str, Any] = {}
+    plain = main_model.with_calibration((1.0, 0.0, 0.0), "table_sum")
+    models["table_sum"] = plain
+    if calib:
+        models["calibrated"] = _calibrated(plain, calib, "calibrated")
+        lc = LayerCostModel.fit(table, geometry).dense(geometry, supernet=cfg.supernet, device=cfg.device)
+        models["layer_cost"] = _calibrated(lc, calib, "layer_cost")
+        xc = sp.encode([sp.parse(r["arch"]) for r in calib])
+        yc = np.array([r["measured_ms"] for r in calib])
+        models["learned"] = LearnedLatencyModel.fit(geometry, xc, yc, alpha=1.0, name="learned")
+        macs_c = supernet.macs_params(xc)[0].astype(float)
+        k = float(np.sum(macs_c * yc / yc**2) / np.sum((macs_c / yc) ** 2))
+        models["macs_baseline"] = k
+
+    rng = np.random.default_rng(int(cfg.seed))
+    enc = sp.sample_encoded(rng, int(cfg.n_subnets))
+    enc[:, 0] = rng.choice([sp.resolutions.index(r) for r in res], size=len(enc))
+    archs = sp.decode(enc)
+    settings = MeasureSettings(**OmegaConf.to_container(cfg.measure, resolve=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        measured = np.array([m["median_ms"] for m in measure_subnets(supernet, archs, settings, Path(tmp))])
+
+    report: dict[str, Any] = {"supernet": cfg.supernet, "device": cfg.device, "n_subnets": len(archs),
+                              "resolutions": res, "env": environment_fingerprint(settings), "models": {}}
+    print(f"{len(archs)} random {cfg.supernet} subnets measured end to end on {cfg.device} "
+          f"(median {np.median(measured):.4f} ms; host {report['env']['cpu']}, ORT {report['env']['onnxruntime']}, "
+          f"{settings.threads} thread(s))")
+    print(f"{'model':<14} {'spearman':>9} {'MAPE':>8} {'within10%':>10} {'true/pred range':>18}")
+    for name, m in models.items():
+        pred = m * supernet.macs_params(enc)[0].astype(float) if name == "macs_baseline" else m.predict(enc)
+        r = metrics(pred, measured)
+        report["models"][name] = r
+        print(f"{name:<14} {r['spearman']:>9.4f} {r['mape']:>8.4f} {r['within_10pct']:>10.2f} "
+              f"{r['ratio_min']:>8.3f}-{r['ratio_max']:.3f}")
+
+    n = int(cfg.n_predict)
+    big = sp.sample_encoded(np.random.default_rng(123), n)
+    big[:, 0] = np.random.default_rng(124).choice([sp.resolutions.index(r) for r in res], size=n)
+    walk_archs = sp.decode(big[:500])
+    t0 = time.perf_counter()
+    python_walk(table, geometry, walk_archs)
+    walk_ms = (time.perf_counter() - t0) * 1e3 * n / len(walk_archs)
+    print(f"predict {n} archs: python per-arch table walk (baseline, extrapolated from 500) {walk_ms:.1f} ms")
+    report["predict_ms"] = {"python_walk": walk_ms}
+    for name, m in models.items():
+        if name == "macs_baseline":
+            continue
+        m.predict(big[:10])  # warm
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            m.predict(big)
+            times.append((time.perf_counter() - t0) * 1e3)
+        t = float(np.median(times))
+        report["predict_ms"][name] = t
+        print(f"predict {n} archs: {name:<12} {t:7.2f} ms  ({walk_ms / t:.0f}x faster than the walk; "
+              f"target <= 50 ms: {'ok' if t <= 50 else 'MISSED'})")
+    if cfg.get("out"):
+        Path(cfg.out).write_text(json.dumps(report, indent=2))
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../configs/latency", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    bench(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""ONNX export, ONNX Runtime measurement and the resumable table build (real ORT, tiny settings)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import supernets
+from predictors.latency.build import build_latency_table, load_calibration
+from predictors.latency.devices import load_latency_model
+from predictors.latency.export import export_onnx
+from predictors.latency.geometry import MBv3Geometry
+from predictors.latency.measure import MeasureSettings, measure_onnx
+from predictors.latency.table import LatencyTableError, load_table
+from supernets.ofa_mbv3 import MobileNetV3Config, OFAMobileNetV3
+from supernets.space import MobileNetV3Space
+
+FAST = MeasureSettings(warmup=1, repeats=3, sessions=2)
+
+
+def _micro_supernet() -> OFAMobileNetV3:
+    """A 2-stage space with one kernel and one expand ratio: 6 distinct layers, builds in seconds."""
+    space = MobileNetV3Space(name="micro", kernel_sizes=(3,), expand_ratios=(3,), depths=(1, 2), n_stages=2,
+                             resolutions=(16,))
+    cfg = MobileNetV3Config(stem_chs=8, first_chs=8, stage_chs=(16, 24), final_chs=32, head_chs=32,
+                            strides=(2, 2), acts=("relu", "h_swish"), se=(False, True), stem_stride=1,
+                            in_chans=1, num_classes=10)
+    return OFAMobileNetV3(cfg, space)
+
+
+def test_exported_subnet_matches_torch_under_onnx_runtime(tmp_path):
+    net = supernets.create_supernet("ofa_mbv3_tiny")
+    net.sample_active_subnet(np.random.default_rng(0))
+    sub = net.get_active_subnet().eval()
+    path = tmp_path / "sub.onnx"
+    diff = export_onnx(sub, (2, 1, 28, 28), path)
+    assert path.is_file() and diff < 1e-4
+    # the file holds the static subnet, not the elastic supernet's full weights
+    n_sub = sum(p.numel() for p in sub.parameters())
+    n_super = sum(p.numel() for p in net.parameters())
+    assert path.stat().st_size < 4 * n_sub + 200_000 < 4 * n_super
+
+
+def test_exported_single_block_matches_torch(tmp_path):
+    net = supernets.create_supernet("ofa_mbv3_tiny")
+    net.set_max_net()
+    block = net.get_active_subnet().blocks[2][1].eval()
+    diff = export_onnx(block, (1, 40, 8, 8), tmp_path / "block.onnx")
+    assert diff < 1e-4
+    with pytest.raises(ValueError, match="opset 13 is too old"):
+        export_onnx(block, (1, 40, 8, 8), tmp_path / "old.onnx", opset=13)
+
+
+def test_measure_reports_median_spread_and_environment(tmp_path):
+    path = tmp_path / "m.onnx"
+    export_onnx(torch.nn.Conv2d(4, 8, 3, padding=1), (1, 4, 16, 16), path)
+    res = measure_onnx(path, FAST)
+    assert res["n"] == FAST.repeats * FAST.sessions and len(res["session_medians_ms"]) == FAST.sessions
+    assert 0 < res["p10_ms"] <= res["median_ms"] <= res["p90_ms"]
+    env = res["env"]
+    assert env["provider"] == "CPUExecutionProvider" and env["threads"] == 1 and env["batch"] == 1
+    assert env["onnxruntime"] and env["cpu"]
+    with pytest.raises(ValueError, match="execution provider 'NoSuchExecutionProvider' is not available"):
+        measure_onnx(path, FAST, provider="NoSuchExecutionProvider")
+    with pytest.raises(ValueError, match="graph_opt"):
+        MeasureSettings(graph_opt="max")
+
+
+def test_resumed_build_equals_uninterrupted_build(tmp_path):
+    full = build_latency_table("micro", tmp_path / "full", settings=FAST, n_calibration=3, progress=False,
+                               supernet=_micro_supernet())
+    part = tmp_path / "part"
+    build_latency_table("micro", part, settings=FAST, n_calibration=3, progress=False, stop_after=4,
+                        supernet=_micro_supernet())
+    meta = yaml.safe_load((part / "meta.yaml").read_text())
+    assert meta["status"] == "partial"
+    first = load_table(part)
+    assert 0 < len(first.entries) == 4
+    build_latency_table("micro", part, settings=FAST, n_calibration=3, progress=False, supernet=_micro_supernet())
+    resumed, ref = load_table(part), load_table(full)
+    assert set(resumed.entries) == set(ref.entries)
+    # nothing measured before the interruption was measured again (or lost)
+    assert all(resumed.entries[k] == v for k, v in first.entries.items())
+    assert yaml.safe_load((part / "meta.yaml").read_text())["status"] == "complete"
+    assert len(load_calibration(part)) == len(load_calibration(full)) == 3
+    geometry = MBv3Geometry.from_supernet(_micro_supernet())
+    assert set(resumed.entries) == set(geometry.distinct_layers())
+    # the finished folder serves a calibrated model through the normal loader
+    (tmp_path / "tables" / "host_cpu").mkdir(parents=True)
+    (part).rename(tmp_path / "tables" / "host_cpu" / "micro")
+    model = load_latency_model("host_cpu", "micro", tables_dir=tmp_path / "tables", geometry=geometry)
+    assert model.name == "calibrated"
+    assert np.all(model.predict(geometry.space.sample_encoded(np.random.default_rng(0), 5)) > 0)
+
+
+def test_build_refuses_to_mix_measurements_from_another_host(tmp_path):
+    out = tmp_path / "t"
+    build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, stop_after=1,
+                        supernet=_micro_supernet())
+    meta = yaml.safe_load((out / "meta.yaml").read_text())
+    meta["fingerprint"]["cpu"] = "Some Other CPU"
+    (out / "meta.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(LatencyTableError, match="another host"):
+        build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, supernet=_micro_supernet())

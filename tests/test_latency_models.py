@@ -1,0 +1,136 @@
+"""Layer-cost, few-shot and learned latency models against published measurements."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import yaml
+
+import predictors
+from predictors.latency.devices import geometry_for
+from predictors.latency.help_gpu import HELP_CSV, evaluate_split, load_help_csv
+from predictors.latency.layer_cost import LayerCostModel, fit_few_shot, loo_errors
+from predictors.latency.learned import LearnedLatencyModel
+from predictors.latency.models import fit_calibration
+from predictors.latency.published import PUBLISHED_CSV, load_published_nets, published_geometries
+from predictors.latency.table import load_table
+from supernets.paths import LATENCY_TABLES_DIR, SHARED_DATA_DIR
+
+FEW_SHOT = {"pixel": 7, "pixel2": 4, "note8": 4, "s7edge": 4, "lg_g8": 4}
+
+
+@pytest.fixture(scope="module")
+def geos():
+    return published_geometries()
+
+
+@pytest.fixture(scope="module")
+def note10_layer_cost(geos):
+    return LayerCostModel.fit(load_table(LATENCY_TABLES_DIR / "note10" / "ofa_mbv3_w12"), geos[1.2])
+
+
+def test_published_subnet_copy_matches_the_ofa_summary():
+    src = SHARED_DATA_DIR / "ofa_published" / "specialized" / "_summary.csv"
+    if not src.is_file():
+        pytest.skip("shared reference data not present")
+    with open(src, newline="") as f:
+        ref = [r for r in csv.DictReader(f) if r["net"] == "MobileNetV3" and r["latency_ms"]]
+    with open(PUBLISHED_CSV, newline="") as f:
+        ours = list(csv.DictReader(f))
+    assert len(ours) == len(ref) == 31
+    for a, b in zip(ours, ref):
+        assert {k: a[k] for k in a} == {k: b[k] for k in a}
+
+
+def test_note10_layer_cost_predicts_all_8_published_note10_subnets_within_10pct(geos, note10_layer_cost):
+    nets = load_published_nets("note10", geos)
+    assert len(nets) == 8 and {n.geometry.stem_chs for n in nets} == {16, 24}
+    assert max(n.r for n in nets) == 260
+    for n in nets:
+        pred = note10_layer_cost.network_ms(n.geometry, n.r, n.d, n.ks, n.e)
+        assert abs(pred - n.latency_ms) / n.latency_ms <= 0.10, (n.name, pred)
+
+
+def test_layer_cost_fit_reproduces_the_table_it_was_fitted_on(note10_layer_cost):
+    assert note10_layer_cost.info["layer_mape"] < 0.08
+    assert all(v >= 0 for v in note10_layer_cost.coef.values())
+
+
+@pytest.mark.parametrize("device", sorted(FEW_SHOT))
+def test_few_shot_leave_one_out_mape_at_most_10pct(device, geos, note10_layer_cost):
+    nets = load_published_nets(device, geos)
+    assert len(nets) == FEW_SHOT[device]
+    err = loo_errors(note10_layer_cost, nets, "two_scales")
+    assert np.abs(err).mean() <= 0.10, err
+    # the shipped model is exactly the refit on all the device's nets, and its meta reports the same LOO
+    meta = yaml.safe_load((LATENCY_TABLES_DIR / device / "ofa_mbv3_w12" / "meta.yaml").read_text())
+    assert meta["loo_mape"] == pytest.approx(np.abs(err).mean(), abs=1e-4)
+    fitted = fit_few_shot(note10_layer_cost, nets, "two_scales")
+    np.testing.assert_allclose(meta["layer_cost"]["scales"], fitted.scales, rtol=1e-6)
+
+
+def test_few_shot_device_model_serves_both_widths_and_ranks_the_published_nets(geos):
+    nets = load_published_nets("pixel", geos)
+    for supernet, width in (("ofa_mbv3_w10", 1.0), ("ofa_mbv3_w12", 1.2)):
+        model = predictors.load_latency_model("pixel", supernet)
+        own = [n for n in nets if n.geometry.stem_chs == geos[width].stem_chs and n.r in model.space.resolutions]
+        if len(own) < 2:
+            continue
+        pred = model.predict([model.space.arch(r=n.r, d=n.d, ks=n.ks, e=n.e) for n in own])
+        true = np.array([n.latency_ms for n in own])
+        assert np.all(np.abs(pred - true) / true < 0.15)
+
+
+def test_few_shot_rejects_unknown_method(geos, note10_layer_cost):
+    with pytest.raises(ValueError, match="unknown few-shot method 'magic'"):
+        fit_few_shot(note10_layer_cost, load_published_nets("pixel2", geos), "magic")
+
+
+def test_layer_cost_coefficients_round_trip_and_reject_bad_input(note10_layer_cost):
+    d = note10_layer_cost.to_dict()
+    again = LayerCostModel.from_dict(d)
+    assert again.coef == note10_layer_cost.coef
+    with pytest.raises(ValueError, match="layer-cost coefficients need 'coef'"):
+        LayerCostModel.from_dict({"coef": {"macs_pw": 1.0}})
+
+
+def test_calibration_fit_recovers_an_affine_relation():
+    rng = np.random.default_rng(0)
+    s, nb = rng.uniform(1, 10, 40), rng.integers(5, 20, 40)
+    y = 1.3 * s + 0.05 * nb + 0.4
+    assert fit_calibration(s, nb, y) == pytest.approx((1.3, 0.05, 0.4), rel=1e-9)
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_calibration(s[:2], nb[:2], y[:2])
+
+
+@pytest.fixture(scope="module")
+def help_data():
+    if not HELP_CSV.is_file():
+        pytest.skip("shared HELP data not present")
+    g = geometry_for("ofa_mbv3_w10")
+    x, lat = load_help_csv(g.space)
+    return g, x, lat
+
+
+@pytest.mark.parametrize("gpu", ["2080ti", "titan_rtx", "titan_xp", "v100"])
+def test_help_gpu_batch64_predictor_held_out_spearman_at_least_095(help_data, gpu):
+    g, x, lat = help_data
+    res = evaluate_split(g, x, lat[f"lat_ms_{gpu}_64"], seed=0)
+    assert res["n_test"] == 1000
+    assert res["spearman"] >= 0.95, res
+    assert res["mape"] < 0.05, res
+
+
+def test_shipped_help_models_report_their_held_out_scores_and_fold_into_a_dense_grid(help_data):
+    g, x, lat = help_data
+    for gpu in ("v100", "2080ti"):
+        model = predictors.load_latency_model(gpu, "ofa_mbv3_w10")
+        assert isinstance(model, LearnedLatencyModel)
+        np.testing.assert_allclose(model.predict(x[:200]), model.predict_from_features(x[:200]), rtol=1e-9)
+        meta = yaml.safe_load((LATENCY_TABLES_DIR / f"help_{gpu}_b64" / "ofa_mbv3_w10" / "meta.yaml").read_text())
+        assert meta["held_out"]["spearman"] >= 0.95
+        y = lat[f"lat_ms_{gpu}_64"]
+        rel = np.abs(model.predict(x) - y) / y
+        assert rel.mean() < 0.05
