@@ -1,0 +1,163 @@
+"""What every reproduced table shares: the result value, markdown/CSV rendering, atomic writes, the plot
+file, and the provenance (command, date, machine, commit) printed above each table in RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from supernets.paths import REPO_ROOT
+
+__all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "save_figure", "table_command", "write_atomic",
+           "write_table"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: row key, header, and a format spec for markdown (``".2f"``, ``"pct1"`` = fraction as
+    percent with 1 decimal, ``""`` = str). The CSV keeps the raw values."""
+
+    key: str
+    header: str
+    spec: str = ""
+
+
+@dataclass
+class TableResult:
+    """One reproduced table: rows of raw values, how to show them, notes, and a plot drawer."""
+
+    name: str
+    title: str
+    columns: list[Column]
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    plot: Callable[[Path], None] | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{c.key: r.get(c.key) for c in self.columns} for r in self.rows],
+                            columns=[c.key for c in self.columns])
+
+
+def fmt(value: Any, spec: str = "") -> str:
+    """A cell as text: ``None``/NaN as ``n/a``; ``pct<k>`` shows a fraction as a percentage."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if spec.startswith("pct"):
+        return f"{100 * float(value):.{int(spec[3:] or 1)}f}"
+    if spec and isinstance(value, (int, float)):
+        return format(value, spec)
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(result: TableResult) -> str:
+    """The table as GitHub markdown: title, the table, then its notes."""
+    head = "| " + " | ".join(_cell(c.header) for c in result.columns) + " |"
+    sep = "|" + "|".join("---" for _ in result.columns) + "|"
+    body = ["| " + " | ".join(_cell(fmt(r.get(c.key), c.spec)) for c in result.columns) + " |" for r in result.rows]
+    lines = [f"### {result.title}", "", head, sep, *body]
+    if result.notes:
+        lines.append("")
+        lines += [f"- {n}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a file through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure atomically (png) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_table(result: TableResult, out_dir: Path) -> dict[str, Path]:
+    """``table.md``, ``table.csv`` and ``table.png`` (when the table has a plot) in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir = Path(out_dir)
+    paths = {"md": out_dir / "table.md", "csv": out_dir / "table.csv"}
+    write_atomic(paths["md"], markdown(result))
+    write_atomic(paths["csv"], result.frame().to_csv(index=False, float_format="%.6g"))
+    if result.plot is not None:
+        paths["png"] = out_dir / "table.png"
+        result.plot(paths["png"])
+    return paths
+
+
+def machine() -> str:
+    """CPU model and logical core count of this host."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
+
+
+def git_commit() -> str:
+    """The repository's HEAD commit (``+dirty`` when tracked files differ), or ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=20, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def provenance(command: str, seconds: float | None = None) -> list[str]:
+    """The lines printed above a table: command, date, machine, commit (and the wall time)."""
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"- command: `{command}`", f"- date: {now}", f"- machine: {machine()}", f"- commit: {git_commit()}"]
+    if seconds is not None:
+        lines.append(f"- wall time: {seconds:.1f} s")
+    return lines
+
+
+def table_command(name: str, overrides: Sequence[str] = ()) -> str:
+    return " ".join(["python scripts/reproduce.py", f"table={name}", *overrides])
