@@ -121,7 +121,6 @@ def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
 def _host_rows(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     from predictors import load_latency_model
     from predictors.latency.build import load_calibration
-    from predictors.latency.devices import geometry_for
     from predictors.latency.models import fit_calibration
     from supernets.paths import LATENCY_TABLES_DIR
 
