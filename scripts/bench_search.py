@@ -4,7 +4,7 @@ Setting of OFA's tutorial: OFA-MobileNetV3 w1.2 at r in {160,176,192,208,224}, O
 predictor (``predictor=ofa_pretrained``) and the Note10 latency table. OFA's EvolutionFinder finds
 0.8171 predicted top-1 at 24.73 ms for a 25 ms budget, one 7-22 s run per budget.
 
-    python scripts/bench_search.py                      # NSGA-II pop 200 x 100 gen (20k evaluations)
+    python scripts/bench_search.py                      # NSGA-II pop 200 x 60 gen (12k evaluations)
     python scripts/bench_search.py pop_size=100 n_gen=500 budgets=[15,20,25,30,35]   # OFA's budget (50k)
 
 Prints: wall time for the whole front, best predicted top-1 under each budget read off that one front,
@@ -32,7 +32,7 @@ def _parse(argv: list[str] | None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("overrides", nargs="*", help="key=value: pop_size, n_gen, seed, budgets, device, ofa_gens")
     args = p.parse_args(argv)
-    opts = {"pop_size": 200, "n_gen": 100, "seed": 0, "budgets": [15, 20, 25, 30, 35], "device": "note10",
+    opts = {"pop_size": 200, "n_gen": 60, "seed": 0, "budgets": [15, 20, 25, 30, 35], "device": "note10",
             "ofa_gens": 500, "random_batch": 1000}
     for ov in args.overrides:
         k, _, v = ov.partition("=")
