@@ -84,7 +84,7 @@ def test_load_predictor_unknown_name_lists_the_names():
 
 def test_load_predictor_recipe_without_artefact_says_how_to_train():
     assert "mlp" in list_predictors()
-    with pytest.raises(ValueError, match="train_predictor.py"):
+    with pytest.raises(ValueError, match=r"train_predictor\.py"):
         load_predictor("mlp")
 
 

@@ -102,5 +102,5 @@ def test_ofa_pretrained_accepts_a_compatible_space_with_fewer_resolutions():
     model = load_predictor("ofa_pretrained", space=space)
     assert model.space == space
     assert model.predict([space.arch(**TUTORIAL)])[0] == pytest.approx(0.81713, abs=5e-6)
-    with pytest.raises(ValueError, match="112..239"):
+    with pytest.raises(ValueError, match=r"112\.\.239"):
         load_predictor("ofa_pretrained", space=MobileNetV3Space(resolutions=(224, 256)))

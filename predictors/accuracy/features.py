@@ -32,13 +32,16 @@ OFA_RESNET_RESOLUTIONS = (128, 144, 160, 176, 192, 224, 240, 256)
 
 
 def _scatter(n: int, width: int, positions: list[np.ndarray]) -> np.ndarray:
-    """One-hot matrix (n, width) with a 1 at each non-negative position of each (n, k) block."""
-    out = np.zeros((n, width), dtype=np.float32)
+    """One-hot matrix (n, width) with a 1 at each non-negative position of each (n, k) block.
+
+    Negative positions (unused slots) are sent to a spare last column that is sliced off, so one 2-D fancy
+    assignment does all rows at once (no boolean masking); the result is a view with row stride width + 1,
+    which BLAS takes as is.
+    """
     pos = np.concatenate(positions, axis=1)
-    rows = np.broadcast_to(np.arange(n)[:, None], pos.shape)
-    keep = pos >= 0
-    out[rows[keep], pos[keep]] = 1.0
-    return out
+    out = np.zeros((n, width + 1), dtype=np.float32)
+    out[np.arange(n)[:, None], np.where(pos >= 0, pos, width)] = 1.0
+    return out[:, :width]
 
 
 def _slot_positions(idx: np.ndarray, offset: int, n_choices: int) -> np.ndarray:

@@ -50,6 +50,10 @@ class _FeaturePredictor(AccuracyPredictor):
     def featurize(self, encoded: np.ndarray) -> np.ndarray:
         return self._featurize(self.space, encoded)
 
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Predictions from an already built feature matrix (lets an ensemble build it once)."""
+        raise NotImplementedError
+
     @staticmethod
     def _standardizer(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean = f.mean(0)
@@ -119,9 +123,12 @@ class MLPPredictor(_FeaturePredictor):
         self.mlp = NumpyMLP(ws, bs)
 
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        return self.predict_features(self.featurize(encoded))
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
         if self.mlp is None:
             raise RuntimeError("MLPPredictor is not fitted; call fit(...) or load a saved artefact")
-        return self.mlp(self.featurize(encoded))[:, 0]
+        return self.mlp(features)[:, 0]
 
     def state(self) -> dict[str, np.ndarray]:
         if self.mlp is None:
@@ -165,9 +172,12 @@ class RidgePredictor(_FeaturePredictor):
         self.intercept = float(model.intercept_ - (mean / std) @ model.coef_)
 
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        return self.predict_features(self.featurize(encoded))
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
         if self.coef is None:
             raise RuntimeError("RidgePredictor is not fitted; call fit(...) or load a saved artefact")
-        return self.featurize(encoded) @ self.coef + self.intercept
+        return features @ self.coef + self.intercept
 
     def state(self) -> dict[str, np.ndarray]:
         if self.coef is None:
@@ -217,6 +227,11 @@ class EnsemblePredictor(AccuracyPredictor):
             m._fit(encoded[idx], y[idx])
 
     def _member_predictions(self, encoded: np.ndarray) -> np.ndarray:
+        first = self.members[0]
+        if isinstance(first, _FeaturePredictor) and all(
+                isinstance(m, _FeaturePredictor) and m.features == first.features for m in self.members):
+            f = first.featurize(encoded)  # members share the feature set: build it once
+            return np.stack([m.predict_features(f) for m in self.members], axis=0)  # type: ignore[union-attr]
         return np.stack([m._predict(encoded) for m in self.members], axis=0)
 
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
