@@ -85,16 +85,29 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     enc = sp.sample_encoded(rng, int(cfg.n_subnets))
     enc[:, 0] = rng.choice([sp.resolutions.index(r) for r in res], size=len(enc))
     archs = sp.decode(enc)
-    settings = MeasureSettings(**OmegaConf.to_container(cfg.measure, resolve=True))
+    mcfg = OmegaConf.to_container(cfg.measure, resolve=True)
+    if mcfg.get("statistic") is None:  # compare like with like: the statistic the table was built with
+        mcfg["statistic"] = table.meta.get("measurement", {}).get("statistic", "median")
+    settings = MeasureSettings(**mcfg)
+    n_rep = min(int(cfg.get("n_repeat_check", 0)), len(archs))
     with tempfile.TemporaryDirectory() as tmp:
-        measured = np.array([m["median_ms"] for m in measure_subnets(supernet, archs, settings, Path(tmp))])
+        measured = np.array([m["value_ms"] for m in measure_subnets(supernet, archs, settings, Path(tmp))])
+        # The same subnets measured again: how far two measurements of one net disagree on this host
+        # right now, i.e. the best any predictor can score.
+        again = np.array([m["value_ms"] for m in measure_subnets(supernet, archs[:n_rep], settings, Path(tmp))])
 
     report: dict[str, Any] = {"supernet": cfg.supernet, "device": cfg.device, "n_subnets": len(archs),
                               "resolutions": res, "env": environment_fingerprint(settings), "models": {}}
     print(f"{len(archs)} random {cfg.supernet} subnets measured end to end on {cfg.device} "
-          f"(median {np.median(measured):.4f} ms; host {report['env']['cpu']}, ORT {report['env']['onnxruntime']}, "
+          f"({settings.statistic} per subnet; median over subnets {np.median(measured):.4f} ms; "
+          f"host {report['env']['cpu']}, ORT {report['env']['onnxruntime']}, "
           f"{settings.threads} thread(s))")
     print(f"{'model':<14} {'spearman':>9} {'MAPE':>8} {'within10%':>10} {'true/pred range':>18}")
+    if n_rep >= 3:
+        r = metrics(again, measured[:n_rep])
+        report["repeat_measurement"] = r
+        print(f"{'re-measured':<14} {r['spearman']:>9.4f} {r['mape']:>8.4f} {r['within_10pct']:>10.2f} "
+              f"{r['ratio_min']:>8.3f}-{r['ratio_max']:.3f}   <- noise floor: first {n_rep} subnets timed twice")
     for name, m in models.items():
         pred = m * supernet.macs_params(enc)[0].astype(float) if name == "macs_baseline" else m.predict(enc)
         r = metrics(pred, measured)

@@ -8,6 +8,9 @@
   ``ofa_mbv3_w10`` and ``ofa_mbv3_w12``, with the leave-one-out error in ``meta.yaml``;
 * HELP GPUs: see ``--help-gpu`` (ridge models over per-block features, :mod:`predictors.latency.help_gpu`).
 
+* any device known by measured whole networks: ``--learned runs.csv --device NAME --supernet S`` fits a
+  ridge model over per-block features (CSV columns ``arch`` = canonical arch string, ``latency_ms``).
+
 Run: ``python scripts/fit_latency_devices.py [--help-gpu]``. Deterministic; rewrites the files atomically.
 """
 
@@ -92,10 +95,49 @@ def fit_devices(lc: LayerCostModel, geos: dict[float, MBv3Geometry]) -> None:
             write_yaml(LATENCY_TABLES_DIR / dev / supernet / "meta.yaml", meta)
 
 
+def fit_learned_device(csv_path: str, device: str, supernet: str) -> None:
+    """Ridge latency model from whole-network measurements -> latency_tables/<device>/<supernet>/."""
+    import csv
+
+    from scipy.stats import spearmanr
+
+    from predictors.latency.devices import geometry_for
+    from predictors.latency.learned import LearnedLatencyModel
+
+    g = geometry_for(supernet)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"arch", "latency_ms"} <= set(rows[0]):
+        raise SystemExit(f"{csv_path}: need columns arch, latency_ms (got {list(rows[0]) if rows else 'no rows'})")
+    x = g.space.encode([g.space.parse(r["arch"]) for r in rows])
+    y = np.array([float(r["latency_ms"]) for r in rows])
+    perm = np.random.default_rng(0).permutation(len(y))
+    te, tr = perm[: len(y) // 5], perm[len(y) // 5:]
+    held = LearnedLatencyModel.fit(g, x[tr], y[tr], alpha=1.0).predict(x[te])
+    model = LearnedLatencyModel.fit(g, x, y, alpha=1.0)
+    meta = {"device": device, "supernet": supernet, "source": "learned", "units": "ms",
+            "trained_on": f"{len(y)} whole networks from {csv_path}",
+            "held_out": {"spearman": float(spearmanr(held, y[te]).statistic),
+                         "mape": float(np.mean(np.abs(held - y[te]) / y[te])), "n_test": len(te)},
+            "date": dt.date.today().isoformat(),
+            "command": f"python scripts/fit_latency_devices.py --learned {csv_path} --device {device} "
+                       f"--supernet {supernet}"}
+    model.save(LATENCY_TABLES_DIR / device / supernet, meta)
+    print(f"{device}/{supernet}: held-out {meta['held_out']}; add configs/device/{device}.yaml to use it")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--help-gpu", action="store_true", help="also (re)fit the HELP GPU predictors")
+    p.add_argument("--learned", metavar="CSV", help="fit a learned model from whole-network measurements only")
+    p.add_argument("--device")
+    p.add_argument("--supernet")
     args = p.parse_args()
+    if args.learned:
+        if not (args.device and args.supernet):
+            raise SystemExit("--learned needs --device and --supernet")
+        fit_learned_device(args.learned, args.device, args.supernet)
+        return
     geos = published_geometries()
     lc = fit_note10(geos)
     fit_devices(lc, geos)

@@ -66,6 +66,9 @@ def test_measure_reports_median_spread_and_environment(tmp_path):
         measure_onnx(path, FAST, provider="NoSuchExecutionProvider")
     with pytest.raises(ValueError, match="graph_opt"):
         MeasureSettings(graph_opt="max")
+    p10 = measure_onnx(path, FAST, statistic="p10")
+    assert p10["value_ms"] == p10["p10_ms"] and p10["env"]["statistic"] == "p10"
+    assert res["value_ms"] == res["median_ms"]
 
 
 def test_resumed_build_equals_uninterrupted_build(tmp_path):

@@ -124,7 +124,7 @@ def test_help_gpu_batch64_predictor_held_out_spearman_at_least_095(help_data, gp
 
 
 def test_shipped_help_models_report_their_held_out_scores_and_fold_into_a_dense_grid(help_data):
-    g, x, lat = help_data
+    _, x, lat = help_data
     for gpu in ("v100", "2080ti"):
         model = predictors.load_latency_model(gpu, "ofa_mbv3_w10")
         assert isinstance(model, LearnedLatencyModel)
@@ -134,3 +134,19 @@ def test_shipped_help_models_report_their_held_out_scores_and_fold_into_a_dense_
         y = lat[f"lat_ms_{gpu}_64"]
         rel = np.abs(model.predict(x) - y) / y
         assert rel.mean() < 0.05
+
+
+def test_few_shot_training_nets_equal_the_supernets_published_subnets(geos):
+    from predictors.latency.published import device_label
+    from supernets.published import published_mbv3_subnets
+
+    theirs = [s for s in published_mbv3_subnets() if s["latency_ms"] is not None]
+    for dev in (*FEW_SHOT, "note10"):
+        ours = {n.name: n for n in load_published_nets(dev, geos)}
+        ref = [s for s in theirs if device_label(s["device"]) == dev]
+        assert sorted(ours) == sorted(s["name"] for s in ref)
+        for s in ref:
+            n = ours[s["name"]]
+            assert (n.r, n.latency_ms, n.geometry.stem_chs) == (s["resolution"], s["latency_ms"],
+                                                                geos[s["width_mult"]].stem_chs)
+            assert (n.d, n.ks, n.e) == (tuple(s["arch"].d), tuple(s["arch"].ks), tuple(s["arch"].e))

@@ -104,7 +104,7 @@ def test_table_model_equals_per_arch_python_sum():
 
 
 def test_unknown_device_error_lists_known_devices():
-    with pytest.raises(UnknownDeviceError, match="known devices: .*note10.*pixel"):
+    with pytest.raises(UnknownDeviceError, match=r"known devices: .*note10.*pixel"):
         predictors.load_latency_model("pixel9000", "ofa_mbv3_w12")
 
 
@@ -161,14 +161,14 @@ def test_corrupt_table_csv_gives_clear_error(note10_copy, mutate, pattern):
 
 def test_corrupt_or_missing_meta_and_table_give_clear_errors(note10_copy):
     (note10_copy / "meta.yaml").write_text("device: note10\n  bad: [indent")
-    with pytest.raises(LatencyTableError, match="meta.yaml is not valid YAML"):
+    with pytest.raises(LatencyTableError, match=r"meta\.yaml is not valid YAML"):
         _load(note10_copy)
     (note10_copy / "meta.yaml").write_text("- just\n- a list\n")
     with pytest.raises(LatencyTableError, match="must hold a mapping"):
         _load(note10_copy)
     (note10_copy / "meta.yaml").write_text("model: table\nsupernet: ofa_mbv3_w12\n")
     (note10_copy / "table.csv").unlink()
-    with pytest.raises(LatencyTableError, match="has no table.csv"):
+    with pytest.raises(LatencyTableError, match=r"has no table\.csv"):
         _load(note10_copy)
     (note10_copy / "meta.yaml").write_text("model: magic\nsupernet: ofa_mbv3_w12\n")
     with pytest.raises(LatencyTableError, match="expected one of 'table', 'layer_cost', 'learned'"):
@@ -197,3 +197,12 @@ def test_geometry_mid_channels_follow_make_divisible_rule():
     # stage 4 (136 -> 136), expand 3: 408; stage 1 first block (24 -> 32), expand 6: 144
     assert g.block(192, 3, 1, 3, 3).mid == 408
     assert g.block(192, 0, 0, 3, 6).mid == 144
+
+
+def test_corrupt_learned_model_gives_clear_error(tmp_path):
+    src = LATENCY_TABLES_DIR / "help_v100_b64" / "ofa_mbv3_w10"
+    dst = tmp_path / "tables" / "help_v100_b64" / "ofa_mbv3_w10"
+    shutil.copytree(src, dst)
+    (dst / "model.yaml").write_text("features: [a, b]\nmean: [0.0]\n")
+    with pytest.raises(LatencyTableError, match=r"model\.yaml is missing or malformed"):
+        predictors.load_latency_model("v100", "ofa_mbv3_w10", tables_dir=tmp_path / "tables")

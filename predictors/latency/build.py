@@ -44,7 +44,7 @@ __all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "load_calibration", "me
 
 CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks")
 #: Fingerprint fields that must agree for measurements to share one table.
-_HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch")
+_HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
 
 
 class _Head(nn.Module):
@@ -244,7 +244,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
             path = tmpdir / "block.onnx"
             export_onnx(module, (s.batch, *spec.input_shape[1:]), path, check=False)
             m = measure_onnx(path, s)
-            entries[(r, key)], std[(r, key)], count[(r, key)] = m["median_ms"], m["iqr_ms"] / 1.349, m["n"]
+            entries[(r, key)], std[(r, key)], count[(r, key)] = m["value_ms"], m["iqr_ms"] / 1.349, m["n"]
             # Rewrite the whole file atomically: a kill leaves the previous complete file, never half a row.
             atomic_write_text(table_path, LatencyTable(entries, std=std, count=count).to_csv())
             done_now += 1
@@ -264,7 +264,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
             nonlocal done_now
             x = sp.encode([arch])
             total, nb = model.block_sums(x)
-            calib_rows.append({"arch": str(arch), "resolution": arch.r, "measured_ms": m["median_ms"],
+            calib_rows.append({"arch": str(arch), "resolution": arch.r, "measured_ms": m["value_ms"],
                                "std_ms": m["iqr_ms"] / 1.349, "table_sum_ms": float(total[0]), "n_blocks": int(nb[0])})
             atomic_write_text(calib_path, _calibration_csv(calib_rows))
             done_now += 1
