@@ -30,7 +30,7 @@ def run(cfg: DictConfig) -> Path:
         path = build_from_checkpoint(cfg.ckpt, cfg.out, n=cfg.n, seed=cfg.seed, shard=cfg.shard,
                                      calib_batches=cfg.calib_batches, eval_batches=cfg.eval_batches,
                                      batch_size=cfg.batch_size, device=cfg.device, limit=cfg.limit,
-                                     threads=cfg.threads)
+                                     threads=cfg.threads, channels_last=cfg.channels_last)
     ds = read_dataset(path)
     print(f"{path}: {len(ds)} archs, top1 {ds.top1.min():.4f}..{ds.top1.max():.4f} (mean {ds.top1.mean():.4f})")
     return path

@@ -226,7 +226,8 @@ def build_accuracy_dataset(supernet: nn.Module, calib_loader: Iterable, eval_loa
                            calib_batches: int = 10, eval_batches: int | None = None,
                            supernet_name: str | None = None, source: dict[str, Any] | None = None,
                            device: str | torch.device = "cpu", progress: bool = True,
-                           limit: int | None = None, threads: int | None = None) -> Path:
+                           limit: int | None = None, threads: int | None = None,
+                           channels_last: bool = True) -> Path:
     """Evaluate this shard's part of the plan, appending rows to ``shard_path(out, shard)``; resumes.
 
     Args:
@@ -237,6 +238,8 @@ def build_accuracy_dataset(supernet: nn.Module, calib_loader: Iterable, eval_loa
         n: archs in the whole plan (all shards).
         limit: stop after this many new rows (for tests and time-boxed runs).
         threads: torch threads while evaluating (None: leave as is; 1 is fastest on a shared small host).
+        channels_last: run the supernet in NHWC memory format (measured 1.6-2x faster for the tiny MobileNetV3
+            on CPU; numerically equivalent up to float rounding).
 
     Returns:
         The path written.
@@ -265,6 +268,8 @@ def build_accuracy_dataset(supernet: nn.Module, calib_loader: Iterable, eval_loa
     elif path.exists() and path.stat().st_size > 0:
         raise ValueError(f"{path} exists without its sidecar {mp.name}; refusing to append to an unknown file")
     plan = plan_archs(space, n, seed, macs_fn=macs_fn)[i::k]
+    if channels_last:
+        supernet.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     calib = cache_batches(calib_loader, calib_batches)
     evals = cache_batches(eval_loader, eval_batches)
     atomic_write_bytes(mp, yaml.safe_dump(plan_meta, sort_keys=False).encode())
@@ -350,7 +355,7 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
                           seed: int = 0, shard: tuple[int, int] | str | None = None, calib_batches: int = 10,
                           eval_batches: int | None = None, batch_size: int | None = None,
                           device: str = "cpu", progress: bool = True, limit: int | None = None,
-                          threads: int | None = None) -> Path:
+                          threads: int | None = None, channels_last: bool = True) -> Path:
     """Load a ``train.py`` checkpoint and its data module, then :func:`build_accuracy_dataset`.
 
     ``out`` defaults to ``<run dir>/accuracy/<ckpt stem>_n<n>_seed<seed>.csv`` next to the checkpoint, a fixed
@@ -378,4 +383,4 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
     return build_accuracy_dataset(supernet, dm.train_dataloader(), dm.val_dataloader(), out, n=n, seed=seed,
                                   shard=shard, calib_batches=calib_batches, eval_batches=eval_batches,
                                   supernet_name=meta.get("supernet"), source=source, device=device,
-                                  progress=progress, limit=limit, threads=threads)
+                                  progress=progress, limit=limit, threads=threads, channels_last=channels_last)
