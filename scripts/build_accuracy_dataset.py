@@ -32,7 +32,9 @@ def run(cfg: DictConfig) -> Path:
                                      batch_size=cfg.batch_size, device=cfg.device, limit=cfg.limit,
                                      threads=cfg.threads, channels_last=cfg.channels_last)
     ds = read_dataset(path)
-    print(f"{path}: {len(ds)} archs, top1 {ds.top1.min():.4f}..{ds.top1.max():.4f} (mean {ds.top1.mean():.4f})")
+    planned = (ds.meta.get("plan") or {}).get("n")
+    print(f"{path}: {len(ds)} archs (plan: {planned} over all shards), top1 {ds.top1.min():.4f}..{ds.top1.max():.4f} "
+          f"(mean {ds.top1.mean():.4f})")
     return path
 
 

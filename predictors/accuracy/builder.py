@@ -326,7 +326,8 @@ def merge_shards(out: str | os.PathLike, *, k: int | None = None) -> Path:
     if len(ks) != 1 or any(m["space"] != metas[0]["space"] or m["plan"] != metas[0]["plan"] for m in metas):
         raise ValueError(f"shards {[s.name for s in shards]} come from different plans/spaces; merge one plan at a time")
     space = space_from_dict(metas[0]["space"])
-    parts = [read_dataset(s, space=space, dedupe=False) for s in shards]
+    # a shard with no rows yet (header only) contributes nothing; read_dataset would call it an error
+    parts = [read_dataset(s, space=space, dedupe=False) for s in shards if len(s.read_text().splitlines()) > 1]
     archs, top1, macs, params = [], [], [], []
     seen: dict[Arch, float] = {}
     for ds in parts:
