@@ -206,3 +206,14 @@ def test_corrupt_learned_model_gives_clear_error(tmp_path):
     (dst / "model.yaml").write_text("features: [a, b]\nmean: [0.0]\n")
     with pytest.raises(LatencyTableError, match=r"model\.yaml is missing or malformed"):
         predictors.load_latency_model("v100", "ofa_mbv3_w10", tables_dir=tmp_path / "tables")
+
+
+def test_model_for_a_custom_space_of_the_same_supernet():
+    from supernets.published import published_space
+
+    space = published_space()  # resolutions up to 260
+    model = predictors.load_latency_model("pixel", "ofa_mbv3_w12", space=space)
+    assert model.space == space
+    a = space.arch(r=260, **TUTORIAL)
+    b = space.arch(r=224, **TUTORIAL)
+    assert model.predict([a])[0] > model.predict([b])[0] > 0

@@ -100,8 +100,13 @@ def _layer_cost_from(meta: dict[str, Any], folder: Path) -> LayerCostModel:
 
 
 def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = None,
-                       device_dir: Path | None = None, geometry: MBv3Geometry | None = None) -> ArchModel:
+                       device_dir: Path | None = None, geometry: MBv3Geometry | None = None,
+                       space: Any | None = None) -> ArchModel:
     """The latency model (ms, vectorised ``predict``) of ``device`` for ``supernet``.
+
+    Args:
+        space: the search space archs will come from when it differs from the registered supernet's
+            default (e.g. ``create_supernet(name, resolutions=...)``); same network shape, other choices.
 
     Raises:
         UnknownDeviceError: no such device (the message lists the known ones).
@@ -125,6 +130,8 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
     if meta.get("supernet", supernet) != supernet:
         raise LatencyTableError(f"{folder}/meta.yaml is for supernet {meta.get('supernet')!r}, not {supernet!r}")
     g = geometry if geometry is not None else geometry_for(supernet)
+    if space is not None and space != g.space:
+        g = g.with_space(space)
     kind = meta.get("model")
     name = cfg["name"]
     if kind == "table":
