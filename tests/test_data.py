@@ -73,7 +73,7 @@ def test_cifar10_never_downloads_and_says_how_to_get_it(tmp_path):
 
 
 def test_imagenet_without_a_root_is_a_clear_error():
-    with pytest.raises(ValueError, match="data.root"):
+    with pytest.raises(ValueError, match=r"data\.root"):
         create_datamodule(name="imagenet").setup()
 
 

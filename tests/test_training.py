@@ -92,3 +92,14 @@ def test_checkpoint_carries_metadata_and_refuses_another_supernet(compose_config
                                      f"ckpt_path={path}"])
     with pytest.raises(ValueError, match="holds supernet 'ofa_mbv3_tiny'"):
         train(other)
+
+
+@pytest.mark.parametrize("logger", ["wandb", "tensorboard"])
+def test_wandb_offline_and_tensorboard_loggers_write_their_runs_without_an_account(compose_config, tmp_path, logger,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [o for o in tiny_overrides(tmp_path, max_steps=1, batches=1, batch_size=4) if o != "logger=csv"]
+    metrics = train(compose_config("train", [*overrides, f"logger={logger}"]))
+    assert metrics["trainer/global_step"] == 1
+    pattern = "wandb/offline-run-*" if logger == "wandb" else "tensorboard/events.out.tfevents.*"
+    assert list(tmp_path.glob(pattern))

@@ -1,0 +1,154 @@
+"""Benchmark supernet training on CPU (tiny OFA-MobileNetV3, bundled MNIST 8k/2k).
+
+1. ``default``: the default ``python train.py`` config (progressive shrinking). Prints wall and CPU time and the
+   top-1 of the largest / smallest / random subnets after BN recalibration, against the targets
+   (<= 600 s on 2 cores, max >= 97 %, min >= 93 %).
+2. ``compare``: at equal epochs, progressive shrinking vs the sandwich rule vs the max / mid / min subnets each
+   trained alone from scratch; prints the top-1 of the three subnets under each strategy and the gap to
+   from-scratch (OFA and BigNAS claim parity, target within 0.5 pt).
+
+Usage:
+    python scripts/bench_training.py                       # both parts
+    python scripts/bench_training.py --part default
+    python scripts/bench_training.py --part compare --epochs 4 --threads 1
+Timings are only meaningful on an otherwise idle machine; the script prints the load average it saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from supernets.paths import CONFIG_DIR
+from supernets.training import train
+from supernets.training.checkpoint import load_supernet
+from supernets.training.data import create_datamodule
+from supernets.training.evaluation import evaluate_archs
+
+TARGETS = {"wall_s": 600.0, "max": 0.97, "min": 0.93}
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _compose(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _run(name: str, overrides: list[str], out: Path) -> tuple[dict, float, float, Path]:
+    cfg = _compose([f"paths.output_dir={out / name}", "callbacks.progress_bar.refresh_rate=20", *overrides])
+    t0, c0 = time.perf_counter(), _cpu_s()
+    metrics = train(cfg)
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return metrics, wall, cpu, Path(metrics["checkpoint"])
+
+
+def _three_archs(space) -> dict:
+    """The max, mid (middle choice of every gene) and min archs."""
+    x = (space.n_choices - 1) // 2
+    return {"max": space.max_arch(), "mid": space.decode(x[None, :])[0], "min": space.min_arch()}
+
+
+def _fixed_choices(arch) -> str:
+    """A Hydra override pinning the sampler to one arch whose genes each take a single value."""
+    parts = []
+    for g, v in arch.to_dict().items():
+        vals = {x for x in (v if isinstance(v, tuple) else (v,)) if x is not None}
+        if len(vals) != 1:
+            raise ValueError(f"gene {g} of {arch} takes several values; cannot pin it with group choices")
+        parts.append(f"{g}: [{vals.pop()}]")
+    return "{" + ", ".join(parts) + "}"
+
+
+def _evaluate(ckpt: Path, archs: dict, calib: int) -> dict[str, float]:
+    model, meta = load_supernet(ckpt)
+    dm = create_datamodule(**meta["data"])
+    accs = evaluate_archs(model, list(archs.values()), dm, calib_batches=calib)
+    return dict(zip(archs, accs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["default", "compare", "all"], default="all")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epochs of every strategy in the comparison (default: the default schedule's total)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--calib-batches", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_training_"))
+    common = [f"threads={args.threads}"] if args.threads else []
+    print(f"output: {out}  cores: {os.cpu_count()}  load average at start: {os.getloadavg()}")
+
+    ps_metrics = ps_ckpt = None
+    if args.part in ("default", "all"):
+        print("\n== default `python train.py` (progressive shrinking, tiny OFA-MobileNetV3, mnist10k) ==")
+        ps_metrics, wall, cpu, ps_ckpt = _run("default", common, out)
+        top = {k: ps_metrics.get(f"val/top1_{k}", float("nan")) for k in ("max", "min", "random")}
+        print(f"wall {wall:.0f} s   CPU {cpu:.0f} s   load average now {os.getloadavg()}")
+        print(f"top-1 after BN recalibration (2k held-out): max {100 * top['max']:.2f} %  "
+              f"min {100 * top['min']:.2f} %  random(mean) {100 * top['random']:.2f} %")
+        ok = wall <= TARGETS["wall_s"] and top["max"] >= TARGETS["max"] and top["min"] >= TARGETS["min"]
+        print(f"targets (<= {TARGETS['wall_s']:.0f} s, max >= 97 %, min >= 93 %): {'MET' if ok else 'NOT MET'}"
+              f"{'' if wall <= TARGETS['wall_s'] else ' (wall time; see load average)'}")
+
+    if args.part in ("compare", "all"):
+        default_cfg = _compose(["paths.output_dir=/tmp/unused"])
+        epochs = args.epochs or sum(int(p.epochs) for p in default_cfg.schedule.phases)
+        from supernets.registry import create_supernet
+
+        space = create_supernet(default_cfg.supernet.name, resolutions=list(default_cfg.supernet.resolutions)).space
+        archs = _three_archs(space)
+        print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch ==")
+        results: dict[str, dict[str, float]] = {}
+        if ps_ckpt is None or args.epochs is not None:
+            scale = [f"schedule.phases.{i}.epochs={e}" for i, e in enumerate(_split(epochs, default_cfg))]
+            _, wall, _, ps_ckpt = _run("ps", [*common, *scale], out)
+            print(f"  progressive shrinking trained in {wall:.0f} s")
+        results["progressive shrinking"] = _evaluate(ps_ckpt, archs, args.calib_batches)
+        _, wall, _, ckpt = _run("sandwich", [*common, "+experiment=tiny_sandwich",
+                                             f"schedule.phases.0.epochs={epochs}"], out)
+        print(f"  sandwich trained in {wall:.0f} s")
+        results["sandwich"] = _evaluate(ckpt, archs, args.calib_batches)
+        scratch = {}
+        for role, arch in archs.items():
+            _, wall, _, ckpt = _run(f"scratch_{role}", [
+                *common, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
+                f"schedule.phases.0.choices={_fixed_choices(arch)}"], out)
+            print(f"  {role} from scratch trained in {wall:.0f} s")
+            scratch[role] = _evaluate(ckpt, {role: arch}, args.calib_batches)[role]
+        results["from scratch"] = scratch
+        print(f"\n{'strategy':<24}{'max':>9}{'mid':>9}{'min':>9}   (top-1 %, 2k held-out, BN recalibrated)")
+        for name, accs in results.items():
+            print(f"{name:<24}" + "".join(f"{100 * accs[r]:>9.2f}" for r in ("max", "mid", "min")))
+        for name in ("progressive shrinking", "sandwich"):
+            gaps = [100 * (results[name][r] - scratch[r]) for r in ("max", "mid", "min")]
+            within = all(g >= -0.5 for g in gaps)
+            print(f"{name:<24}" + "".join(f"{g:>+9.2f}" for g in gaps) +
+                  f"   gap to scratch (pt); within 0.5 pt: {'yes' if within else 'no'}")
+        for role, arch in archs.items():
+            print(f"  {role}: {arch}")
+    print(f"\nload average at end: {os.getloadavg()}")
+
+
+def _split(total: int, cfg) -> list[int]:
+    """Scale the default schedule's phase epochs to ``total`` (each phase keeps at least one epoch)."""
+    base = [int(p.epochs) for p in cfg.schedule.phases]
+    if total < len(base):
+        raise SystemExit(f"--epochs must be >= {len(base)} (one per progressive-shrinking phase)")
+    scaled = [max(1, round(e * total / sum(base))) for e in base]
+    scaled[0] += total - sum(scaled)
+    return scaled
+
+
+if __name__ == "__main__":
+    main()
