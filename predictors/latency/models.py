@@ -136,12 +136,10 @@ class TableLatencyModel(DenseLatencyModel):
                 f"latency table {table.name} covers resolutions {table.resolutions}, none of which is in the "
                 f"space's {list(geometry.space.resolutions)}"
             )
-        sp = geometry.space
         proto = DenseLatencyModel.from_cost(geometry, table_cost(table), res)
         self.table = table
         super().__init__(geometry, proto.blocks, proto.fixed, calibration=calibration, name=name, supernet=supernet,
                          device=device)
-        del sp
 
 
 def table_cost(table: LatencyTable) -> Callable[[int, LayerSpec], float]:
