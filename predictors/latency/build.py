@@ -40,7 +40,8 @@ from predictors.latency.table import (
     parse_table_csv,
 )
 
-__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "load_calibration", "measure_subnets"]
+__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_summary", "load_calibration", "measure_subnets",
+           "recalibrate"]
 
 CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks")
 #: Fingerprint fields that must agree for measurements to share one table.
@@ -218,7 +219,8 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
     def write_meta(status: str, extra: dict[str, Any] | None = None) -> None:
         meta = {
             "device": device, "supernet": supernet_name, "source": "measured", "units": "ms",
-            "model": "table", "status": status, "runtime": "onnxruntime", "fingerprint": env,
+            "model": "table", "fallback": "layer_cost", "status": status, "runtime": "onnxruntime",
+            "fingerprint": env,
             "measurement": asdict(s), "resolutions": res, "n_entries": len(entries),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -274,16 +276,31 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
                 return folder
             measure_subnets(supernet, [arch], s, tmpdir, on_result=on_result, progress=False)
 
-    extra: dict[str, Any] = {}
-    if len(calib_rows) >= 3:
-        y = np.array([r["measured_ms"] for r in calib_rows])
-        tsum = np.array([r["table_sum_ms"] for r in calib_rows])
-        nb = np.array([r["n_blocks"] for r in calib_rows])
-        a, b, c = fit_calibration(tsum, nb, y)
-        pred = a * tsum + b * nb + c
-        extra["calibration"] = {"a": a, "b": b, "c": c, "n_subnets": len(calib_rows),
-                                "fit": "relative least squares, latency = a*sum + b*n_blocks + c",
-                                "train_mape": float(np.mean(np.abs(pred - y) / y)),
-                                "table_sum_ratio_range": [float((y / tsum).min()), float((y / tsum).max())]}
-    write_meta("complete", extra)
+    write_meta("complete", {"calibration": calibration_summary(calib_rows)} if len(calib_rows) >= 3 else {})
     return folder
+
+
+def calibration_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fit the calibrated-table coefficients on ``calibration.csv`` rows; what ``meta.yaml`` stores."""
+    y = np.array([r["measured_ms"] for r in rows])
+    tsum = np.array([r["table_sum_ms"] for r in rows])
+    nb = np.array([r["n_blocks"] for r in rows])
+    a, b, c = fit_calibration(tsum, nb, y)
+    rel = np.abs(a * tsum + b * nb + c - y) / y
+    return {"a": a, "b": b, "c": c, "n_subnets": len(rows),
+            "fit": "latency = a*sum + b*n_blocks + c, relative residuals, soft-L1 loss (robust to contended runs)",
+            "train_mape": float(rel.mean()), "train_median_ape": float(np.median(rel)),
+            "table_sum_ratio_range": [float((y / tsum).min()), float((y / tsum).max())],
+            "table_sum_ratio_median": float(np.median(y / tsum))}
+
+
+def recalibrate(folder: Path | str) -> dict[str, Any]:
+    """Refit the calibration of a finished table from its ``calibration.csv`` and update ``meta.yaml``."""
+    folder = Path(folder)
+    meta = load_meta(folder)
+    rows = load_calibration(folder)
+    if len(rows) < 3:
+        raise LatencyTableError(f"{folder}/calibration.csv has {len(rows)} measured subnets; need at least 3")
+    meta["calibration"] = calibration_summary(rows)
+    atomic_write_text(folder / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
+    return meta["calibration"]

@@ -6,7 +6,7 @@ how its latency is known, ``description``). Its data for a supernet lives in
 
 * ``table`` — per-layer table sum (``table.csv``); with ``calibration: [a, b, c]`` the calibrated table;
   with ``fallback: layer_cost`` resolutions the table lacks come from the layer-cost model in the same
-  meta (``layer_cost:``) or in ``latency_tables/<table_dir>/layer_cost.yaml``;
+  meta (``layer_cost:``), in ``latency_tables/<table_dir>/layer_cost.yaml``, or else fitted on the table;
 * ``layer_cost`` — the layer-cost model (``layer_cost: {coef, scales, offset}``), e.g. few-shot devices;
 * ``learned`` — a ridge model over per-block features trained on whole-network measurements.
 """
@@ -89,14 +89,19 @@ def geometry_for(supernet: str) -> MBv3Geometry:
     return MBv3Geometry.from_supernet(supernets.create_supernet(supernet))
 
 
-def _layer_cost_from(meta: dict[str, Any], folder: Path) -> LayerCostModel:
+def _layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
+                     geometry: MBv3Geometry | None = None) -> LayerCostModel:
+    """The layer-cost model a meta names: inline, the device's ``layer_cost.yaml``, or (for a measured
+    table without either) fitted on the table itself at load time."""
     if "layer_cost" in meta:
         return LayerCostModel.from_dict(meta["layer_cost"])
     path = folder.parent / "layer_cost.yaml"
-    if not path.is_file():
-        raise LatencyTableError(f"{folder}/meta.yaml asks for a layer-cost model but has no 'layer_cost:' entry and "
-                                f"{path} does not exist")
-    return LayerCostModel.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    if path.is_file():
+        return LayerCostModel.from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    if table is not None and geometry is not None:
+        return LayerCostModel.fit(table, geometry)
+    raise LatencyTableError(f"{folder}/meta.yaml asks for a layer-cost model but has no 'layer_cost:' entry and "
+                            f"{path} does not exist")
 
 
 def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = None,
@@ -142,7 +147,8 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
                                                      name="calibrated" if calib is not None else "table",
                                                      supernet=supernet, device=name)
         if meta.get("fallback") == "layer_cost" and not model.covered.all():
-            model = model.fill_missing(_layer_cost_from(meta, folder).dense(g, supernet=supernet, device=name))
+            lc = _layer_cost_from(meta, folder, table, g)
+            model = model.fill_missing(lc.dense(g, supernet=supernet, device=name))
         return model
     if kind == "layer_cost":
         return _layer_cost_from(meta, folder).dense(g, name=str(meta.get("method", "layer_cost")), supernet=supernet,

@@ -147,13 +147,24 @@ def table_cost(table: LatencyTable) -> Callable[[int, LayerSpec], float]:
 
 
 def fit_calibration(sums: np.ndarray, n_blocks: np.ndarray, measured: np.ndarray,
-                    *, relative: bool = True) -> tuple[float, float, float]:
-    """Least-squares ``measured ≈ a * sum + b * n_blocks + c`` (relative errors by default, since
-    latencies span an order of magnitude and the targets are relative)."""
+                    *, robust: bool = True) -> tuple[float, float, float]:
+    """Fit ``measured ≈ a * sum + b * n_blocks + c`` on relative errors (latencies span an order of
+    magnitude and the targets are relative).
+
+    With ``robust`` (default) the relative residuals go through a soft-L1 loss (scipy ``least_squares``,
+    scale 5 %): on a shared host a few end-to-end timings are inflated several-fold by other processes,
+    and plain least squares would bend the whole line towards them.
+    """
+    from scipy.optimize import least_squares
+
     sums, n_blocks, measured = (np.asarray(v, dtype=np.float64) for v in (sums, n_blocks, measured))
     if len(measured) < 3:
         raise ValueError(f"calibration needs at least 3 measured subnets, got {len(measured)}")
     A = np.stack([sums, n_blocks, np.ones_like(sums)], axis=1)
-    w = 1.0 / measured if relative else np.ones_like(measured)
+    w = 1.0 / measured
     coef, *_ = np.linalg.lstsq(A * w[:, None], measured * w, rcond=None)
+    if robust:
+        scale = np.array([max(abs(coef[0]), 1e-3), max(abs(coef[1]), 1e-4), max(abs(coef[2]), 1e-3)])
+        res = least_squares(lambda p: (A @ p - measured) * w, coef, loss="soft_l1", f_scale=0.05, x_scale=scale)
+        coef = res.x
     return float(coef[0]), float(coef[1]), float(coef[2])
