@@ -288,3 +288,17 @@ def test_space_of_ofa_supernets_is_the_default_mobilenetv3_space() -> None:
     # Archs built from the plain space (e.g. by predictors or the search) run on the w1.0 / w1.2 supernets.
     assert _model("ofa_mbv3_w10").space == MobileNetV3Space()
     assert _model("ofa_mbv3_w12").space == MobileNetV3Space()
+
+
+def test_cached_eval_kernels_follow_in_place_weight_updates() -> None:
+    model = create_supernet("ofa_mbv3_tiny").eval()
+    model.set_min_net()  # kernel 3 everywhere: transformed (and cached in no-grad eval)
+    x = torch.randn(2, 1, 24, 24)
+    with torch.no_grad():
+        first = model(x)
+        assert torch.equal(model(x), first)
+        for blk in model.stages[0]:
+            blk.conv_dw.transform_5to3.mul_(0.5)  # what an optimizer step does: an in-place update
+        changed = model(x)
+        assert not torch.allclose(changed, first)
+        assert (changed - model.get_active_subnet().eval()(x)).abs().max() < 1e-5

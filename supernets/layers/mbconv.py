@@ -16,7 +16,7 @@ from torch import nn
 from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d
 from supernets.utils import make_divisible, permute_bn_
 
-__all__ = ["ACTIVATIONS", "ElasticMBConv", "ElasticSE", "copy_bn_", "se_channels"]
+__all__ = ["ACTIVATIONS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_", "se_channels"]
 
 #: Activation names used by the OFA configs -> in-place torch modules (OFA's h_swish is ``F.hardswish``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
@@ -37,6 +37,62 @@ def copy_bn_(dst: nn.modules.batchnorm._BatchNorm, src: nn.modules.batchnorm._Ba
     dst.num_batches_tracked.copy_(src.num_batches_tracked)
     dst.eps = src.eps
     dst.momentum = src.momentum
+
+
+class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
+    """:class:`DynamicDepthwiseConv2d` with the transform chain composed into one matrix, and a cache of
+    the transformed kernel in no-grad eval (invalidated when any weight it reads changes in place).
+
+    Cropping after a linear map selects rows of its matrix, so ``7→5→3`` is one linear map of the centre
+    5×5 crop: ``T3 @ T5[centre rows]``. One small matmul instead of a chain of crop/copy/linear ops
+    matters on CPU, where each tiny op pays thread start-up.
+    """
+
+    def __init__(self, max_channels: int, kernel_sizes: tuple[int, ...], stride: int = 1) -> None:
+        super().__init__(max_channels, kernel_sizes, stride)
+        self._cache: tuple[tuple, torch.Tensor] | None = None
+        self._transform_names = tuple(n for n, _ in self.named_parameters() if n.startswith("transform"))
+        for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
+            a = (src - dst) // 2
+            rows = torch.arange(src * src).reshape(src, src)[a : a + dst, a : a + dst].reshape(-1)
+            self.register_buffer(f"_rows_{src}to{dst}", rows, persistent=False)
+
+    def _chain(self, k: int) -> tuple[int, torch.Tensor | None]:
+        """(size of the centre crop the kernel reads, composed matrix mapping it to the k×k kernel)."""
+        m: torch.Tensor | None = None
+        size = self.max_kernel
+        for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
+            if src <= k:
+                break
+            t = getattr(self, f"transform_{src}to{dst}")
+            if m is None:
+                size = dst  # the first transform reads the centre dst×dst crop of the full kernel
+                m = t
+            else:
+                m = t @ m.index_select(0, getattr(self, f"_rows_{src}to{dst}"))
+        return size, m
+
+    def active_weight(self, channels: int, kernel_size: int | None = None) -> torch.Tensor:
+        k = kernel_size or self.active_kernel
+        if k == self.max_kernel:
+            return self.weight[:channels]
+        cacheable = not self.training and not torch.is_grad_enabled()
+        if cacheable:
+            key = (channels, k, self.weight._version, self.weight.data_ptr(),
+                   *(getattr(self, n)._version for n in self._transform_names))
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+        size, m = self._chain(k)
+        a = (self.max_kernel - size) // 2
+        crop = self.weight[:channels, :, a : a + size, a : a + size].reshape(channels, size * size)
+        w = F.linear(crop, m).reshape(channels, 1, k, k)
+        if cacheable:
+            self._cache = (key, w)
+        return w
+
+    def train(self, mode: bool = True) -> ElasticDepthwiseConv2d:
+        self._cache = None
+        return super().train(mode)
 
 
 class ElasticSE(nn.Module):
@@ -92,7 +148,7 @@ class ElasticMBConv(nn.Module):
         self.conv_pw = nn.Conv2d(in_chs, max_mid, 1, bias=False)
         self.bn1 = DynamicBatchNorm2d(max_mid)
         self.act1 = ACTIVATIONS[act](inplace=True)
-        self.conv_dw = DynamicDepthwiseConv2d(max_mid, self.kernel_sizes, stride=stride)
+        self.conv_dw = ElasticDepthwiseConv2d(max_mid, self.kernel_sizes, stride=stride)
         self.bn2 = DynamicBatchNorm2d(max_mid)
         self.act2 = ACTIVATIONS[act](inplace=True)
         self.se = ElasticSE(max_mid) if use_se else None

@@ -1,0 +1,106 @@
+"""Cost of elasticity: the supernet running an arch vs the extracted static subnet (timm MobileNetV3).
+
+For the min, mid and max archs of a supernet, times a training step (forward + backward, batch 32,
+128 px) and batch-1 eval inference of both models, interleaving the two so that load changes on a
+shared machine hit both alike, and prints the median times and their ratios (supernet / static).
+Targets: <= 1.03 for training steps, <= 1.05 for batch-1 inference.
+
+    python scripts/bench_elastic.py [--supernet ofa_mbv3_w10] [--repeats 15] [--no-channels-last]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from supernets import Arch, Supernet, create_supernet
+
+
+def mid_arch(model: Supernet) -> Arch:
+    """Every gene at its middle choice."""
+    space = model.space
+    return space.decode(((space.n_choices - 1) // 2)[None, :])[0]
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+
+    return step
+
+
+def infer(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+def interleaved_medians(a: Callable[[], None], b: Callable[[], None], repeats: int, warmup: int = 2,
+                        inner: int = 1) -> tuple[float, float]:
+    """Median seconds per call of ``a`` and ``b``, alternating which goes first each round."""
+    for _ in range(warmup):
+        a()
+        b()
+    ta, tb = [], []
+    for i in range(repeats):
+        order = ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta))
+        for fn, out in order:
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            out.append((time.perf_counter() - t0) / inner)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--supernet", default="ofa_mbv3_w10")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--infer-repeats", type=int, default=30)
+    parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: channels_last)")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    memory_format = torch.contiguous_format if args.no_channels_last else torch.channels_last
+    model = create_supernet(args.supernet)
+    model = model.to(memory_format=memory_format)
+    in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    n_classes = next(m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)).out_features
+    x = torch.randn(args.batch, in_chans, args.resolution, args.resolution).to(memory_format=memory_format)
+    y = torch.randint(0, n_classes, (args.batch,))
+    x1 = x[:1].clone().to(memory_format=memory_format)
+    print(f"{args.supernet}: batch {args.batch}, {args.resolution} px, threads {torch.get_num_threads()}, "
+          f"{'channels_last' if not args.no_channels_last else 'NCHW'}; medians of {args.repeats} interleaved "
+          f"training steps, {args.infer_repeats} batch-1 inferences")
+    print(f"{'arch':<5} {'train super ms':>14} {'static ms':>10} {'ratio':>6}   {'b1 eval super ms':>16} "
+          f"{'static ms':>10} {'ratio':>6}")
+    ratios_train, ratios_eval = [], []
+    for label, arch in (("min", model.space.min_arch()), ("mid", mid_arch(model)), ("max", model.space.max_arch())):
+        model.set_active_subnet(arch)
+        static = model.get_active_subnet().to(memory_format=memory_format)
+        model.train()
+        static.train()
+        ts, tt = interleaved_medians(train_step(model, x, y), train_step(static, x, y), args.repeats)
+        model.eval()
+        static.eval()
+        es, et = interleaved_medians(infer(model, x1), infer(static, x1), args.infer_repeats, warmup=5, inner=5)
+        ratios_train.append(ts / tt)
+        ratios_eval.append(es / et)
+        print(f"{label:<5} {ts * 1e3:14.1f} {tt * 1e3:10.1f} {ts / tt:6.3f}   {es * 1e3:16.2f} {et * 1e3:10.2f} "
+              f"{es / et:6.3f}")
+    print(f"train step ratio (supernet / static): max {max(ratios_train):.3f} (target <= 1.03)")
+    print(f"batch-1 eval ratio (supernet / static): max {max(ratios_eval):.3f} (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
