@@ -45,18 +45,24 @@ def test_note10_table_holds_every_block_of_the_w12_space_at_160_to_224():
     assert len(table.entries) == len(needed)  # nothing extra either
 
 
-def test_host_cpu_tiny_table_holds_every_block_at_every_resolution_and_says_which_host():
-    table = load_table(HOST_TINY)
-    geometry = geometry_for("ofa_mbv3_tiny")
-    assert table.resolutions == list(geometry.space.resolutions)
-    missing = sorted(set(geometry.distinct_layers()) - set(table.entries))
+@pytest.mark.parametrize("folder", sorted(p.parent for p in (LATENCY_TABLES_DIR / "host_cpu").glob("*/meta.yaml")),
+                         ids=lambda p: p.name)
+def test_measured_tables_hold_every_block_at_each_covered_resolution_and_say_which_host(folder):
+    table = load_table(folder)
+    geometry = geometry_for(folder.name)
+    assert table.resolutions == sorted(table.meta["resolutions"])
+    missing = sorted(set(geometry.distinct_layers(table.resolutions)) - set(table.entries))
     assert not missing, f"{len(missing)} blocks missing, e.g. {missing[:3]}"
     meta = table.meta
     assert meta["status"] == "complete"
-    for field in ("cpu", "onnxruntime", "provider", "threads", "batch"):
+    for field in ("cpu", "onnxruntime", "provider", "threads", "batch", "statistic"):
         assert field in meta["fingerprint"]
     assert {"a", "b", "c"} <= set(meta["calibration"])
-    assert (HOST_TINY / "calibration.csv").is_file()
+    assert (folder / "calibration.csv").is_file()
+
+
+def test_host_cpu_tiny_table_covers_every_resolution_of_the_space():
+    assert load_table(HOST_TINY).resolutions == list(geometry_for("ofa_mbv3_tiny").space.resolutions)
 
 
 def _shipped():
