@@ -10,17 +10,19 @@
 Usage:
     python scripts/bench_training.py                       # both parts
     python scripts/bench_training.py --part default
-    python scripts/bench_training.py --part compare --epochs 4 --threads 1
+    python scripts/bench_training.py --part compare --threads 1 --jobs 2 --ps-ckpt <default run>/checkpoints/last.ckpt
 Timings are only meaningful on an otherwise idle machine; the script prints the load average it saw.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -83,6 +85,9 @@ def main() -> None:
                     help="epochs of every strategy in the comparison (default: the default schedule's total)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--calib-batches", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=1, help="comparison runs trained in parallel processes")
+    ap.add_argument("--ps-ckpt", type=Path, default=None,
+                    help="reuse this progressive-shrinking checkpoint (e.g. a default run's last.ckpt)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_training_"))
@@ -109,23 +114,23 @@ def main() -> None:
         space = create_supernet(default_cfg.supernet.name, resolutions=list(default_cfg.supernet.resolutions)).space
         archs = _three_archs(space)
         print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch ==")
-        results: dict[str, dict[str, float]] = {}
-        if ps_ckpt is None or args.epochs is not None:
-            scale = [f"schedule.phases.{i}.epochs={e}" for i, e in enumerate(_split(epochs, default_cfg))]
-            _, wall, _, ps_ckpt = _run("ps", [*common, *scale], out)
-            print(f"  progressive shrinking trained in {wall:.0f} s")
-        results["progressive shrinking"] = _evaluate(ps_ckpt, archs, args.calib_batches)
-        _, wall, _, ckpt = _run("sandwich", [*common, "+experiment=tiny_sandwich",
-                                             f"schedule.phases.0.epochs={epochs}"], out)
-        print(f"  sandwich trained in {wall:.0f} s")
-        results["sandwich"] = _evaluate(ckpt, archs, args.calib_batches)
-        scratch = {}
+        runs: dict[str, list[str]] = {}
+        if args.ps_ckpt is not None:
+            ps_ckpt = args.ps_ckpt
+        elif ps_ckpt is None or args.epochs is not None:
+            runs["ps"] = [*common, *(f"schedule.phases.{i}.epochs={e}" for i, e in enumerate(_split(epochs, default_cfg)))]
+        runs["sandwich"] = [*common, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
         for role, arch in archs.items():
-            _, wall, _, ckpt = _run(f"scratch_{role}", [
-                *common, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
-                f"schedule.phases.0.choices={_fixed_choices(arch)}"], out)
-            print(f"  {role} from scratch trained in {wall:.0f} s")
-            scratch[role] = _evaluate(ckpt, {role: arch}, args.calib_batches)[role]
+            runs[f"scratch_{role}"] = [*common, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
+                                       f"schedule.phases.0.choices={_fixed_choices(arch)}"]
+        ckpts = _run_all(runs, out, args.jobs)
+        ps_ckpt = ckpts.get("ps", ps_ckpt)
+        results: dict[str, dict[str, float]] = {
+            "progressive shrinking": _evaluate(ps_ckpt, archs, args.calib_batches),
+            "sandwich": _evaluate(ckpts["sandwich"], archs, args.calib_batches),
+        }
+        scratch = {role: _evaluate(ckpts[f"scratch_{role}"], {role: arch}, args.calib_batches)[role]
+                   for role, arch in archs.items()}
         results["from scratch"] = scratch
         print(f"\n{'strategy':<24}{'max':>9}{'mid':>9}{'min':>9}   (top-1 %, 2k held-out, BN recalibrated)")
         for name, accs in results.items():
@@ -138,6 +143,28 @@ def main() -> None:
         for role, arch in archs.items():
             print(f"  {role}: {arch}")
     print(f"\nload average at end: {os.getloadavg()}")
+
+
+def _run_job(name: str, overrides: list[str], out: Path) -> tuple[str, Path, float]:
+    _, wall, _, ckpt = _run(name, overrides, out)
+    return name, ckpt, wall
+
+
+def _run_all(runs: dict[str, list[str]], out: Path, jobs: int) -> dict[str, Path]:
+    """Train every configuration (``jobs`` at a time, in spawned processes); returns their last checkpoints."""
+    ckpts = {}
+    if jobs <= 1:
+        for name, ov in runs.items():
+            _, ckpts[name], wall = _run_job(name, ov, out)
+            print(f"  {name} trained in {wall:.0f} s", flush=True)
+        return ckpts
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_job, name, ov, out) for name, ov in runs.items()]
+        for fut in as_completed(futures):
+            name, ckpt, wall = fut.result()
+            ckpts[name] = ckpt
+            print(f"  {name} trained in {wall:.0f} s (parallel jobs: {jobs})", flush=True)
+    return ckpts
 
 
 def _split(total: int, cfg) -> list[int]:
