@@ -26,9 +26,24 @@ def choose_spread(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))
 
 
+def resize_to(x, r: int):
+    """Inputs resized to the subnet's resolution (the data pipeline's job: the module has no resolution)."""
+    import torch
+
+    if x.shape[-1] == r and x.shape[-2] == r:
+        return x
+    return torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", align_corners=False,
+                                           antialias=r < x.shape[-1])
+
+
 def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx: bool = True,
-                   in_chans: int | None = None, weights: str = "untrained") -> list[dict[str, Any]]:
-    """Export each arch as ``<i>_<arch>.pt`` (+ ``.onnx``) in ``out_dir``; returns one record per arch."""
+                   in_chans: int | None = None, weights: str = "untrained",
+                   calib: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Export each arch as ``<i>_r<r>.pt`` (+ ``.onnx``) in ``out_dir``; returns one record per arch.
+
+    ``calib``: input batches (e.g. the checkpoint's training data) to recalibrate each static subnet's
+    BatchNorm statistics on, at the subnet's resolution, before saving (OFA's step before deploying a
+    subnet: the supernet's running statistics belong to no particular subnet)."""
     import torch
 
     if supernet is None:
@@ -44,9 +59,14 @@ def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx:
             arch = supernet.space.parse(str(arch)) if arch.space != supernet.space else arch
             supernet.set_active_subnet(arch)
             sub = supernet.get_active_subnet().eval()
+            if calib:
+                from supernets.bn import recalibrate_bn
+
+                recalibrate_bn(sub, list(calib), n_batches=len(calib), transform=lambda x, r=arch.r: resize_to(x, r))
             stem = f"{i:02d}_r{arch.r}"
             pt = out_dir / f"{stem}.pt"
             payload = {"arch": str(arch), "supernet": getattr(supernet, "name", None), "weights": weights,
+                       "bn_recalibrated_batches": len(calib) if calib else 0,
                        "state_dict": {k: v.detach().clone() for k, v in sub.state_dict().items()}}
             fd, tmp = tempfile.mkstemp(prefix=pt.name, suffix=".tmp", dir=out_dir)
             os.close(fd)

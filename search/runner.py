@@ -396,11 +396,28 @@ def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, to
     print("\n".join(lines))
 
 
+def _calibration_batches(comps, n: int) -> list | None:
+    """``n`` training batches of the checkpoint's data (for BN recalibration of exported subnets)."""
+    if n <= 0 or not comps.ckpt_meta or not comps.ckpt_meta.get("data"):
+        return None
+    from supernets.training.data import create_datamodule
+
+    dm = create_datamodule(**dict(comps.ckpt_meta["data"]))
+    dm.setup()
+    out = []
+    for batch in dm.train_dataloader():
+        out.append(batch[0] if isinstance(batch, (list, tuple)) else batch)
+        if len(out) >= n:
+            break
+    return out
+
+
 def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict, out: Path, cfg: dict) -> None:
     from search.export import choose_spread, export_subnets
 
     k = int(export_cfg["top_k"])
     weights = f"ckpt {cfg['ckpt']}" if cfg.get("ckpt") else "untrained (no ckpt given)"
+    calib = _calibration_batches(comps, int(export_cfg.get("calib_batches", 10) or 0))
     for dev, res in results.items():
         if res.get("status") != "ok" or "front" not in res:
             continue
@@ -408,7 +425,7 @@ def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict,
         pick = choose_spread(len(df), k)
         archs = [comps.space.parse(a) for a in df["arch"].iloc[pick]]
         recs = export_subnets(comps.supernet, archs, out / dev / "export", onnx=bool(export_cfg.get("onnx", True)),
-                              weights=weights)
+                              weights=weights, calib=calib)
         for rec, i in zip(recs, pick):
             rec.update({"top1": float(df["top1"].iloc[i]), "latency_ms": float(df["latency_ms"].iloc[i])})
         res["exported"] = recs
