@@ -31,5 +31,6 @@ def tiny_overrides(output_dir: Path, *, resolutions: tuple[int, ...] = (20, 24),
         "eval.n_random=1",
         "logger=csv",
         "callbacks=none",
+        "threads=1",  # one intra-op thread: tiny tensors gain nothing from more, and shared CPUs lose a lot
         f"paths.output_dir={output_dir}",
     ]
