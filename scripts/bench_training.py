@@ -85,6 +85,8 @@ def main() -> None:
                     help="epochs of every strategy in the comparison (default: the default schedule's total)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--calib-batches", type=int, default=10)
+    ap.add_argument("--roles", default="max,mid,min", help="subnets trained alone from scratch (comma-separated)")
+    ap.add_argument("--no-sandwich", action="store_true", help="skip the sandwich-rule run")
     ap.add_argument("--jobs", type=int, default=1, help="comparison runs trained in parallel processes")
     ap.add_argument("--ps-ckpt", type=Path, default=None,
                     help="reuse this progressive-shrinking checkpoint (e.g. a default run's last.ckpt)")
@@ -119,26 +121,31 @@ def main() -> None:
             ps_ckpt = args.ps_ckpt
         elif ps_ckpt is None or args.epochs is not None:
             runs["ps"] = [*common, *(f"schedule.phases.{i}.epochs={e}" for i, e in enumerate(_split(epochs, default_cfg)))]
-        runs["sandwich"] = [*common, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
+        if not args.no_sandwich:
+            runs["sandwich"] = [*common, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
+        roles = [r for r in args.roles.split(",") if r]
         for role, arch in archs.items():
+            if role not in roles:
+                continue
             runs[f"scratch_{role}"] = [*common, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
                                        f"schedule.phases.0.choices={_fixed_choices(arch)}"]
         ckpts = _run_all(runs, out, args.jobs)
         ps_ckpt = ckpts.get("ps", ps_ckpt)
-        results: dict[str, dict[str, float]] = {
-            "progressive shrinking": _evaluate(ps_ckpt, archs, args.calib_batches),
-            "sandwich": _evaluate(ckpts["sandwich"], archs, args.calib_batches),
-        }
+        results: dict[str, dict[str, float]] = {"progressive shrinking": _evaluate(ps_ckpt, archs, args.calib_batches)}
+        if "sandwich" in ckpts:
+            results["sandwich"] = _evaluate(ckpts["sandwich"], archs, args.calib_batches)
         scratch = {role: _evaluate(ckpts[f"scratch_{role}"], {role: arch}, args.calib_batches)[role]
-                   for role, arch in archs.items()}
+                   for role, arch in archs.items() if f"scratch_{role}" in ckpts}
         results["from scratch"] = scratch
+        nan = float("nan")
         print(f"\n{'strategy':<24}{'max':>9}{'mid':>9}{'min':>9}   (top-1 %, 2k held-out, BN recalibrated)")
         for name, accs in results.items():
-            print(f"{name:<24}" + "".join(f"{100 * accs[r]:>9.2f}" for r in ("max", "mid", "min")))
-        for name in ("progressive shrinking", "sandwich"):
-            gaps = [100 * (results[name][r] - scratch[r]) for r in ("max", "mid", "min")]
+            print(f"{name:<24}" + "".join(f"{100 * accs.get(r, nan):>9.2f}" for r in ("max", "mid", "min")))
+        for name in [n for n in results if n != "from scratch"]:
+            gaps = [100 * (results[name][r] - scratch[r]) for r in ("max", "mid", "min") if r in scratch]
             within = all(g >= -0.5 for g in gaps)
-            print(f"{name:<24}" + "".join(f"{g:>+9.2f}" for g in gaps) +
+            print(f"{name:<24}" + "".join(f"{100 * (results[name][r] - scratch[r]):>+9.2f}" if r in scratch
+                                          else f"{'-':>9}" for r in ("max", "mid", "min")) +
                   f"   gap to scratch (pt); within 0.5 pt: {'yes' if within else 'no'}")
         for role, arch in archs.items():
             print(f"  {role}: {arch}")
