@@ -105,15 +105,26 @@ def test_small_scale_training_trains_and_evaluates_subnets(tmp_path):
             "data.image_size=32", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "trainer.max_steps=1",
             "eval.calib_batches=1", "logger=none", "callbacks.progress_bar=null", "callbacks.lr_monitor=null",
             "trainer.enable_progress_bar=false", "eval.n_random=0"]
-    cfg = table_config("small_scale_training", {"common_overrides": tiny, "roles": ["max", "min"],
+    cfg = table_config("small_scale_training", {"common_overrides": tiny, "roles": ["mid"],
                                                 "methods": {"progressive_shrinking": None, "sandwich": None,
                                                             "from_scratch": {"epochs": 1}},
                                                 "eval": {"calib_batches": 1, "max_val_batches": 1}})
     cfg["methods"] = {k: v for k, v in cfg["methods"].items() if v}
     res = run_table("small_scale_training", cfg, tmp_path, echo=lambda s: None)
     df = _files_ok(res, 1)
-    assert df.loc[0, "method"] == "from_scratch" and df.loc[0, "runs"] == 2
-    assert df[["top1_max", "top1_min"]].stack().between(0, 1).all()
+    assert df.loc[0, "method"] == "from_scratch" and df.loc[0, "runs"] == 1
+    assert 0 <= df.loc[0, "top1_mid"] <= 1
+    assert (tmp_path / "train" / "from_scratch_mid" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_role_choices_pin_each_gene_to_its_largest_middle_or_smallest_value():
+    import supernets
+    from search.tables.small_scale_training import role_choices
+
+    space = supernets.create_supernet("ofa_mbv3_tiny").space
+    assert role_choices(space, "mid") == {"r": [28], "d": [2], "ks": [5], "e": [4]}
+    mx, mn = role_choices(space, "max"), role_choices(space, "min")
+    assert mx["ks"] == [7] and mx["e"] == [6] and mn["ks"] == [3] and mn["d"] == [min(space.depths)]
 
 
 @pytest.mark.parametrize("name", ["ofa_imagenet", "ofa_resnet_imagenet"])

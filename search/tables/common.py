@@ -18,7 +18,7 @@ import pandas as pd
 
 from supernets.paths import REPO_ROOT
 
-__all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "save_figure", "table_command", "write_atomic",
+__all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "quiet_search", "save_figure", "table_command", "write_atomic",
            "write_table"]
 
 
@@ -157,6 +157,18 @@ def provenance(command: str, seconds: float | None = None) -> list[str]:
     if seconds is not None:
         lines.append(f"- wall time: {seconds:.1f} s")
     return lines
+
+
+def quiet_search(cfg: dict[str, Any], log: Path, **models: Any) -> dict[str, Any]:
+    """``search.run(cfg, **models)`` with its printed summary sent to ``log`` (the table is what is printed)."""
+    import contextlib
+
+    import search
+
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as f, contextlib.redirect_stdout(f):
+        return search.run(cfg, **models)
 
 
 def table_command(name: str, overrides: Sequence[str] = ()) -> str:

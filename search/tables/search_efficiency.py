@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.tables.common import Column, TableResult, save_figure
+from search.tables.common import Column, TableResult, quiet_search, save_figure
 
 __all__ = ["build"]
 
@@ -28,7 +28,6 @@ def _best_under(front: pd.DataFrame, limit: float) -> float | None:
 
 def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     """Run every algorithm (``cfg``: configs/reproduce/table/search_efficiency.yaml)."""
-    import search
     from search.pareto import hypervolume, non_dominated
 
     device = str(cfg["device"])
@@ -44,13 +43,15 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         parts, t, n_evals = [], 0.0, 0
         for lim, acfg in runs:
             sub = Path(out_dir) / "search" / (label if lim is None else f"{label}_{lim:g}ms")
-            res = search.run({**base, "algorithm": acfg, "constraints": {"latency_ms": lim}, "out_dir": str(sub)})
+            res = quiet_search({**base, "algorithm": acfg, "constraints": {"latency_ms": lim}, "out_dir": str(sub)},
+                               sub / "search.log")
             d = res["devices"][device]
             if d.get("status") != "ok":
                 raise RuntimeError(f"search {label} (limit {lim}) on {device} did not finish: {d.get('message')}")
             parts.append(d["front"])
             t += float(d["time_s"])
-            n_evals += int(d["n_evals"])
+            # Optuna's collect() re-evaluates the study's trials (cache hits) after the loop: count trials
+            n_evals += int(d.get("n_study_trials") or d["n_evals"])
             run_ref = np.asarray(json.loads((sub / device / "pareto.json").read_text())["reference_point"])
             if ref is None:
                 ref = run_ref
