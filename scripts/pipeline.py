@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         _mark(out, "search", {"search": str(search_dir)})
     if "measure" in steps:
         _need(search_dir / "host_cpu" / "export" / "exported.json", "search")
-        measure(search_dir / "host_cpu" / "export" / "exported.json", ckpt, out / "report.csv")
+        measure(search_dir / "host_cpu" / "export" / "exported.json", ckpt, out / "report.csv", o["supernet"])
         _mark(out, "measure", {"report": str(out / "report.csv")})
     print(f"pipeline finished in {time.perf_counter() - t0:.0f} s (outputs in {out})")
 
@@ -121,7 +121,19 @@ def _need(path: Path, step: str) -> None:
         raise SystemExit(f"{path} does not exist: run the {step!r} step first (steps={step})")
 
 
-def measure(exported_json: Path, ckpt: Path, report: Path) -> None:
+def _table_settings(supernet: str) -> dict:
+    """The measurement settings the host_cpu table was built with (so measured and predicted agree on
+    provider, threads, batch and statistic)."""
+    import yaml
+
+    from supernets.paths import LATENCY_TABLES_DIR
+
+    meta = yaml.safe_load((LATENCY_TABLES_DIR / "host_cpu" / supernet / "meta.yaml").read_text()) or {}
+    keys = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "batch", "statistic")
+    return {k: v for k, v in (meta.get("measurement") or {}).items() if k in keys}
+
+
+def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str) -> None:
     """Measured vs predicted latency and evaluated vs predicted top-1 of the exported subnets."""
     import numpy as np
     import onnxruntime as ort
@@ -137,9 +149,10 @@ def measure(exported_json: Path, ckpt: Path, report: Path) -> None:
     dm = create_datamodule(**dict(meta["data"]))
     dm.setup()
     val = list(dm.val_dataloader())
+    settings = _table_settings(supernet)
     rows = []
     for rec in recs:
-        m = measure_onnx(rec["onnx"])
+        m = measure_onnx(rec["onnx"], **settings)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(rec["onnx"], opts, providers=["CPUExecutionProvider"])
