@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "UNUSED",
     "Arch",
     "Column",
-    "SearchSpace",
     "MobileNetV3Space",
     "ResNetSpace",
-    "UNUSED",
+    "SearchSpace",
 ]
 
 #: Index stored in an encoded matrix for a slot the arch does not use.
@@ -60,7 +60,7 @@ class Arch:
     Gene groups read as attributes: ``arch.r``, ``arch.d``, ``arch.ks`` (``None`` marks an unused slot).
     """
 
-    __slots__ = ("space", "idx", "_hash")
+    __slots__ = ("_hash", "idx", "space")
 
     def __init__(self, space: SearchSpace, idx: tuple[int, ...]) -> None:
         object.__setattr__(self, "space", space)
@@ -198,7 +198,7 @@ class SearchSpace:
                     val = val[0]
                 provided[sl.start] = val
             else:
-                if isinstance(val, (str, bytes)) or not isinstance(val, Sequence) and not isinstance(val, np.ndarray):
+                if isinstance(val, (str, bytes)) or (not isinstance(val, Sequence) and not isinstance(val, np.ndarray)):
                     raise ValueError(f"gene {g!r} needs a sequence of {n} values, got {val!r}")
                 if len(val) != n:
                     raise ValueError(f"gene {g!r} needs {n} values for space {self.name!r}, got {len(val)}: {list(val)}")
