@@ -13,7 +13,7 @@ with the active weights copied in, so a subnet is a normal timm model.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -277,11 +277,8 @@ class OFAMobileNetV3(Supernet):
         copy_bn_(first.bn1, self.first_bn1, c.stem_chs)
         first.conv_pw.weight.copy_(self.first_pw.weight)
         copy_bn_(first.bn2, self.first_bn2, c.first_chs)
-        slots = self.space.max_depth
         for s, stage in enumerate(self.stages):
-            for j in range(arch.d[s]):
-                blk = stage[j]
-                blk.set_active(arch.ks[s * slots + j], arch.e[s * slots + j])
+            for j, blk in enumerate(stage[: arch.d[s]]):  # configured by set_active_subnet
                 target = net.blocks[s + 1][j]
                 if blk.use_se:
                     _check_se(target.se, se_channels(blk.active_mid))
@@ -319,13 +316,12 @@ def _build_ofa(width_mult: float, *, num_classes: int = 1000, in_chans: int = 3,
     return OFAMobileNetV3(config, space)
 
 
-@dataclass(frozen=True)
-class _TinyDefaults:
-    widths: tuple[int, ...] = (16, 16, 24, 40, 64, 192, 256)
-    strides: tuple[int, ...] = (2, 2, 2)
-    acts: tuple[str, ...] = ("relu", "h_swish", "h_swish")
-    se: tuple[bool, ...] = (False, True, True)
-    resolutions: tuple[int, ...] = field(default=(24, 28, 32))
+#: ofa_mbv3_tiny: stem, first block, 3 elastic stages, final expand, feature mix; stem stride 1 for 24-32 px.
+TINY_WIDTHS = (16, 16, 24, 40, 64, 192, 256)
+TINY_STRIDES = (2, 2, 2)
+TINY_ACTS = ("relu", "h_swish", "h_swish")
+TINY_SE = (False, True, True)
+TINY_RESOLUTIONS = (24, 28, 32)
 
 
 # ---------------------------------------------------------------------------------- registered
@@ -346,11 +342,10 @@ def ofa_mbv3_tiny(*, num_classes: int = 10, in_chans: int = 1, resolutions: Sequ
                   dropout: float = 0.1) -> OFAMobileNetV3:
     """A 3-stage OFA-MobileNetV3 for 24-32 px inputs (MNIST by default: 1 channel, 10 classes); stem
     stride 1, widths 16 | 24/40/64 | 192 -> 256, kernel {3,5,7}, expand {3,4,6}, depth {1,2,3}."""
-    t = _TinyDefaults()
     space = MobileNetV3Space(name="ofa_mbv3_tiny", kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(1, 2, 3),
-                             n_stages=3, resolutions=_resolutions(resolutions, t.resolutions))
-    w = t.widths
+                             n_stages=3, resolutions=_resolutions(resolutions, TINY_RESOLUTIONS))
+    w = TINY_WIDTHS
     config = MobileNetV3Config(stem_chs=w[0], first_chs=w[1], stage_chs=w[2:5], final_chs=w[5], head_chs=w[6],
-                               strides=t.strides, acts=t.acts, se=t.se, stem_stride=1, in_chans=in_chans,
+                               strides=TINY_STRIDES, acts=TINY_ACTS, se=TINY_SE, stem_stride=1, in_chans=in_chans,
                                num_classes=num_classes, dropout=dropout)
     return OFAMobileNetV3(config, space)
