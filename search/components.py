@@ -73,6 +73,7 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
     from supernets.registry import list_supernets
 
     devices = device_list(cfg.get("device"))
+    injected = supernet is not None
     ckpt_meta = None
     if supernet is None and cfg.get("ckpt"):
         from supernets.training.checkpoint import load_supernet
@@ -100,6 +101,7 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
     elif accuracy.supernet not in (None, name):
         raise ValueError(f"the accuracy predictor was built for supernet {accuracy.supernet!r}, not {name!r}")
 
+    supernet, space = _keep_to_trained_resolutions(cfg, accuracy, supernet, space, from_config=ckpt_meta is None and not injected)
     models: dict[str, ArchModel] = {}
     for d in devices:
         if latency is not None and d in latency:
@@ -113,6 +115,35 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
     models = {d: adapt(m, space) for d, m in models.items()}
     return Components(supernet_name=name, space=space, accuracy=accuracy, latency=models, supernet=supernet,
                       ckpt_meta=ckpt_meta)
+
+
+def _keep_to_trained_resolutions(cfg: Mapping[str, Any], accuracy: ArchModel, supernet: Any, space: SearchSpace,
+                                 *, from_config: bool) -> tuple[Any, SearchSpace]:
+    """Search only the resolutions the predictor was trained on (``restrict_resolutions: true``, the default):
+    elsewhere it extrapolates, and a front of extrapolations is worthless. Rebuilds a supernet built from the
+    config with those resolutions; a checkpoint's supernet keeps its own space."""
+    trained = getattr(accuracy, "trained_resolutions", None)
+    if not trained or not cfg.get("restrict_resolutions", True) or "r" not in space.group_names:
+        return supernet, space
+    have = space.columns[space.group_slices["r"].start].choices
+    keep = [r for r in have if r in set(trained)]
+    if len(keep) == len(have):
+        return supernet, space
+    if not keep:
+        raise ValueError(f"the predictor was trained at resolutions {list(trained)}, none of which the supernet's "
+                         f"space has ({list(have)}); pick a predictor for these resolutions or set "
+                         "restrict_resolutions=false to search on its extrapolations")
+    if not from_config:
+        log.warning("predictor trained at resolutions %s only; the checkpoint's space also has %s",
+                    list(trained), [r for r in have if r not in keep])
+        return supernet, space
+    import supernets
+
+    name, kwargs = supernet_spec(cfg.get("supernet", getattr(supernet, "name", "ofa_mbv3_w12")))
+    print(f"searching resolutions {keep[0]}..{keep[-1]} ({len(keep)} of {len(have)}): the predictor was trained on "
+          f"those only (restrict_resolutions=false searches all)")
+    supernet = supernets.create_supernet(name, **{**kwargs, "resolutions": keep})
+    return supernet, supernet.space
 
 
 def build_algorithm(acfg: Mapping[str, Any] | str):

@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "ckpt": None,
     "checkpoint_every": 25,
     "probe": 512,
+    "restrict_resolutions": True,
     "progress": True,
     "plot": True,
     "blas_threads": 1,

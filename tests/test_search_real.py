@@ -74,3 +74,12 @@ def test_unknown_device_predictor_and_mismatched_predictor_fail_clearly(tmp_path
         load_components({"device": "pixel", "supernet": "ofa_mbv3_w12", "predictor": "oracle"})
     with pytest.raises(ValueError, match="ofa_mbv3_w12"):  # OFA's w1.2 predictor on the w1.0 supernet
         load_components({"device": "pixel", "supernet": "ofa_mbv3_w10", "predictor": "ofa_pretrained"})
+
+
+def test_search_keeps_to_the_resolutions_ofa_predictor_was_trained_on(real):
+    # OFA's MBv3 predictor was trained on r=160..224 only: outside, its resolution inputs are untrained weights.
+    assert real.space.resolutions == tuple(range(160, 225, 4))
+    assert real.accuracy.predict(real.space.sample_encoded(np.random.default_rng(0), 50)).shape == (50,)
+    wide = load_components({"device": "pixel", "supernet": "ofa_mbv3_w12", "predictor": "ofa_pretrained",
+                            "restrict_resolutions": False})
+    assert min(wide.space.resolutions) == 128

@@ -71,6 +71,13 @@ class AccuracyPredictor(ArchModel):
         #: what the sidecar records besides the hyper-parameters (training set, metrics, ...).
         self.metadata: dict[str, Any] = {}
 
+    @property
+    def trained_resolutions(self) -> tuple[int, ...] | None:
+        """Resolutions the predictor was trained on (``None``: unknown, trust the whole space). Searches keep
+        to them: elsewhere the predictor extrapolates."""
+        seen = (self.metadata.get("training_set") or {}).get("resolutions")
+        return tuple(int(r) for r in seen) if seen else None
+
     def predict(self, archs: ArchBatch) -> np.ndarray:
         """Top-1 fractions, one per arch (see :meth:`ArchModel.predict`).
 

@@ -102,6 +102,12 @@ class OFAMobileNetV3Predictor(_FixedPredictor):
         check_ofa_mbv3_space(space)
         super().__init__(space, supernet=supernet, weights=weights)
 
+    @property
+    def trained_resolutions(self) -> tuple[int, ...]:
+        # OFA trained it on r = 160..224 only: the one-hot slots of lower (and higher) resolutions kept their
+        # random initial weights, so e.g. r=128 archs score a meaningless 76-80 %.
+        return tuple(r for r in range(160, 225, 4))
+
     def features(self, encoded: np.ndarray) -> np.ndarray:
         return ofa_mbv3_features(self.space, encoded)  # type: ignore[arg-type]
 
