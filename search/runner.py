@@ -98,7 +98,8 @@ def from_hydra(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def _out_dir(cfg: Mapping[str, Any]) -> Path:
+def run_dir(cfg: Mapping[str, Any], default: Path | None = None) -> Path:
+    """``cfg.out_dir`` if set, else Hydra's run directory when Hydra runs, else ``default`` (the cwd)."""
     if cfg.get("out_dir"):
         return Path(cfg["out_dir"])
     try:
@@ -106,9 +107,13 @@ def _out_dir(cfg: Mapping[str, Any]) -> Path:
 
         if HydraConfig.initialized():
             return Path(HydraConfig.get().runtime.output_dir)
-    except ImportError:  # pragma: no cover
+    except ImportError:  # pragma: no cover - hydra is a dependency
         pass
-    return Path.cwd()
+    return Path.cwd() if default is None else default
+
+
+def _out_dir(cfg: Mapping[str, Any]) -> Path:
+    return run_dir(cfg)
 
 
 def _objective_names(objectives: Any) -> list[str]:

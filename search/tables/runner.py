@@ -69,16 +69,9 @@ def run_table(name: str, cfg: Mapping[str, Any], out_dir: Path, *, echo: Callabl
 
 
 def _out_dir(cfg: Mapping[str, Any]) -> Path:
-    if cfg.get("out_dir"):
-        return Path(cfg["out_dir"])
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    from search.runner import run_dir
 
-        if HydraConfig.initialized():
-            return Path(HydraConfig.get().runtime.output_dir)
-    except ImportError:  # pragma: no cover - hydra is a dependency
-        pass
-    return Path.cwd() / "outputs" / "reproduce"
+    return run_dir(cfg, Path.cwd() / "outputs" / "reproduce")
 
 
 def _results_page(sections: list[str]) -> str:
