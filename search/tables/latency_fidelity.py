@@ -89,8 +89,7 @@ def _few_shot_rows(geos, devices: list[str]) -> list[dict[str, Any]]:
 
 def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
     from predictors.latency.devices import geometry_for
-    from predictors.latency.help_gpu import HELP_CSV, evaluate_split, help_devices, load_help_csv
-    from predictors.latency.learned import LearnedLatencyModel
+    from predictors.latency.help_gpu import HELP_CSV, evaluate_split, fit_help_model, help_devices, load_help_csv
 
     if not HELP_CSV.is_file():
         return [{"device": "help_*", "supernet": "ofa_mbv3_w10", "model": "learned", "data": f"missing: {HELP_CSV}",
@@ -107,7 +106,7 @@ def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
         perm = np.random.default_rng(seed).permutation(len(x))
         n_test = round(frac * len(x))
         te, tr = perm[:n_test], perm[n_test:]
-        model = LearnedLatencyModel.fit(geo, x[tr], lat[col][tr])
+        model = fit_help_model(geo, x[tr], lat[col][tr])
         row = {"device": dev, "supernet": "ofa_mbv3_w10", "model": "learned ridge",
                "data": f"HELP held-out rows ({n_test} of {len(x)}, split seed {seed})",
                "pred": model.predict(x[te]), "true": lat[col][te]}
