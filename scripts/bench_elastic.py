@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from supernets import Arch, Supernet, create_supernet
+from supernets.cpu import tune_malloc
 
 
 def mid_arch(model: Supernet) -> Arch:
@@ -69,9 +70,12 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--infer-repeats", type=int, default=30)
+    parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc untuned (see supernets/cpu.py)")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: channels_last)")
     args = parser.parse_args()
 
+    if not args.default_malloc:
+        tune_malloc()  # as train.py does: without it both models pay page faults that swamp the difference
     torch.manual_seed(0)
     memory_format = torch.contiguous_format if args.no_channels_last else torch.channels_last
     model = create_supernet(args.supernet)

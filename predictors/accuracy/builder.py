@@ -27,6 +27,7 @@ from predictors.accuracy.dataset import COLUMNS, AccuracyDataset, _format_row, m
 from predictors.accuracy.models import torch_threads
 from predictors.accuracy.spaces import space_from_dict, space_to_dict
 from supernets.bn import recalibrate_bn
+from supernets.cpu import tune_malloc
 from supernets.space import Arch, SearchSpace
 
 __all__ = [
@@ -366,6 +367,7 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
     from supernets.training.checkpoint import load_supernet
     from supernets.training.data import create_datamodule
 
+    tune_malloc()
     ckpt = Path(ckpt)
     supernet, meta = load_supernet(ckpt, map_location=device)
     if not meta.get("data"):

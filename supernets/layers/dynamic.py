@@ -16,8 +16,22 @@ __all__ = [
     "DynamicConv2d",
     "DynamicDepthwiseConv2d",
     "DynamicLinear",
+    "prefix",
     "same_padding",
 ]
+
+
+def prefix(t: torch.Tensor, *sizes: int) -> torch.Tensor:
+    """The leading ``sizes[i]`` entries of dim ``i`` of ``t``, as a view.
+
+    Dims already at full size are not sliced: a slice, even a full one, puts a ``SliceBackward`` in the
+    graph that allocates a zero tensor of the whole weight and copies the gradient into it. For the
+    largest subnet that is pure overhead on every step.
+    """
+    for dim, n in enumerate(sizes):
+        if n != t.shape[dim]:
+            t = t.narrow(dim, 0, n)
+    return t
 
 
 def same_padding(kernel_size: int) -> int:
@@ -34,11 +48,11 @@ class DynamicConv2d(nn.Conv2d):
         self.active_out_channels = max_out_channels
 
     def active_weight(self, in_channels: int) -> torch.Tensor:
-        return self.weight[: self.active_out_channels, :in_channels]
+        return prefix(self.weight, self.active_out_channels, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.active_weight(x.shape[1])
-        b = self.bias[: self.active_out_channels] if self.bias is not None else None
+        b = prefix(self.bias, self.active_out_channels) if self.bias is not None else None
         return F.conv2d(x, w, b, self.stride, self.padding)
 
 
@@ -62,7 +76,7 @@ class DynamicDepthwiseConv2d(nn.Module):
 
     def active_weight(self, channels: int, kernel_size: int | None = None) -> torch.Tensor:
         k = kernel_size or self.active_kernel
-        w = self.weight[:channels]
+        w = prefix(self.weight, channels)
         for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
             if src <= k:
                 break
@@ -95,8 +109,8 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
             x,
             self.running_mean[:c] if not self.training or self.track_running_stats else None,
             self.running_var[:c] if not self.training or self.track_running_stats else None,
-            self.weight[:c],
-            self.bias[:c],
+            prefix(self.weight, c),
+            prefix(self.bias, c),
             use_batch_stats,
             factor,
             self.eps,
@@ -107,4 +121,4 @@ class DynamicLinear(nn.Linear):
     """Linear layer reading the first ``in_features`` of its weight (input width follows the input)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight[:, : x.shape[-1]], self.bias)
+        return F.linear(x, prefix(self.weight, self.out_features, x.shape[-1]), self.bias)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d
+from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d, prefix
 from supernets.utils import make_divisible, permute_bn_
 
 __all__ = ["ACTIVATIONS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_", "se_channels"]
@@ -75,7 +75,7 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
     def active_weight(self, channels: int, kernel_size: int | None = None) -> torch.Tensor:
         k = kernel_size or self.active_kernel
         if k == self.max_kernel:
-            return self.weight[:channels]
+            return prefix(self.weight, channels)
         cacheable = not self.training and not torch.is_grad_enabled()
         if cacheable:
             key = (channels, k, self.weight._version, self.weight.data_ptr(),
@@ -84,7 +84,7 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
                 return self._cache[1]
         size, m = self._chain(k)
         a = (self.max_kernel - size) // 2
-        crop = self.weight[:channels, :, a : a + size, a : a + size].reshape(channels, size * size)
+        crop = prefix(self.weight, channels)[:, :, a : a + size, a : a + size].reshape(channels, size * size)
         w = F.linear(crop, m).reshape(channels, 1, k, k)
         if cacheable:
             self._cache = (key, w)
@@ -110,9 +110,9 @@ class ElasticSE(nn.Module):
         c = x.shape[1]
         rd = se_channels(c)
         s = x.mean((2, 3), keepdim=True)
-        s = F.conv2d(s, self.conv_reduce.weight[:rd, :c], self.conv_reduce.bias[:rd])
+        s = F.conv2d(s, prefix(self.conv_reduce.weight, rd, c), prefix(self.conv_reduce.bias, rd))
         s = F.relu(s, inplace=True)
-        s = F.conv2d(s, self.conv_expand.weight[:c, :rd], self.conv_expand.bias[:c])
+        s = F.conv2d(s, prefix(self.conv_expand.weight, c, rd), prefix(self.conv_expand.bias, c))
         return x * F.hardsigmoid(s)
 
     @torch.no_grad()
@@ -173,12 +173,12 @@ class ElasticMBConv(nn.Module):
         mid = self.active_mid
         shortcut = x
         # Slicing the output dim of a contiguous weight keeps it contiguous (no copy).
-        x = F.conv2d(x, self.conv_pw.weight[:mid])
+        x = F.conv2d(x, prefix(self.conv_pw.weight, mid))
         x = self.act1(self.bn1(x))
         x = self.act2(self.bn2(self.conv_dw(x)))
         if self.se is not None:
             x = self.se(x)
-        x = self.bn3(F.conv2d(x, self.conv_pwl.weight[:, :mid]))
+        x = self.bn3(F.conv2d(x, prefix(self.conv_pwl.weight, self.out_chs, mid)))
         if self.has_skip:
             x = x + shortcut
         return x

@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from supernets.cpu import tune_malloc
 from supernets.registry import create_supernet
 from supernets.training.checkpoint import load_checkpoint, supernet_state_dict
 from supernets.training.data import create_datamodule
@@ -82,6 +83,7 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         cfg = OmegaConf.create(dict(cfg))
     seed = int(cfg.get("seed", 0))
     L.seed_everything(seed, workers=True)
+    tune_malloc()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
 
