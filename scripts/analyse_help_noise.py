@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         print(f"  cross-device: max residual corr {r['resid_corr_max']:.3f} (with {r['resid_corr_partner']})")
         if "twin" in r:
             print(f"  same die ({r['twin']}): residual corr {r['twin_resid_corr']:.3f}; Spearman measured vs measured "
-                  f"{r['twin_measured_spearman']:.3f}, predicted vs predicted {r['twin_predicted_spearman']:.3f}")
+                  f"{r['twin_measured_spearman']:.3f}, predicted vs predicted {r['twin_predicted_spearman']:.3f}; "
+                  f"twin CV Spearman {r['twin_cv_spearman']:.3f} -> implied ceiling "
+                  f"{r['twin_measured_spearman']:.3f} / ({r['twin_cv_spearman']:.3f} x "
+                  f"{r['twin_predicted_spearman']:.3f}) = {r['twin_implied_ceiling']:.3f}")
         print(f"  noise share {r['noise_share']:.3f} -> ceiling Spearman(y_true, y_measured) {r['ceiling']:.3f} "
               f"(drift alone: {r['ceiling_drift_only']:.3f})")
     return rep

@@ -159,20 +159,23 @@ def fit_all(path: Path = HELP_CSV, supernet: str = "ofa_mbv3_w10") -> dict[str, 
         if col in noise:
             n = noise[col]
             meta["noise"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in n.items()}
+            lag = (f"lag-1 autocorr {n['resid_lag1']:.3f}, arch control {n['pred_lag1_control']:.3f}")
+            drift = (f"the residuals drift with the row (measurement) order ({lag}; the drift alone caps Spearman "
+                     f"at {n['ceiling_drift_only']:.3f})" if n["resid_lag1"] > 0.1 else
+                     f"the residuals show no drift in row order ({lag}): the noise is white")
             twin = ""
             if "twin" in n:
                 twin = (f" On the same die ({n['twin']}) the measured latencies agree at Spearman "
                         f"{n['twin_measured_spearman']:.3f} while the two models' predictions agree at "
-                        f"{n['twin_predicted_spearman']:.3f}.")
+                        f"{n['twin_predicted_spearman']:.3f}, which implies a ceiling of about "
+                        f"{n['twin_implied_ceiling']:.3f} for this column without using its residuals.")
             meta["note"] = (
                 f"held-out Spearman {held[device]['spearman']:.3f} is below the 0.95 target and close to this column's "
                 f"estimated measurement-noise ceiling {n['ceiling']:.3f} (scripts/analyse_help_noise.py; noise = the "
                 f"residual share no other GPU's residual shares, {n['noise_share']:.3f}): the residuals "
                 f"(sd {n['resid_sd']:.3f} relative) correlate with no other GPU's at this batch (max "
                 f"{n['resid_corr_max']:.3f}), a gradient-boosted model does no better ({n['trees_heldout_spearman']:.3f}), "
-                f"in-sample R2 {n['insample_r2']:.3f} vs held-out {n['heldout_r2']:.3f}, and residuals drift with the "
-                f"row (measurement) order (lag-1 autocorr {n['resid_lag1']:.3f}, arch control "
-                f"{n['pred_lag1_control']:.3f}; drift alone caps Spearman at {n['ceiling_drift_only']:.3f}).{twin} "
+                f"in-sample R2 {n['insample_r2']:.3f} vs held-out {n['heldout_r2']:.3f}, and {drift}.{twin} "
                 "Prefer the batch-64 device for ranking.")
         model.save(LATENCY_TABLES_DIR / device / supernet, meta)
         gpu = col[len("lat_ms_"): -len(f"_{batch}")]

@@ -14,7 +14,8 @@ could learn it) or measurement noise (no model can), with four figures per colum
   batch. An arch effect the features miss would show on every GPU running the same kernels (2080ti and
   Titan RTX are the same TU102 chip), so the largest residual correlation with another GPU estimates the
   arch-driven share of the residual; the rest is measurement noise. For the TU102 twins it also gives the
-  measured-vs-measured Spearman against the predicted-vs-predicted one.
+  measured-vs-measured Spearman against the predicted-vs-predicted one, and the ceiling that agreement
+  implies without using this column's residuals (``twin_implied_ceiling``).
 * **ceiling**: Spearman(y_true, y_true + noise) simulated with that noise share (and, as an upper bound,
   with the drift alone): what even a perfect model of the architecture would score against these
   measurements.
@@ -120,6 +121,12 @@ def noise_report(geometry: MBv3Geometry, x: np.ndarray, lat: dict[str, np.ndarra
             row["twin_resid_corr"] = others[twin]
             row["twin_measured_spearman"] = float(spearmanr(y, lat[twin]).statistic)
             row["twin_predicted_spearman"] = float(spearmanr(pred[c], pred[twin]).statistic)
+            # With independent noise, Spearman(y_A, y_B) ~ c_A * c_B * rho(f_A, f_B) (c: each column's ceiling,
+            # f: arch-driven latency). The twin's CV Spearman is at most its c_B and the prediction agreement
+            # estimates rho, so this is an upper estimate of c_A that uses no residual of column A.
+            row["twin_cv_spearman"] = float(spearmanr(pred[twin], lat[twin]).statistic)
+            row["twin_implied_ceiling"] = row["twin_measured_spearman"] / (
+                row["twin_cv_spearman"] * row["twin_predicted_spearman"])
         row["noise_share"] = 1.0 - max(0.0, others[partner])
         row["ceiling"] = noise_ceiling(pred[c], r, row["noise_share"], rng)
         row["ceiling_drift_only"] = noise_ceiling(pred[c], r, row["drift_share"], rng)
