@@ -3,18 +3,22 @@
     python scripts/build_accuracy_dataset.py ckpt=outputs/train/.../checkpoints/last.ckpt n=300
     python scripts/build_accuracy_dataset.py ckpt=... n=3000 shard=0/4 out=acc.csv   # one process per shard
     python scripts/build_accuracy_dataset.py ckpt=... n=3000 merge=true out=acc.csv   # join the shards
+    python scripts/build_accuracy_dataset.py ckpt=... n=300 jobs=2      # shards in 2 local processes, merged
 
 Rerunning the same command after an interruption continues where it stopped.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from predictors.accuracy.builder import build_from_checkpoint, merge_shards, parse_shard
+from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard
 from predictors.accuracy.dataset import read_dataset
 from supernets.paths import CONFIG_DIR
 
@@ -26,16 +30,55 @@ def run(cfg: DictConfig) -> Path:
         k = parse_shard(cfg.shard)[1] if str(cfg.shard) != "0/1" else None
         path = merge_shards(cfg.out, k=k)
         print(f"merged into {path}")
+    elif _jobs(cfg) > 1:
+        path = _build_parallel(cfg, _jobs(cfg))
     else:
-        path = build_from_checkpoint(cfg.ckpt, cfg.out, n=cfg.n, seed=cfg.seed, shard=cfg.shard,
-                                     calib_batches=cfg.calib_batches, eval_batches=cfg.eval_batches,
-                                     batch_size=cfg.batch_size, device=cfg.device, limit=cfg.limit,
-                                     threads=cfg.threads, channels_last=cfg.channels_last)
+        path = _build(cfg, cfg.out, cfg.shard, progress=True)
     ds = read_dataset(path)
     planned = (ds.meta.get("plan") or {}).get("n")
     print(f"{path}: {len(ds)} archs (plan: {planned} over all shards), top1 {ds.top1.min():.4f}..{ds.top1.max():.4f} "
           f"(mean {ds.top1.mean():.4f})")
     return path
+
+
+def _jobs(cfg: DictConfig) -> int:
+    """Local shard processes: ``jobs`` as given, or one per available core (at most 8) when null."""
+    if str(cfg.shard) != "0/1":
+        return 1  # an explicit shard runs alone
+    if cfg.jobs is not None:
+        return max(1, int(cfg.jobs))
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def _build(cfg: DictConfig, out: str | Path | None, shard: str, *, progress: bool) -> Path:
+    return build_from_checkpoint(cfg.ckpt, out, n=cfg.n, seed=cfg.seed, shard=shard,
+                                 calib_batches=cfg.calib_batches, eval_batches=cfg.eval_batches,
+                                 batch_size=cfg.batch_size, device=cfg.device, limit=cfg.limit,
+                                 threads=cfg.threads, channels_last=cfg.channels_last, progress=progress)
+
+
+def _build_job(cfg: dict, out: Path, shard: str, progress: bool) -> Path:
+    return _build(OmegaConf.create(cfg), out, shard, progress=progress)
+
+
+def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
+    """Evaluate shards ``i/jobs`` in ``jobs`` spawned processes (each resumable), then merge them into ``out``.
+    Independent processes use the cores better than intra-op threads on these small subnets."""
+    out = Path(cfg.out) if cfg.out else default_out(cfg.ckpt, cfg.n, cfg.seed)
+    if out.exists():
+        print(f"{out} exists (a finished, merged build): nothing to do; pass another out= for a new dataset")
+        return out
+    print(f"evaluating {cfg.n} archs in {jobs} processes (shards i/{jobs}; a rerun resumes each)", flush=True)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        futures = [pool.submit(_build_job, plain, out, f"{i}/{jobs}", i == 0) for i in range(jobs)]
+        for fut in futures:
+            fut.result()
+    if cfg.limit is not None:
+        return out.with_name(f"{out.stem}.shard0of{jobs}{out.suffix}")  # time-boxed: shards stay unmerged
+    merged = merge_shards(out, k=jobs)
+    print(f"merged {jobs} shards into {merged}")
+    return merged
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="build_accuracy_dataset")

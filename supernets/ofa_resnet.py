@@ -13,7 +13,7 @@ widths (``make_divisible(base * w, 8)``). Layout, widths and shortcuts follow OF
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,8 +34,6 @@ from supernets.space import Arch, ResNetSpace
 from supernets.utils import make_divisible, make_divisible_np
 
 __all__ = ["OFAResNet", "ofa_resnet50", "ofa_resnet_tiny"]
-
-_EXTRA_STATE_KEY = "_extra_state"
 
 
 class OFAResNet(Supernet):
@@ -107,7 +105,6 @@ class OFAResNet(Supernet):
         self.classifier = DynamicLinear(max(in_choices), num_classes)
         self._stem_skip = False
         self._stage_depths = list(space.stage_slots)
-        self.loaded_from: str | None = None
         self._init_weights()
         self.set_max_net()
 
@@ -260,51 +257,6 @@ class OFAResNet(Supernet):
         macs = macs + cin * self.num_classes
         params = params + cin * self.num_classes + self.num_classes
         return macs.astype(np.int64), params.astype(np.int64)
-
-    # ------------------------------------------------------------------------------ checkpoints
-    def get_extra_state(self) -> torch.Tensor:
-        # The registry name, so loading a checkpoint into the wrong supernet can say where it came from.
-        # A uint8 tensor rather than a dict: tools that walk state_dict values (EMA, .to(), cloning) see tensors.
-        return torch.tensor(list(self.name.encode()), dtype=torch.uint8)
-
-    def set_extra_state(self, state: Any) -> None:
-        name = _recorded_name(state)
-        if name:
-            self.loaded_from = name  # the supernet the last loaded checkpoint was saved from
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """``nn.Module.load_state_dict`` that explains a checkpoint of another supernet (or other
-        ``num_classes``/``in_chans``) naming both supernets, instead of torch's list of every key."""
-        own = self.state_dict()
-        source = _recorded_name(state_dict.get(_EXTRA_STATE_KEY))
-        missing = [k for k in own if k not in state_dict and k != _EXTRA_STATE_KEY]
-        unexpected = [k for k in state_dict if k not in own]
-        shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in own.items() if k != _EXTRA_STATE_KEY and k in state_dict
-                  and tuple(getattr(state_dict[k], "shape", ())) != tuple(v.shape)]
-        if shapes or (strict and (missing or unexpected)):
-            origin = f"supernet {source!r}" if source else "a model that recorded no supernet name"
-            parts = [f"{len(lst)} {what} (e.g. {', '.join(lst[:3])})"
-                     for what, lst in (("missing keys", missing), ("unexpected keys", unexpected),
-                                       ("shape mismatches", shapes)) if lst]
-            hint = f"create_supernet({source!r}, ...)" if source else "the supernet the checkpoint was saved from"
-            raise ValueError(
-                f"checkpoint of {origin} does not fit supernet {self.name!r} (space {self.space.name!r}, "
-                f"num_classes={self.num_classes}, in_chans={self.in_chans}): {'; '.join(parts)}. "
-                f"Load it into {hint} with the num_classes and in_chans it was trained with."
-            )
-        if _EXTRA_STATE_KEY not in state_dict:  # plain state dicts (or partial ones, e.g. BN statistics)
-            state_dict = {**state_dict, _EXTRA_STATE_KEY: torch.zeros(0, dtype=torch.uint8)}
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-
-def _recorded_name(state: Any) -> str | None:
-    if isinstance(state, torch.Tensor) and state.dtype == torch.uint8 and state.dim() == 1:
-        try:
-            return bytes(state.tolist()).decode()
-        except UnicodeDecodeError:
-            return None
-    return None
 
 
 def _copy_pool(pool: nn.Module) -> nn.Module:

@@ -143,3 +143,28 @@ def test_shards_merge_into_the_full_plan(tiny, tmp_path):
     assert sorted(map(str, merged.archs)) == sorted(map(str, plan)) and merged.meta["complete"]
     with pytest.raises(FileExistsError):
         merge_shards(out)
+
+
+def test_script_jobs_builds_shards_in_parallel_processes_and_merges_them_like_one_process(compose_config, tmp_path):
+    import subprocess
+    import sys
+
+    from supernets.paths import REPO_ROOT
+    from supernets.training import train
+    from tests.training_utils import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(tmp_path / "run") if o != "callbacks=none"]
+    train(compose_config("train", [*overrides, "callbacks=default", "callbacks.progress_bar=null",
+                                   "schedule.end_phase=teacher"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    common = [sys.executable, "scripts/build_accuracy_dataset.py", f"ckpt={ckpt}", "n=6", "calib_batches=1",
+              f"hydra.run.dir={tmp_path / 'h'}"]
+    for jobs, out in ((2, tmp_path / "par.csv"), (1, tmp_path / "one.csv")):
+        subprocess.run([*common, f"jobs={jobs}", f"out={out}"], cwd=REPO_ROOT, check=True, capture_output=True)
+    par, one = read_dataset(tmp_path / "par.csv"), read_dataset(tmp_path / "one.csv")
+    assert len(par) == 6 and sorted(map(str, par.archs)) == sorted(map(str, one.archs))
+    assert dict(zip(map(str, par.archs), par.top1)) == dict(zip(map(str, one.archs), one.top1))
+    assert par.meta["complete"] and sorted(par.meta["merged_from"]) == ["par.shard0of2.csv", "par.shard1of2.csv"]
+    rerun = subprocess.run([*common, "jobs=2", f"out={tmp_path / 'par.csv'}"], cwd=REPO_ROOT, check=True,
+                           capture_output=True, text=True)
+    assert "nothing to do" in rerun.stdout

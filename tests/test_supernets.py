@@ -188,3 +188,16 @@ def test_supernet_rejects_arch_of_another_space(name: str) -> None:
     other = MobileNetV3Space(name="other", resolutions=(7,))
     with pytest.raises(ValueError, match="expects an Arch of space"):
         model.set_active_subnet(other.max_arch())
+
+
+def test_every_supernet_checkpoint_names_its_supernet_and_a_wrong_one_fails_naming_both(tmp_path) -> None:
+    mbv3, resnet = _fresh("ofa_mbv3_tiny"), _fresh("ofa_resnet_tiny")
+    torch.save(mbv3.state_dict(), tmp_path / "mbv3.pt")
+    state = torch.load(tmp_path / "mbv3.pt", weights_only=True)
+    same = create_supernet("ofa_mbv3_tiny")
+    same.load_state_dict(state)
+    assert same.loaded_from == "ofa_mbv3_tiny"
+    with pytest.raises(ValueError, match=r"supernet 'ofa_mbv3_tiny' does not fit supernet 'ofa_resnet_tiny'"):
+        resnet.load_state_dict(state)
+    legacy = {k: v for k, v in state.items() if k != "_extra_state"}  # saved before names were recorded
+    create_supernet("ofa_mbv3_tiny").load_state_dict(legacy)

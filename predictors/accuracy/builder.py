@@ -35,6 +35,7 @@ __all__ = [
     "build_accuracy_dataset",
     "build_from_checkpoint",
     "cache_batches",
+    "default_out",
     "evaluate_arch",
     "merge_shards",
     "plan_archs",
@@ -353,6 +354,13 @@ def merge_shards(out: str | os.PathLike, *, k: int | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------------- from a ckpt
+def default_out(ckpt: str | os.PathLike, n: int, seed: int) -> Path:
+    """``<run dir>/accuracy/<ckpt stem>_n<n>_seed<seed>.csv``: a fixed place, so rerunning a build resumes it."""
+    ckpt = Path(ckpt)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    return run_dir / "accuracy" / f"{ckpt.stem}_n{n}_seed{seed}.csv"
+
+
 def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None = None, *, n: int = 300,
                           seed: int = 0, shard: tuple[int, int] | str | None = None, calib_batches: int = 10,
                           eval_batches: int | None = None, batch_size: int | None = None,
@@ -379,8 +387,7 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
     dm = create_datamodule(**data_cfg)
     dm.setup()
     if out is None:
-        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        out = run_dir / "accuracy" / f"{ckpt.stem}_n{n}_seed{seed}.csv"
+        out = default_out(ckpt, n, seed)
     source = {"ckpt": str(ckpt.resolve()), "ckpt_sha256": file_sha256(ckpt), "phase": meta.get("phase"),
               "data": meta["data"], "eval_split": "val_dataloader (held out)", "calib_split": "train_dataloader"}
     return build_accuracy_dataset(supernet, dm.train_dataloader(), dm.val_dataloader(), out, n=n, seed=seed,
