@@ -5,7 +5,7 @@ For the min, mid and max archs of a supernet, times a training step (forward + b
 shared machine hit both alike, and prints the median times and their ratios (supernet / static).
 Targets: <= 1.03 for training steps, <= 1.05 for batch-1 inference.
 
-    python scripts/bench_elastic.py [--supernet ofa_mbv3_w10] [--repeats 15] [--no-channels-last]
+    python scripts/bench_elastic.py [--supernet ofa_mbv3_w10] [--repeats 15] [--threads 1] [--no-channels-last]
 """
 
 from __future__ import annotations
@@ -70,10 +70,13 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--infer-repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc untuned (see supernets/cpu.py)")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: channels_last)")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.default_malloc:
         tune_malloc()  # as train.py does: without it both models pay page faults that swamp the difference
     torch.manual_seed(0)

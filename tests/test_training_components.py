@@ -97,6 +97,20 @@ def test_schedule_slice_runs_named_phases_alone(space):
         build_schedule({**PS, "start_phase": "width"}, space, global_batch_size=64)
 
 
+def test_sandwich_sampling_trains_each_elastic_phases_smallest_subnet_every_step(space):
+    s = build_schedule({**PS, "sandwich_sampling": True}, space, global_batch_size=64)
+    teacher, kernel, depth = s.phases
+    assert isinstance(teacher.sampler, UniformSampler)  # one subnet (the full net): nothing to sandwich
+    for phase, n in ((kernel, 2), (depth, 2)):
+        assert isinstance(phase.sampler, SandwichSampler) and phase.distill == "teacher"
+        for step in range(5):
+            plan = phase.sampler(np.random.default_rng([0, step]))
+            assert plan.roles[:2] == ("max", "min") and len(plan.archs) == n
+            assert len(set(plan.resolutions)) == 1  # one resolution per step, as in OFA's shrinking
+            assert plan.archs[1] == phase.sampler.restricted.min_arch(plan.resolutions[0])
+    assert depth.sampler.restricted.min_arch().d == (1, 1, 1) and kernel.sampler.restricted.min_arch().d == (3, 3, 3)
+
+
 # ---------------------------------------------------------------------------------- losses
 @pytest.mark.parametrize("fn", [kl_divergence, alpha_divergence])
 def test_divergences_vanish_when_student_matches_teacher_and_are_positive_otherwise(fn):

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from supernets.space import SearchSpace
 from supernets.training.samplers import SandwichSampler, SubnetSampler, UniformSampler
 
@@ -129,12 +131,21 @@ def _select(phases: Sequence[Mapping[str, Any]], start: str | int | None, end: s
     return list(range(lo, hi + 1))
 
 
+def _elastic(sampler: SubnetSampler) -> bool:
+    """Whether the sampler's space has more than one subnet apart from the resolution."""
+    r = sampler.space.group_slices["r"]
+    return bool(np.delete(sampler.restricted.n_allowed, np.arange(r.start, r.stop)).max(initial=1) > 1)
+
+
 def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_size: int) -> Schedule:
     """Build a :class:`Schedule` from a schedule config (see ``configs/schedule/*.yaml``).
 
     Keys: ``name``, ``phases`` (list), optional ``start_phase``/``end_phase`` (name or index) to run a slice,
     ``base_batch_size`` (learning rates in the file are for this global batch; scaled linearly to the run's),
-    ``min_lr_ratio``, and ``phase_defaults`` merged into every phase.
+    ``min_lr_ratio``, ``phase_defaults`` merged into every phase, and ``sandwich_sampling``: when true, every
+    phase with a uniform sampler over more than one subnet trains the phase's largest and smallest subnets plus
+    ``n_subnets - 2`` random ones at one resolution per step instead (progressive shrinking with the sandwich
+    rule inside each phase; the smallest subnet of a phase is trained every step rather than by chance).
     """
     phases_cfg = list(cfg.get("phases") or [])
     if not phases_cfg:
@@ -154,6 +165,9 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         if kind not in SAMPLERS:
             raise ValueError(f"phase {pc['name']!r}: unknown sampler type {kind!r}; available {sorted(SAMPLERS)}")
         sampler = SAMPLERS[kind](space, choices=pc.get("choices"), **sampler_cfg)
+        if cfg.get("sandwich_sampling") and isinstance(sampler, UniformSampler) and _elastic(sampler):
+            sampler = SandwichSampler(space, choices=pc.get("choices"), n_random=max(sampler.n_subnets - 2, 0),
+                                      resolution="shared")
         distill = str(pc.get("distill", "none"))
         if distill not in DISTILL_MODES:
             raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
