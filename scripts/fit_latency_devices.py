@@ -24,7 +24,7 @@ import yaml
 
 from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.layer_cost import LayerCostModel, fit_few_shot, loo_errors
-from predictors.latency.published import PUBLISHED_CSV, load_published_nets, published_geometries
+from predictors.latency.published import PUBLISHED_SOURCE, load_published_nets, published_geometries
 from predictors.latency.table import atomic_write_text, load_table
 from supernets.paths import LATENCY_TABLES_DIR
 
@@ -33,7 +33,7 @@ SUPERNETS = ("ofa_mbv3_w10", "ofa_mbv3_w12")
 METHOD = "two_scales"
 PUBLISHED_ATTRIBUTION = (
     "Whole-network latencies of the OFA specialised MobileNetV3 subnets (OFA model zoo, Cai et al., ICLR 2020; "
-    "han-cai/files a7c9bcd), copied in latency_tables/published/ofa_mbv3_subnets.csv"
+    "han-cai/files a7c9bcd), bundled in supernets/data/ofa_specialized_summary.csv"
 )
 
 
@@ -89,8 +89,7 @@ def fit_devices(lc: LayerCostModel, geos: dict[float, MBv3Geometry]) -> None:
                 "loo_max_abs_rel_err": round(float(np.abs(loo).max()), 4),
                 "loo_rel_err": {n.name: round(float(v), 4) for n, v in zip(nets, loo)},
                 "date": dt.date.today().isoformat(), "command": "python scripts/fit_latency_devices.py",
-                "attribution": PUBLISHED_ATTRIBUTION, "published_csv": str(PUBLISHED_CSV.relative_to(
-                    LATENCY_TABLES_DIR.parent)),
+                "attribution": PUBLISHED_ATTRIBUTION, "published_source": PUBLISHED_SOURCE,
             }
             write_yaml(LATENCY_TABLES_DIR / dev / supernet / "meta.yaml", meta)
 
