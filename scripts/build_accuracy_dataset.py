@@ -16,10 +16,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import hydra
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard
-from predictors.accuracy.dataset import read_dataset
+from predictors.accuracy.dataset import meta_path, read_dataset
 from supernets.paths import CONFIG_DIR
 
 
@@ -66,8 +67,12 @@ def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
     Independent processes use the cores better than intra-op threads on these small subnets."""
     out = Path(cfg.out) if cfg.out else default_out(cfg.ckpt, cfg.n, cfg.seed)
     if out.exists():
-        print(f"{out} exists (a finished, merged build): nothing to do; pass another out= for a new dataset")
-        return out
+        meta = yaml.safe_load(meta_path(out).read_text()) if meta_path(out).is_file() else None
+        if (meta or {}).get("merged_from"):
+            print(f"{out} exists (a finished, merged build): nothing to do; pass another out= for a new dataset")
+            return out
+        print(f"{out} holds a build started in one process (jobs=1): continuing it in this process")
+        return _build(cfg, out, "0/1", progress=True)
     print(f"evaluating {cfg.n} archs in {jobs} processes (shards i/{jobs}; a rerun resumes each)", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         plain = OmegaConf.to_container(cfg, resolve=True)

@@ -168,3 +168,10 @@ def test_script_jobs_builds_shards_in_parallel_processes_and_merges_them_like_on
     rerun = subprocess.run([*common, "jobs=2", f"out={tmp_path / 'par.csv'}"], cwd=REPO_ROOT, check=True,
                            capture_output=True, text=True)
     assert "nothing to do" in rerun.stdout
+    # a build begun in one process is continued, not mistaken for a merged one
+    subprocess.run([*common, "jobs=1", "limit=2", f"out={tmp_path / 'half.csv'}"], cwd=REPO_ROOT, check=True,
+                   capture_output=True)
+    cont = subprocess.run([*common, "jobs=2", f"out={tmp_path / 'half.csv'}"], cwd=REPO_ROOT, check=True,
+                          capture_output=True, text=True)
+    assert "continuing it in this process" in cont.stdout
+    assert read_dataset(tmp_path / "half.csv").top1.tolist() == read_dataset(tmp_path / "one.csv").top1.tolist()
