@@ -19,7 +19,7 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard
+from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard, shard_path
 from predictors.accuracy.dataset import meta_path, read_dataset
 from supernets.paths import CONFIG_DIR
 
@@ -31,8 +31,8 @@ def run(cfg: DictConfig) -> Path:
         k = parse_shard(cfg.shard)[1] if str(cfg.shard) != "0/1" else None
         path = merge_shards(cfg.out, k=k)
         print(f"merged into {path}")
-    elif _jobs(cfg) > 1:
-        path = _build_parallel(cfg, _jobs(cfg))
+    elif (jobs := _jobs(cfg)) > 1:
+        path = _build_parallel(cfg, jobs)
     else:
         path = _build(cfg, cfg.out, cfg.shard, progress=True)
     ds = read_dataset(path)
@@ -80,7 +80,7 @@ def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
         for fut in futures:
             fut.result()
     if cfg.limit is not None:
-        return out.with_name(f"{out.stem}.shard0of{jobs}{out.suffix}")  # time-boxed: shards stay unmerged
+        return shard_path(out, (0, jobs))  # time-boxed: shards stay unmerged
     merged = merge_shards(out, k=jobs)
     print(f"merged {jobs} shards into {merged}")
     return merged
