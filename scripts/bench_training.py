@@ -3,9 +3,9 @@
 1. ``default``: the default ``python train.py`` config (progressive shrinking). Prints wall and CPU time and the
    top-1 of the largest / smallest / random subnets after BN recalibration, against the targets
    (<= 600 s on 2 cores, max >= 97 %, min >= 93 %).
-2. ``compare``: at equal epochs, progressive shrinking (OFA), progressive shrinking with the sandwich rule inside
-   its phases (``+experiment=tiny_ps_sandwich``), the sandwich rule (BigNAS) and the max / mid / min subnets each
-   trained alone from scratch; prints the top-1 of the three subnets under each strategy and the gap to
+2. ``compare``: at equal epochs, progressive shrinking (the default recipe: each phase's largest and smallest
+   subnets every step), progressive shrinking as OFA samples it (``+experiment=tiny_ps_ofa``: uniform subnets, one
+   resolution per step), the sandwich rule (BigNAS) and the max / mid / min subnets each trained alone from scratch; prints the top-1 of the three subnets under each strategy and the gap to
    from-scratch (OFA and BigNAS claim parity, target within 0.5 pt). The default budget is twice the default
    schedule's 9 epochs: those are sized for a <= 10 min `python train.py`, not for convergence.
 
@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--calib-batches", type=int, default=10)
     ap.add_argument("--roles", default="max,mid,min", help="subnets trained alone from scratch (comma-separated)")
     ap.add_argument("--no-sandwich", action="store_true", help="skip the sandwich-rule run")
-    ap.add_argument("--no-ps-sandwich", action="store_true", help="skip progressive shrinking with sandwich sampling")
+    ap.add_argument("--no-ps-ofa", action="store_true", help="skip progressive shrinking with OFA's uniform sampling")
     ap.add_argument("--jobs", type=int, default=1, help="comparison runs trained in parallel processes")
     ap.add_argument("--ps-ckpt", type=Path, default=None,
                     help="reuse this progressive-shrinking checkpoint (e.g. a default run's last.ckpt)")
@@ -120,13 +120,12 @@ def main() -> None:
         archs = _three_archs(space)
         print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch ==")
         runs: dict[str, list[str]] = {}
-        phase_epochs = [f"schedule.phases.{i}.epochs={e}" for i, e in enumerate(_split(epochs, default_cfg))]
         if args.ps_ckpt is not None:
             ps_ckpt = args.ps_ckpt
         else:
-            runs["ps"] = [*common, *phase_epochs]
-        if not args.no_ps_sandwich:
-            runs["ps_sandwich"] = [*common, "+experiment=tiny_ps_sandwich", *phase_epochs]
+            runs["ps"] = [*common, *_phase_epochs(epochs, [])]
+        if not args.no_ps_ofa:
+            runs["ps_ofa"] = [*common, "+experiment=tiny_ps_ofa", *_phase_epochs(epochs, ["+experiment=tiny_ps_ofa"])]
         if not args.no_sandwich:
             runs["sandwich"] = [*common, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
         roles = [r for r in args.roles.split(",") if r]
@@ -138,8 +137,8 @@ def main() -> None:
         ckpts = _run_all(runs, out, args.jobs)
         ps_ckpt = ckpts.get("ps", ps_ckpt)
         results: dict[str, dict[str, float]] = {"progressive shrinking": _evaluate(ps_ckpt, archs, args.calib_batches)}
-        if "ps_sandwich" in ckpts:
-            results["PS + sandwich sampling"] = _evaluate(ckpts["ps_sandwich"], archs, args.calib_batches)
+        if "ps_ofa" in ckpts:
+            results["PS, OFA's sampling"] = _evaluate(ckpts["ps_ofa"], archs, args.calib_batches)
         if "sandwich" in ckpts:
             results["sandwich"] = _evaluate(ckpts["sandwich"], archs, args.calib_batches)
         scratch = {role: _evaluate(ckpts[f"scratch_{role}"], {role: arch}, args.calib_batches)[role]
@@ -198,8 +197,14 @@ def _run_all(runs: dict[str, list[str]], out: Path, jobs: int) -> dict[str, Path
     return ckpts
 
 
+def _phase_epochs(total: int, overrides: list[str]) -> list[str]:
+    """Overrides scaling the phase epochs of the schedule these overrides select to ``total`` in all."""
+    cfg = _compose(["paths.output_dir=/tmp/unused", *overrides])
+    return [f"schedule.phases.{i}.epochs={e}" for i, e in enumerate(_split(total, cfg))]
+
+
 def _split(total: int, cfg) -> list[int]:
-    """Scale the default schedule's phase epochs to ``total`` (each phase keeps at least one epoch)."""
+    """Scale a schedule's phase epochs to ``total`` (each phase keeps at least one epoch)."""
     base = [int(p.epochs) for p in cfg.schedule.phases]
     if total < len(base):
         raise SystemExit(f"--epochs must be >= {len(base)} (one per progressive-shrinking phase)")

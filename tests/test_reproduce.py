@@ -106,7 +106,7 @@ def test_small_scale_training_trains_and_evaluates_subnets(tmp_path):
             "eval.calib_batches=1", "logger=none", "callbacks.progress_bar=null", "callbacks.lr_monitor=null",
             "trainer.enable_progress_bar=false", "eval.n_random=0"]
     cfg = table_config("small_scale_training", {"common_overrides": tiny, "roles": ["mid"],
-                                                "methods": {"progressive_shrinking": None, "ps_sandwich_sampling": None, "sandwich": None,
+                                                "methods": {"progressive_shrinking": None, "ps_ofa_sampling": None, "sandwich": None,
                                                             "from_scratch": {"epochs": 1}},
                                                 "eval": {"calib_batches": 1, "max_val_batches": 1}})
     cfg["methods"] = {k: v for k, v in cfg["methods"].items() if v}

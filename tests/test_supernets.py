@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from supernets import MobileNetV3Space, ResNetSpace, Supernet, count_params, create_supernet, list_supernets
+from supernets.bn import recalibrate_bn
 from supernets.space import Arch
 
 NAMES = list_supernets()
@@ -80,6 +81,74 @@ def test_extracted_subnet_output_equals_supernet_output_in_eval(name: str) -> No
         diff = (expected - got).abs().max().item()
         assert diff < 1e-5, f"{name} {arch}: max abs diff {diff}"
         assert model.active_arch == arch
+
+
+def test_inference_cache_follows_arch_weight_statistic_and_dtype_changes() -> None:
+    """The eval-mode fast path caches sliced weights; every way a weight can change must reach the output."""
+    model = _fresh("ofa_mbv3_tiny")
+    _randomise_bn_and_transforms(model, seed=3)
+    model.eval()
+    x = _input(model, "ofa_mbv3_tiny", batch=2)
+    small, large = model.space.min_arch(), model.space.sample(np.random.default_rng(4), 1)[0]
+
+    def check() -> None:
+        with torch.no_grad():
+            got = model(x)
+        with torch.enable_grad():  # the uncached autograd path
+            ref = model(x).detach()
+        expected = model.get_active_subnet().eval()(x.to(got.dtype)).detach()
+        assert (got - ref).abs().max().item() < 1e-5 and (got - expected).abs().max().item() < 1e-5
+
+    model.set_active_subnet(small)
+    check()
+    model.set_active_subnet(large)
+    check()
+    model.set_active_subnet(small)  # kernel 3 and the narrowest width: the cache holds computed copies
+    blk = model._active_blocks[0]
+    for t in (blk.conv_pwl.weight, blk.bn1.running_var, getattr(blk.conv_dw, blk.conv_dw._transform_names[-1])):
+        with torch.no_grad():
+            t.add_(0.1)  # in place
+        check()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["stages.0.0.conv_pwl.weight"].mul_(-1)
+    model.load_state_dict(state)
+    check()
+    model.load_state_dict({k: v * 1.1 if v.is_floating_point() else v for k, v in state.items()}, assign=True)
+    check()
+    model.double()
+    x = x.double()
+    check()
+    sub = model.get_active_subnet()
+    recalibrate_bn(model, [x], n_batches=1)  # the block in eval mode, its BNs in train mode, no grad
+    recalibrate_bn(sub, [x], n_batches=1)
+    with torch.no_grad():
+        assert (model(x) - sub(x)).abs().max().item() < 1e-5
+    check()
+
+
+def test_fused_block_slicing_gives_the_reference_outputs_and_gradients(monkeypatch) -> None:
+    """One autograd node per block slicing all its weights == slicing each weight on its own (float64)."""
+    from supernets.layers.mbconv import ElasticMBConv
+
+    model = _fresh("ofa_mbv3_tiny").double().train()
+    _randomise_bn_and_transforms(model, seed=5)
+    x = _input(model, "ofa_mbv3_tiny", batch=4).double()
+    for arch in [model.space.min_arch(), *model.space.sample(np.random.default_rng(6), 6)]:
+        model.set_active_subnet(arch)
+        runs = []
+        for fused in (True, False):
+            monkeypatch.setattr(ElasticMBConv, "fused_slicing", fused)
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(7)  # the same dropout mask
+            out = model(x)
+            (out * torch.linspace(-1, 1, out.shape[1], dtype=out.dtype)).sum().backward()
+            runs.append((out.detach(), {n: p.grad for n, p in model.named_parameters()}))
+        (out_f, grads_f), (out_r, grads_r) = runs
+        assert torch.allclose(out_f, out_r, atol=1e-12)
+        for n, g in grads_r.items():
+            assert (g is None) == (grads_f[n] is None), n
+            if g is not None:
+                assert grads_f[n].shape == g.shape and torch.allclose(grads_f[n], g, atol=1e-12), n
 
 
 @torch.no_grad()

@@ -109,6 +109,12 @@ def test_sandwich_sampling_trains_each_elastic_phases_smallest_subnet_every_step
             assert len(set(plan.resolutions)) == 1  # one resolution per step, as in OFA's shrinking
             assert plan.archs[1] == phase.sampler.restricted.min_arch(plan.resolutions[0])
     assert depth.sampler.restricted.min_arch().d == (1, 1, 1) and kernel.sampler.restricted.min_arch().d == (3, 3, 3)
+    per = build_schedule({**PS, "sandwich_sampling": True, "sandwich_resolution": "per_subnet"}, space,
+                         global_batch_size=64).phases[2].sampler
+    res = sorted(space.columns[space.group_slices["r"].start].choices)
+    for step in range(5):  # BigNAS's resolutions: the largest subnet at the largest, the smallest at the smallest
+        plan = per(np.random.default_rng([0, step]))
+        assert plan.resolutions == (res[-1], res[0]) and plan.archs[1] == per.restricted.min_arch(res[0])
 
 
 # ---------------------------------------------------------------------------------- losses

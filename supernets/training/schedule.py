@@ -144,8 +144,10 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
     ``base_batch_size`` (learning rates in the file are for this global batch; scaled linearly to the run's),
     ``min_lr_ratio``, ``phase_defaults`` merged into every phase, and ``sandwich_sampling``: when true, every
     phase with a uniform sampler over more than one subnet trains the phase's largest and smallest subnets plus
-    ``n_subnets - 2`` random ones at one resolution per step instead (progressive shrinking with the sandwich
-    rule inside each phase; the smallest subnet of a phase is trained every step rather than by chance).
+    ``n_subnets - 2`` random ones instead (progressive shrinking with the sandwich rule inside each phase; the
+    smallest subnet of a phase is trained every step rather than by chance). ``sandwich_resolution`` says at
+    which resolutions: ``shared`` (default; one per step, as OFA) or ``per_subnet`` (BigNAS: the largest subnet
+    at the largest resolution, the smallest at the smallest).
     """
     phases_cfg = list(cfg.get("phases") or [])
     if not phases_cfg:
@@ -167,7 +169,7 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         sampler = SAMPLERS[kind](space, choices=pc.get("choices"), **sampler_cfg)
         if cfg.get("sandwich_sampling") and isinstance(sampler, UniformSampler) and _elastic(sampler):
             sampler = SandwichSampler(space, choices=pc.get("choices"), n_random=max(sampler.n_subnets - 2, 0),
-                                      resolution="shared")
+                                      resolution=str(cfg.get("sandwich_resolution") or "shared"))
         distill = str(pc.get("distill", "none"))
         if distill not in DISTILL_MODES:
             raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
