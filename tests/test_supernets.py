@@ -126,31 +126,6 @@ def test_inference_cache_follows_arch_weight_statistic_and_dtype_changes() -> No
     check()
 
 
-def test_fused_block_slicing_gives_the_reference_outputs_and_gradients(monkeypatch) -> None:
-    """One autograd node per block slicing all its weights == slicing each weight on its own (float64)."""
-    from supernets.layers.mbconv import ElasticMBConv
-
-    model = _fresh("ofa_mbv3_tiny").double().train()
-    _randomise_bn_and_transforms(model, seed=5)
-    x = _input(model, "ofa_mbv3_tiny", batch=4).double()
-    for arch in [model.space.min_arch(), *model.space.sample(np.random.default_rng(6), 6)]:
-        model.set_active_subnet(arch)
-        runs = []
-        for fused in (True, False):
-            monkeypatch.setattr(ElasticMBConv, "fused_slicing", fused)
-            model.zero_grad(set_to_none=True)
-            torch.manual_seed(7)  # the same dropout mask
-            out = model(x)
-            (out * torch.linspace(-1, 1, out.shape[1], dtype=out.dtype)).sum().backward()
-            runs.append((out.detach(), {n: p.grad for n, p in model.named_parameters()}))
-        (out_f, grads_f), (out_r, grads_r) = runs
-        assert torch.allclose(out_f, out_r, atol=1e-12)
-        for n, g in grads_r.items():
-            assert (g is None) == (grads_f[n] is None), n
-            if g is not None:
-                assert grads_f[n].shape == g.shape and torch.allclose(grads_f[n], g, atol=1e-12), n
-
-
 @torch.no_grad()
 def _used_elements(model: Supernet) -> dict[str, torch.Tensor]:
     """Which elements of each (non-transform) parameter the extracted subnet copies, found by tagging

@@ -99,12 +99,6 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
         c = x.shape[1]
         if c == self.num_features:
             return super().forward(x)
-        return self.forward_affine(x, prefix(self.weight, c), prefix(self.bias, c))
-
-    def forward_affine(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """The forward pass with the affine parameters of the active width given (already sliced, e.g. by a
-        block that slices all of its weights in one autograd node)."""
-        c = x.shape[1]
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
@@ -115,8 +109,8 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
             x,
             self.running_mean[:c] if not self.training or self.track_running_stats else None,
             self.running_var[:c] if not self.training or self.track_running_stats else None,
-            weight,
-            bias,
+            prefix(self.weight, c),
+            prefix(self.bias, c),
             use_batch_stats,
             factor,
             self.eps,

@@ -95,67 +95,6 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
         return super().train(mode)
 
 
-def _pad_prefix(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """``g`` (a leading block of a tensor of ``shape``) zero-padded to ``shape``: the gradient of a prefix slice."""
-    if g.shape == shape:
-        return g
-    pads = [p for n, full in zip(reversed(g.shape), reversed(shape)) for p in (0, full - n)]
-    return F.pad(g, pads)
-
-
-class _ActiveBlockWeights(torch.autograd.Function):
-    """All of an elastic block's active weights in one autograd node (training forward).
-
-    Slicing each weight separately records about fifteen nodes per block, and each of their backward passes
-    allocates a zero tensor the size of the whole weight and copies the slice into it. For a small subnet that
-    bookkeeping costs several percent of a training step; here one node slices everything in its forward (views,
-    plus the depthwise kernel's centre crop times its transform ``m``) and writes every weight's gradient once,
-    zero-padded, in its backward.
-
-    Inputs: ``sizes = (mid, se_reduce, crop, kernel)``, then conv_pw, bn1 weight/bias, conv_dw, ``m`` (None: the largest kernel),
-    bn2 weight/bias, SE reduce weight/bias and expand weight/bias (None without SE), conv_pwl.
-    """
-
-    @staticmethod
-    def forward(ctx, sizes, pw, g1, b1, dw, m, g2, b2, rw, rb, ew, eb, pwl):  # type: ignore[override]
-        mid, rd, crop, k = sizes
-        if m is None:
-            w_dw = dw[:mid]
-        else:
-            a = (dw.shape[-1] - crop) // 2
-            flat = dw[:mid, :, a : a + crop, a : a + crop].reshape(mid, crop * crop)
-            w_dw = (flat @ m.t()).reshape(mid, 1, k, k)
-        ctx.sizes = sizes
-        ctx.shapes = [None if t is None else t.shape for t in (pw, g1, b1, dw, m, g2, b2, rw, rb, ew, eb, pwl)]
-        ctx.save_for_backward(dw, m)
-        se = (None,) * 4 if rw is None else (rw[:rd, :mid], rb[:rd], ew[:mid, :rd], eb[:mid])
-        return pw[:mid], g1[:mid], b1[:mid], w_dw, g2[:mid], b2[:mid], *se, pwl[:, :mid]
-
-    @staticmethod
-    def backward(ctx, g_pw, g_g1, g_b1, g_dw, g_g2, g_b2, g_rw, g_rb, g_ew, g_eb, g_pwl):  # type: ignore[override]
-        mid, _, crop, _ = ctx.sizes
-        dw, m = ctx.saved_tensors
-        shapes = ctx.shapes
-        grads: list[torch.Tensor | None] = [None]  # sizes
-        for g, shape in zip((g_pw, g_g1, g_b1), shapes[:3]):
-            grads.append(None if g is None else _pad_prefix(g, shape))
-        d_dw = d_m = None
-        if g_dw is not None:
-            if m is None:
-                d_dw = _pad_prefix(g_dw, dw.shape)
-            else:
-                a = (dw.shape[-1] - crop) // 2
-                g_flat = g_dw.reshape(mid, -1)
-                flat = dw[:mid, :, a : a + crop, a : a + crop].reshape(mid, crop * crop)
-                d_m = g_flat.t() @ flat
-                d_crop = (g_flat @ m).reshape(mid, 1, crop, crop)
-                d_dw = F.pad(d_crop, (a, a, a, a, 0, 0, 0, dw.shape[0] - mid))
-        grads += [d_dw, d_m]
-        for g, shape in zip((g_g2, g_b2, g_rw, g_rb, g_ew, g_eb, g_pwl), shapes[5:]):
-            grads.append(None if g is None or shape is None else _pad_prefix(g, shape))
-        return tuple(grads)
-
-
 class ElasticSE(nn.Module):
     """Squeeze-and-excitation on a prefix of the channels: mean -> 1x1 reduce (bias) -> ReLU -> 1x1
     expand (bias) -> hard sigmoid -> scale. The reduce width follows the active channels (OFA)."""
@@ -193,9 +132,6 @@ class ElasticMBConv(nn.Module):
     plus an identity shortcut when ``stride == 1`` and ``in_chs == out_chs``. The middle width for
     expand ratio ``e`` is ``make_divisible(round(in_chs * e), 8)``; BN statistics are shared by prefix.
     """
-
-    #: Training forward slices all weights in one autograd node (False: one node per slice, for reference).
-    fused_slicing: bool = True
 
     def __init__(self, in_chs: int, out_chs: int, *, kernel_sizes: tuple[int, ...], expand_ratios: tuple[float, ...],
                  stride: int = 1, act: str = "relu", use_se: bool = False) -> None:
@@ -238,9 +174,6 @@ class ElasticMBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (torch.is_grad_enabled() or self.training or self.bn1.training or self.bn2.training):
             return self._forward_inference(x)  # not with BNs in train mode: BN recalibration runs that way
-        if self.fused_slicing and (self.active_mid < self.conv_pw.weight.shape[0]
-                                   or self.active_kernel < self.conv_dw.max_kernel):
-            return self._forward_fused(x)
         mid = self.active_mid
         shortcut = x
         # Slicing the output dim of a contiguous weight keeps it contiguous (no copy).
@@ -253,26 +186,6 @@ class ElasticMBConv(nn.Module):
         if self.has_skip:
             x = x + shortcut
         return x
-
-    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` with every weight sliced by one :class:`_ActiveBlockWeights` node."""
-        mid, k, dw = self.active_mid, self.active_kernel, self.conv_dw
-        crop, m = dw._chain(k) if k < dw.max_kernel else (dw.max_kernel, None)
-        se = self.se
-        se_w = (None,) * 4 if se is None else (se.conv_reduce.weight, se.conv_reduce.bias, se.conv_expand.weight,
-                                                se.conv_expand.bias)
-        (w_pw, g1, b1, w_dw, g2, b2, w_rd, b_rd, w_ex, b_ex, w_pwl) = _ActiveBlockWeights.apply(
-            (mid, se_channels(mid), crop, k), self.conv_pw.weight, self.bn1.weight, self.bn1.bias, dw.weight, m,
-            self.bn2.weight, self.bn2.bias, *se_w, self.conv_pwl.weight)
-        act = self._act_fn
-        y = act(self.bn1.forward_affine(F.conv2d(x, w_pw), g1, b1), inplace=True)
-        y = F.conv2d(y, w_dw, None, self.stride, k // 2, 1, mid)
-        y = act(self.bn2.forward_affine(y, g2, b2), inplace=True)
-        if w_rd is not None:
-            s = F.relu(F.conv2d(y.mean((2, 3), keepdim=True), w_rd, b_rd), inplace=True)
-            y = y * F.hardsigmoid(F.conv2d(s, w_ex, b_ex))
-        y = self.bn3(F.conv2d(y, w_pwl))
-        return y + x if self.has_skip else y
 
     # -- inference -------------------------------------------------------------------------------
     def _inference_weights(self) -> tuple[torch.Tensor | None, ...]:
