@@ -87,6 +87,7 @@ def main() -> None:
                     help="epochs of every strategy in the comparison (default: twice the default schedule's total)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--calib-batches", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0, help="training seed of every run (rerun with others to see the noise)")
     ap.add_argument("--roles", default="max,mid,min", help="subnets trained alone from scratch (comma-separated)")
     ap.add_argument("--no-sandwich", action="store_true", help="skip the sandwich-rule run")
     ap.add_argument("--no-ps-ofa", action="store_true", help="skip progressive shrinking with OFA's uniform sampling")
@@ -96,7 +97,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_training_"))
-    common = [f"threads={args.threads}"] if args.threads else []
+    common = ([f"threads={args.threads}"] if args.threads else []) + ([f"seed={args.seed}"] if args.seed else [])
     print(f"output: {out}  cores: {os.cpu_count()}  load average at start: {os.getloadavg()}")
 
     ps_metrics = ps_ckpt = None
