@@ -13,6 +13,7 @@ Usage:
     python scripts/bench_training.py                       # both parts
     python scripts/bench_training.py --part default
     python scripts/bench_training.py --part compare --threads 1 --jobs 2 --out /tmp/bt   # rerun: reuses finished runs
+    python scripts/bench_training.py --part compare --seeds 0,1 --out /tmp/bt    # a table per seed, then the mean
 Timings are only meaningful on an otherwise idle machine; the script prints the load average it saw.
 """
 
@@ -27,6 +28,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 
 from supernets.paths import CONFIG_DIR
@@ -87,7 +89,7 @@ def main() -> None:
                     help="epochs of every strategy in the comparison (default: twice the default schedule's total)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--calib-batches", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=0, help="training seed of every run (rerun with others to see the noise)")
+    ap.add_argument("--seeds", default="0", help="training seeds (comma-separated): a table per seed, then their mean")
     ap.add_argument("--roles", default="max,mid,min", help="subnets trained alone from scratch (comma-separated)")
     ap.add_argument("--no-sandwich", action="store_true", help="skip the sandwich-rule run")
     ap.add_argument("--no-ps-ofa", action="store_true", help="skip progressive shrinking with OFA's uniform sampling")
@@ -97,13 +99,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_training_"))
-    common = ([f"threads={args.threads}"] if args.threads else []) + ([f"seed={args.seed}"] if args.seed else [])
+    common = [f"threads={args.threads}"] if args.threads else []
     print(f"output: {out}  cores: {os.cpu_count()}  load average at start: {os.getloadavg()}")
 
-    ps_metrics = ps_ckpt = None
     if args.part in ("default", "all"):
         print("\n== default `python train.py` (progressive shrinking, tiny OFA-MobileNetV3, mnist10k) ==")
-        ps_metrics, wall, cpu, ps_ckpt = _run("default", common, out)
+        ps_metrics, wall, cpu, _ = _run("default", common, out)
         top = {k: ps_metrics.get(f"val/top1_{k}", float("nan")) for k in ("max", "min", "random")}
         print(f"wall {wall:.0f} s   CPU {cpu:.0f} s   load average now {os.getloadavg()}")
         print(f"top-1 after BN recalibration (2k held-out): max {100 * top['max']:.2f} %  "
@@ -119,45 +120,57 @@ def main() -> None:
 
         space = create_supernet(default_cfg.supernet.name, resolutions=list(default_cfg.supernet.resolutions)).space
         archs = _three_archs(space)
-        print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch ==")
-        runs: dict[str, list[str]] = {}
-        if args.ps_ckpt is not None:
-            ps_ckpt = args.ps_ckpt
-        else:
-            runs["ps"] = [*common, *_phase_epochs(epochs, [])]
-        if not args.no_ps_ofa:
-            runs["ps_ofa"] = [*common, "+experiment=tiny_ps_ofa", *_phase_epochs(epochs, ["+experiment=tiny_ps_ofa"])]
-        if not args.no_sandwich:
-            runs["sandwich"] = [*common, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
+        seeds = [int(x) for x in args.seeds.split(",") if x != ""]
+        print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch; seeds {seeds} ==")
+        strategies = {"ps": "progressive shrinking", "ps_ofa": "PS, OFA's sampling", "sandwich": "sandwich"}
         roles = [r for r in args.roles.split(",") if r]
-        for role, arch in archs.items():
-            if role not in roles:
-                continue
-            runs[f"scratch_{role}"] = [*common, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
-                                       f"schedule.phases.0.choices={_fixed_choices(arch)}"]
+        runs: dict[str, list[str]] = {}
+        for seed in seeds:
+            tag = "" if seed == 0 else f"_seed{seed}"  # seed 0 keeps the run names of earlier versions (reuse)
+            sc = [*common, f"seed={seed}"] if seed else common
+            if args.ps_ckpt is None:
+                runs[f"ps{tag}"] = [*sc, *_phase_epochs(epochs, [])]
+            if not args.no_ps_ofa:
+                runs[f"ps_ofa{tag}"] = [*sc, "+experiment=tiny_ps_ofa",
+                                        *_phase_epochs(epochs, ["+experiment=tiny_ps_ofa"])]
+            if not args.no_sandwich:
+                runs[f"sandwich{tag}"] = [*sc, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
+            for role in roles:
+                runs[f"scratch_{role}{tag}"] = [*sc, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
+                                                f"schedule.phases.0.choices={_fixed_choices(archs[role])}"]
         ckpts = _run_all(runs, out, args.jobs)
-        ps_ckpt = ckpts.get("ps", ps_ckpt)
-        results: dict[str, dict[str, float]] = {"progressive shrinking": _evaluate(ps_ckpt, archs, args.calib_batches)}
-        if "ps_ofa" in ckpts:
-            results["PS, OFA's sampling"] = _evaluate(ckpts["ps_ofa"], archs, args.calib_batches)
-        if "sandwich" in ckpts:
-            results["sandwich"] = _evaluate(ckpts["sandwich"], archs, args.calib_batches)
-        scratch = {role: _evaluate(ckpts[f"scratch_{role}"], {role: arch}, args.calib_batches)[role]
-                   for role, arch in archs.items() if f"scratch_{role}" in ckpts}
-        results["from scratch"] = scratch
-        nan = float("nan")
-        print(f"\n{'strategy':<24}{'max':>9}{'mid':>9}{'min':>9}   (top-1 %, 2k held-out, BN recalibrated)")
-        for name, accs in results.items():
-            print(f"{name:<24}" + "".join(f"{100 * accs.get(r, nan):>9.2f}" for r in ("max", "mid", "min")))
-        for name in [n for n in results if n != "from scratch"]:
-            gaps = [100 * (results[name][r] - scratch[r]) for r in ("max", "mid", "min") if r in scratch]
-            within = all(g >= -0.5 for g in gaps)
-            print(f"{name:<24}" + "".join(f"{100 * (results[name][r] - scratch[r]):>+9.2f}" if r in scratch
-                                          else f"{'-':>9}" for r in ("max", "mid", "min")) +
-                  f"   gap to scratch (pt); within 0.5 pt: {'yes' if within else 'no'}")
+        if args.ps_ckpt is not None:
+            ckpts["ps"] = args.ps_ckpt
+        tables = []
+        for seed in seeds:
+            tag = "" if seed == 0 else f"_seed{seed}"
+            results = {label: _evaluate(ckpts[f"{key}{tag}"], archs, args.calib_batches)
+                       for key, label in strategies.items() if f"{key}{tag}" in ckpts}
+            results["from scratch"] = {role: _evaluate(ckpts[f"scratch_{role}{tag}"], {role: archs[role]},
+                                                       args.calib_batches)[role]
+                                       for role in roles if f"scratch_{role}{tag}" in ckpts}
+            tables.append(results)
+            _print_comparison(results, f"seed {seed}")
+        if len(tables) > 1:
+            mean = {name: {r: float(np.mean([t[name][r] for t in tables])) for r in tables[0][name]}
+                    for name in tables[0] if all(name in t for t in tables)}
+            _print_comparison(mean, f"mean of {len(tables)} seeds")
         for role, arch in archs.items():
             print(f"  {role}: {arch}")
     print(f"\nload average at end: {os.getloadavg()}")
+
+
+def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:
+    """Top-1 of the max / mid / min subnets per strategy, then each strategy's gap to from-scratch."""
+    nan, roles, scratch = float("nan"), ("max", "mid", "min"), results["from scratch"]
+    print(f"\n{'strategy':<24}{'max':>9}{'mid':>9}{'min':>9}   (top-1 %, 2k held-out, BN recalibrated; {title})")
+    for name, accs in results.items():
+        print(f"{name:<24}" + "".join(f"{100 * accs.get(r, nan):>9.2f}" for r in roles))
+    for name in [n for n in results if n != "from scratch"]:
+        gaps = {r: 100 * (results[name][r] - scratch[r]) for r in roles if r in scratch}
+        within = all(g >= -0.5 for g in gaps.values())
+        print(f"{name:<24}" + "".join(f"{gaps[r]:>+9.2f}" if r in gaps else f"{'-':>9}" for r in roles) +
+              f"   gap to scratch (pt); within 0.5 pt: {'yes' if within else 'no'}")
 
 
 def _run_job(name: str, overrides: list[str], out: Path) -> tuple[str, Path, float]:
