@@ -5,8 +5,9 @@
    (<= 600 s on 2 cores, max >= 97 %, min >= 93 %).
 2. ``compare``: at equal epochs, progressive shrinking (the default recipe: each phase's largest and smallest
    subnets every step), progressive shrinking as OFA samples it (``+experiment=tiny_ps_ofa``: uniform subnets, one
-   resolution per step), the sandwich rule (BigNAS) and the max / mid / min subnets each trained alone from scratch; prints the top-1 of the three subnets under each strategy and the gap to
-   from-scratch (OFA and BigNAS claim parity, target within 0.5 pt). The default budget is twice the default
+   resolution per step), the sandwich rule (BigNAS) and the max / mid / min subnets each trained alone from
+   scratch; prints the top-1 of the three subnets under each strategy and the gap to from-scratch (OFA and BigNAS
+   claim parity, target within 0.5 pt). The default budget is twice the default
    schedule's 9 epochs: those are sized for a <= 10 min `python train.py`, not for convergence.
 
 Usage:
@@ -126,7 +127,7 @@ def main() -> None:
         roles = [r for r in args.roles.split(",") if r]
         runs: dict[str, list[str]] = {}
         for seed in seeds:
-            tag = "" if seed == 0 else f"_seed{seed}"  # seed 0 keeps the run names of earlier versions (reuse)
+            tag = _seed_tag(seed)
             sc = [*common, f"seed={seed}"] if seed else common
             if args.ps_ckpt is None:
                 runs[f"ps{tag}"] = [*sc, *_phase_epochs(epochs, [])]
@@ -143,7 +144,7 @@ def main() -> None:
             ckpts["ps"] = args.ps_ckpt
         tables = []
         for seed in seeds:
-            tag = "" if seed == 0 else f"_seed{seed}"
+            tag = _seed_tag(seed)
             results = {label: _evaluate(ckpts[f"{key}{tag}"], archs, args.calib_batches)
                        for key, label in strategies.items() if f"{key}{tag}" in ckpts}
             results["from scratch"] = {role: _evaluate(ckpts[f"scratch_{role}{tag}"], {role: archs[role]},
@@ -158,6 +159,11 @@ def main() -> None:
         for role, arch in archs.items():
             print(f"  {role}: {arch}")
     print(f"\nload average at end: {os.getloadavg()}")
+
+
+def _seed_tag(seed: int) -> str:
+    """Suffix of a run's name for its seed; seed 0 keeps the plain names of earlier versions (so reruns reuse them)."""
+    return "" if seed == 0 else f"_seed{seed}"
 
 
 def _print_comparison(results: dict[str, dict[str, float]], title: str) -> None:

@@ -13,13 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d, prefix
+from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d, prefix, same_padding
 from supernets.utils import make_divisible, permute_bn_
 
-__all__ = ["ACTIVATIONS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_", "se_channels"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_",
+           "se_channels", "squeeze_excite"]
 
 #: Activation names used by the OFA configs -> in-place torch modules (OFA's h_swish is ``F.hardswish``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
+#: The same activations as functions (``fn(x, inplace=...)``), for the module-call-free inference path.
+ACTIVATION_FNS = {"relu": F.relu, "h_swish": F.hardswish}
 
 
 def se_channels(channels: int) -> int:
@@ -106,23 +109,28 @@ class ElasticSE(nn.Module):
         self.conv_reduce = nn.Conv2d(max_channels, rd, 1, bias=True)
         self.conv_expand = nn.Conv2d(rd, max_channels, 1, bias=True)
 
+    def active_weights(self, channels: int) -> tuple[torch.Tensor, ...]:
+        """Reduce weight and bias, expand weight and bias for ``channels`` input channels (views)."""
+        rd = se_channels(channels)
+        return (prefix(self.conv_reduce.weight, rd, channels), prefix(self.conv_reduce.bias, rd),
+                prefix(self.conv_expand.weight, channels, rd), prefix(self.conv_expand.bias, channels))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x.shape[1]
-        rd = se_channels(c)
-        s = x.mean((2, 3), keepdim=True)
-        s = F.conv2d(s, prefix(self.conv_reduce.weight, rd, c), prefix(self.conv_reduce.bias, rd))
-        s = F.relu(s, inplace=True)
-        s = F.conv2d(s, prefix(self.conv_expand.weight, c, rd), prefix(self.conv_expand.bias, c))
-        return x * F.hardsigmoid(s)
+        return squeeze_excite(x, *self.active_weights(x.shape[1]))
 
     @torch.no_grad()
     def export_to(self, se: nn.Module, channels: int) -> None:
         """Copy the weights for ``channels`` input channels into timm's ``SqueezeExcite``."""
-        rd = se_channels(channels)
-        se.conv_reduce.weight.copy_(self.conv_reduce.weight[:rd, :channels])
-        se.conv_reduce.bias.copy_(self.conv_reduce.bias[:rd])
-        se.conv_expand.weight.copy_(self.conv_expand.weight[:channels, :rd])
-        se.conv_expand.bias.copy_(self.conv_expand.bias[:channels])
+        targets = (se.conv_reduce.weight, se.conv_reduce.bias, se.conv_expand.weight, se.conv_expand.bias)
+        for dst, src in zip(targets, self.active_weights(channels)):
+            dst.copy_(src)
+
+
+def squeeze_excite(x: torch.Tensor, w_rd: torch.Tensor, b_rd: torch.Tensor, w_ex: torch.Tensor,
+                   b_ex: torch.Tensor) -> torch.Tensor:
+    """OFA's SE: mean -> 1x1 reduce -> ReLU -> 1x1 expand -> hard sigmoid -> scale ``x``."""
+    s = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), w_rd, b_rd), inplace=True)
+    return x * F.hardsigmoid(F.conv2d(s, w_ex, b_ex))
 
 
 class ElasticMBConv(nn.Module):
@@ -156,7 +164,7 @@ class ElasticMBConv(nn.Module):
         self.bn3 = nn.BatchNorm2d(out_chs)
         self.active_mid = max_mid
         self.active_kernel = self.kernel_sizes[-1]
-        self._act_fn = {"relu": F.relu, "h_swish": F.hardswish}[act]
+        self._act_fn = ACTIVATION_FNS[act]
         self._inference_cache: tuple[tuple, tuple[torch.Tensor | None, ...]] | None = None
 
     def mid_channels(self, expand_ratio: float) -> int:
@@ -196,8 +204,7 @@ class ElasticMBConv(nn.Module):
         per block (plus module-call overhead) on every call would cost the supernet several percent over
         the extracted static subnet; with the cache it runs the same convolutions on the same kind of tensors.
         """
-        tensors = self._cache_tensors
-        key = (self.active_mid, self.active_kernel, sum(t._version for t in tensors), sum(t.data_ptr() for t in tensors))
+        key = (self.active_mid, self.active_kernel, *((t._version, t.data_ptr()) for t in self._cache_tensors))
         if self._inference_cache is not None and self._inference_cache[0] == key:
             return self._inference_cache[1]
         mid = self.active_mid
@@ -208,27 +215,21 @@ class ElasticMBConv(nn.Module):
         weights: tuple[torch.Tensor | None, ...] = (
             self.conv_pw.weight[:mid], *bn(self.bn1, mid),
             self.conv_dw.active_weight(mid, self.active_kernel).contiguous(), *bn(self.bn2, mid),
-            *(self._se_weights(mid) if self.se is not None else (None,) * 4),
+            *((w.contiguous() for w in self.se.active_weights(mid)) if self.se is not None else (None,) * 4),
             self.conv_pwl.weight[:, :mid].contiguous(),
         )
         self._inference_cache = (key, weights)
         return weights
-
-    def _se_weights(self, c: int) -> tuple[torch.Tensor, ...]:
-        rd, se = se_channels(c), self.se
-        return (se.conv_reduce.weight[:rd, :c].contiguous(), se.conv_reduce.bias[:rd],
-                se.conv_expand.weight[:c, :rd].contiguous(), se.conv_expand.bias[:c])
 
     def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
         """Eval-mode forward without autograd: the same ops as :meth:`forward` on cached weights."""
         (w_pw, m1, v1, g1, b1, w_dw, m2, v2, g2, b2, w_rd, b_rd, w_ex, b_ex, w_pwl) = self._inference_weights()
         act = self._act_fn
         y = act(F.batch_norm(F.conv2d(x, w_pw), m1, v1, g1, b1, False, 0.0, self.bn1.eps), inplace=True)
-        y = F.conv2d(y, w_dw, None, self.stride, w_dw.shape[-1] // 2, 1, w_dw.shape[0])
+        y = F.conv2d(y, w_dw, None, self.stride, same_padding(w_dw.shape[-1]), 1, w_dw.shape[0])
         y = act(F.batch_norm(y, m2, v2, g2, b2, False, 0.0, self.bn2.eps), inplace=True)
         if w_rd is not None:
-            s = F.relu(F.conv2d(y.mean((2, 3), keepdim=True), w_rd, b_rd), inplace=True)
-            y = y * F.hardsigmoid(F.conv2d(s, w_ex, b_ex))
+            y = squeeze_excite(y, w_rd, b_rd, w_ex, b_ex)
         y = self.bn3(F.conv2d(y, w_pwl))
         return y + x if self.has_skip else y
 
