@@ -25,7 +25,7 @@ from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
 from supernets.base import Supernet
-from supernets.layers.mbconv import ACTIVATIONS, ElasticMBConv, copy_bn_, se_channels
+from supernets.layers.mbconv import ACTIVATIONS, ElasticMBConv, active_weights, copy_bn_, se_channels
 from supernets.registry import register_supernet
 from supernets.space import Arch, MobileNetV3Space
 from supernets.utils import make_divisible, make_divisible_np
@@ -215,8 +215,13 @@ class OFAMobileNetV3(Supernet):
         x = self.act1(self.bn1(self.conv_stem(x)))
         y = self.first_bn2(self.first_pw(F.relu(self.first_bn1(self.first_dw(x)), inplace=True)))
         x = y + x if self.first_skip else y
-        for blk in self._active_blocks:
-            x = blk(x)
+        blocks = self._active_blocks
+        if torch.is_grad_enabled() and blocks:  # one autograd node for every block's sliced weights
+            for blk, w in zip(blocks, active_weights(blocks)):
+                x = blk(x, w)
+        else:
+            for blk in blocks:
+                x = blk(x)
         return F.hardswish(self.final_bn(self.final_conv(x)))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from timm.models._efficientnet_blocks import DepthwiseSeparableConv, InvertedRes
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
-from supernets import MobileNetV3Space, count_macs, count_params, create_supernet
+from supernets import Arch, MobileNetV3Space, count_macs, count_params, create_supernet
 from supernets.ofa_mbv3 import MobileNetV3Config, OFAMobileNetV3
 from supernets.paths import SHARED_DATA_DIR
 from supernets.published import PUBLISHED_RESOLUTIONS, published_mbv3_subnets
@@ -238,6 +238,45 @@ def test_gradients_reach_the_kernel_transforms_a_kernel_uses_and_nothing_of_skip
         assert grad(dw.transform_5to3).any() == (k < 5)
     for blk in (model.stages[1][1], model.stages[1][2], model.stages[2][2]):
         assert all(p.grad is None for p in blk.parameters())
+
+
+@pytest.mark.parametrize("name", ["ofa_mbv3_tiny", "ofa_mbv3_w10"])
+def test_one_node_weight_backward_equals_autograd_through_the_slicing(name: str, monkeypatch) -> None:
+    """Training runs every block's slicing as one autograd node with a hand-written backward
+    (``active_weights``); its gradients must be those autograd computes through the slicing ops themselves."""
+    import supernets.ofa_mbv3 as ofa_mbv3
+
+    model = create_supernet(name).double().train()
+    _perturb_transforms(model, 1)
+    space = model.space
+    rng = np.random.default_rng(3)
+    res = 28 if name == "ofa_mbv3_tiny" else 64  # any size runs; small keeps the float64 test quick
+    x = torch.randn(3, model.conv_stem.in_channels, res, res, dtype=torch.float64)
+    archs = [space.min_arch(), space.max_arch(), *(space.sample(rng) for _ in range(4 if name == "ofa_mbv3_tiny" else 2))]
+
+    def grads(*run: Arch) -> dict[str, torch.Tensor | None]:
+        """Gradients of one loss summed over forwards of the archs ``run`` (as the sandwich rule does)."""
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)  # the same dropout masks both times
+        loss = torch.zeros((), dtype=torch.float64)
+        for arch in run:
+            model.set_active_subnet(arch)
+            out = model(x)
+            loss = loss + (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)).sum()
+        loss.backward()
+        return {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+
+    for run in [(arch,) for arch in archs] + [(archs[0], archs[2], archs[1])]:
+        one_node = grads(*run)
+        with monkeypatch.context() as m:
+            m.setattr(ofa_mbv3, "active_weights", lambda blocks: [b.slice_weights()[0] for b in blocks])
+            reference = grads(*run)
+        assert one_node.keys() == reference.keys()
+        for n, g in one_node.items():
+            ref = reference[n]
+            assert (g is None) == (ref is None), n
+            if g is not None:
+                torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_shared_bn_updates_only_the_active_channels_in_training() -> None:

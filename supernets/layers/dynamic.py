@@ -99,18 +99,26 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
         c = x.shape[1]
         if c == self.num_features:
             return super().forward(x)
+        return self.forward_affine(x, prefix(self.weight, c), prefix(self.bias, c))
+
+    def forward_affine(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Normalise the ``c = x.shape[1]`` channels with the given affine parameters (already the first ``c``
+        entries, e.g. sliced by :class:`~supernets.layers.mbconv.ElasticMBConv`), using and updating the
+        statistics as :meth:`forward` does."""
+        c = x.shape[1]
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
             factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
         else:
             factor = 0.0
         use_batch_stats = self.training or self.running_mean is None
+        stats = not self.training or self.track_running_stats
         return F.batch_norm(
             x,
-            self.running_mean[:c] if not self.training or self.track_running_stats else None,
-            self.running_var[:c] if not self.training or self.track_running_stats else None,
-            prefix(self.weight, c),
-            prefix(self.bias, c),
+            self.running_mean[:c] if stats else None,
+            self.running_var[:c] if stats else None,
+            weight,
+            bias,
             use_batch_stats,
             factor,
             self.eps,

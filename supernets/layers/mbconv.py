@@ -5,9 +5,15 @@ runs a prefix of its middle channels with a (transformed, centre-cropped) kernel
 :meth:`ElasticMBConv.set_active`. :meth:`ElasticMBConv.sort_channels` reorders the middle channels by
 importance so that prefixes keep the most important ones; :meth:`ElasticMBConv.export_to` copies the
 active configuration into timm's static ``InvertedResidual``.
+
+Training slices the weights of every active block in one autograd node (:func:`active_weights`); no-grad
+evaluation runs on cached weights (:meth:`ElasticMBConv._inference_weights`). Both keep the cost of the
+elastic supernet near that of the extracted subnet (``scripts/bench_elastic.py``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +22,8 @@ from torch import nn
 from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d, prefix, same_padding
 from supernets.utils import make_divisible, permute_bn_
 
-__all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_",
-           "se_channels", "squeeze_excite"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "active_weights",
+           "copy_bn_", "se_channels", "squeeze_excite"]
 
 #: Activation names used by the OFA configs -> in-place torch modules (OFA's h_swish is ``F.hardswish``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
@@ -55,25 +61,33 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
         super().__init__(max_channels, kernel_sizes, stride)
         self._cache: tuple[tuple, torch.Tensor] | None = None
         self._transform_names = tuple(n for n, _ in self.named_parameters() if n.startswith("transform"))
-        for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
+        # (src, dst) of each transform, largest first, matching ``_transform_names``
+        self._pairs = tuple(zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]))
+        for src, dst in self._pairs:
             a = (src - dst) // 2
             rows = torch.arange(src * src).reshape(src, src)[a : a + dst, a : a + dst].reshape(-1)
             self.register_buffer(f"_rows_{src}to{dst}", rows, persistent=False)
+            c = (self.max_kernel - dst) // 2
+            centre = torch.arange(self.max_kernel ** 2).reshape(self.max_kernel, -1)[c : c + dst, c : c + dst]
+            self.register_buffer(f"_centre_{dst}", centre.reshape(-1), persistent=False)
 
-    def _chain(self, k: int) -> tuple[int, torch.Tensor | None]:
-        """(size of the centre crop the kernel reads, composed matrix mapping it to the k×k kernel)."""
+    def _chain(self, k: int) -> tuple[int, torch.Tensor | None, list[torch.Tensor]]:
+        """(size of the centre crop the kernel reads, composed matrix mapping it to the k×k kernel, and the
+        row selections ``m[rows]`` that each later transform multiplied, which its gradient needs)."""
         m: torch.Tensor | None = None
         size = self.max_kernel
-        for src, dst in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1]):
+        picked: list[torch.Tensor] = []
+        for name, (src, dst) in zip(self._transform_names, self._pairs):
             if src <= k:
                 break
-            t = getattr(self, f"transform_{src}to{dst}")
+            t = self._parameters[name]
             if m is None:
                 size = dst  # the first transform reads the centre dst×dst crop of the full kernel
                 m = t
             else:
-                m = t @ m.index_select(0, getattr(self, f"_rows_{src}to{dst}"))
-        return size, m
+                picked.append(m.index_select(0, self._buffers[f"_rows_{src}to{dst}"]))
+                m = t @ picked[-1]
+        return size, m, picked
 
     def active_weight(self, channels: int, kernel_size: int | None = None) -> torch.Tensor:
         k = kernel_size or self.active_kernel
@@ -85,13 +99,42 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
                    *(getattr(self, n)._version for n in self._transform_names))
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
-        size, m = self._chain(k)
-        a = (self.max_kernel - size) // 2
-        crop = prefix(self.weight, channels)[:, :, a : a + size, a : a + size].reshape(channels, size * size)
-        w = F.linear(crop, m).reshape(channels, 1, k, k)
+        w = self.transformed_weight(channels, k)[0]
         if cacheable:
             self._cache = (key, w)
         return w
+
+    def transformed_weight(self, channels: int, k: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The ``channels``×1×k×k kernel for ``k`` below the largest, and what :meth:`transformed_grads` needs."""
+        size, m, picked = self._chain(k)
+        assert m is not None, "the largest kernel is the weight itself"
+        kk = self.max_kernel * self.max_kernel
+        # the centre size×size of each kernel, gathered from its flattened k²: one op instead of four
+        crop = self.weight.reshape(-1, kk)[:channels].index_select(1, self._buffers[f"_centre_{size}"])
+        return F.linear(crop, m).reshape(channels, 1, k, k), (crop, m, *picked)
+
+    def transformed_grads(self, grad: torch.Tensor, saved: tuple[torch.Tensor, ...]
+                          ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """Backward of :meth:`transformed_weight`: the gradients of the full weight and of every transform
+        matrix (``None`` for those the chain did not reach), from the gradient of the k×k kernel."""
+        crop, m, *picked = saved
+        channels, size = crop.shape[0], round(crop.shape[1] ** 0.5)
+        g = grad.reshape(channels, -1)
+        a = (self.max_kernel - size) // 2
+        b = self.max_kernel - size - a
+        g_weight = F.pad((g @ m).reshape(channels, 1, size, size),
+                         (a, b, a, b, 0, 0, 0, self.weight.shape[0] - channels))
+        g_m = g.t() @ crop  # gradient of the composed matrix m (k² × size²)
+        g_ts: list[torch.Tensor | None] = [None] * len(self._transform_names)
+        # m_j = T_j @ m_{j-1}[rows_j]: walk the chain back to the first transform, whose m is T_0 itself.
+        for j in range(len(picked), 0, -1):
+            g_ts[j] = g_m @ picked[j - 1].t()
+            src, dst = self._pairs[j]
+            t = self._parameters[self._transform_names[j]]
+            g_m = g_m.new_zeros(src * src, g_m.shape[1]).index_copy_(
+                0, self._buffers[f"_rows_{src}to{dst}"], t.t() @ g_m)
+        g_ts[0] = g_m
+        return g_weight, g_ts
 
     def train(self, mode: bool = True) -> ElasticDepthwiseConv2d:
         self._cache = None
@@ -166,6 +209,15 @@ class ElasticMBConv(nn.Module):
         self.active_kernel = self.kernel_sizes[-1]
         self._act_fn = ACTIVATION_FNS[act]
         self._inference_cache: tuple[tuple, tuple[torch.Tensor | None, ...]] | None = None
+        # (module, name) of every parameter the active configuration slices, read through ``_parameters``
+        # on each training step: nn.Module attribute lookups cost ~0.5 µs a hop (see :func:`active_weights`).
+        dw = self.conv_dw
+        slots = [(self.conv_pw, "weight"), (self.bn1, "weight"), (self.bn1, "bias"), (dw, "weight"),
+                 *((dw, n) for n in dw._transform_names), (self.bn2, "weight"), (self.bn2, "bias")]
+        if self.se is not None:
+            slots += [(m, n) for m in (self.se.conv_reduce, self.se.conv_expand) for n in ("weight", "bias")]
+        self._slots = tuple([*slots, (self.conv_pwl, "weight")])
+        self._pads: dict[tuple[int, bool], tuple[list[int] | None, ...]] = {}
 
     def mid_channels(self, expand_ratio: float) -> int:
         return make_divisible(round(self.in_chs * expand_ratio), 8)
@@ -179,21 +231,86 @@ class ElasticMBConv(nn.Module):
         self.conv_dw.active_kernel = kernel_size
         self.active_mid = self.mid_channels(expand_ratio)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """Run the active configuration; ``weights`` are this block's entry of :func:`active_weights` (the
+        network prepares every block's at once), computed here when not given."""
         if not (torch.is_grad_enabled() or self.training or self.bn1.training or self.bn2.training):
             return self._forward_inference(x)  # not with BNs in train mode: BN recalibration runs that way
-        mid = self.active_mid
+        if weights is None:
+            weights = active_weights([self])[0]
+        w_pw, g1, b1, w_dw, g2, b2, *se, w_pwl = weights
         shortcut = x
-        # Slicing the output dim of a contiguous weight keeps it contiguous (no copy).
-        x = F.conv2d(x, prefix(self.conv_pw.weight, mid))
-        x = self.act1(self.bn1(x))
-        x = self.act2(self.bn2(self.conv_dw(x)))
-        if self.se is not None:
-            x = self.se(x)
-        x = self.bn3(F.conv2d(x, prefix(self.conv_pwl.weight, self.out_chs, mid)))
+        x = self.act1(self.bn1.forward_affine(F.conv2d(x, w_pw), g1, b1))
+        x = F.conv2d(x, w_dw, None, self.stride, same_padding(w_dw.shape[-1]), 1, w_dw.shape[0])
+        x = self.act2(self.bn2.forward_affine(x, g2, b2))
+        if se:
+            x = squeeze_excite(x, *se)
+        x = self.bn3(F.conv2d(x, w_pwl))
         if self.has_skip:
             x = x + shortcut
         return x
+
+    # -- training: every active block's weights as one autograd node -----------------------------
+    def elastic_parameters(self) -> list[torch.Tensor]:
+        """The parameters the active configuration slices, in the order :meth:`slice_weights` reads them:
+        expand, BN1 affine, depthwise kernel, kernel transforms, BN2 affine, [SE reduce/expand], project."""
+        return [m._parameters[n] for m, n in self._slots]
+
+    def slice_weights(self, params: Sequence[torch.Tensor] | None = None
+                      ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """The active configuration's weights (expand, BN1 affine, kernel, BN2 affine, [SE ×4], project) cut
+        from ``params`` (default :meth:`elastic_parameters`), and what :meth:`unslice_grads` needs.
+        Differentiable as written; :func:`active_weights` runs it unrecorded and supplies the backward."""
+        p = self.elastic_parameters() if params is None else params
+        mid, k = self.active_mid, self.active_kernel
+        full = mid == p[0].shape[0]
+        pw, g1, b1, dw = p[:4]
+        nt = len(self.conv_dw._transform_names)
+        g2, b2 = p[4 + nt], p[5 + nt]
+        if not full:  # narrow directly: the active weights of a training step are cut afresh every step
+            pw, g1, b1, g2, b2 = (t.narrow(0, 0, mid) for t in (pw, g1, b1, g2, b2))
+        if k == self.conv_dw.max_kernel:
+            w_dw, saved = (dw if full else dw.narrow(0, 0, mid)), ()
+        else:
+            w_dw, saved = self.conv_dw.transformed_weight(mid, k)
+        se = self.se.active_weights(mid) if self.se is not None else ()
+        pwl = p[-1] if full else p[-1].narrow(1, 0, mid)
+        return (pw, g1, b1, w_dw, g2, b2, *se, pwl), saved
+
+    def unslice_grads(self, grads: tuple[torch.Tensor | None, ...], saved: tuple[torch.Tensor, ...],
+                      params: Sequence[torch.Tensor], mid: int) -> list[torch.Tensor | None]:
+        """Backward of :meth:`slice_weights` for width ``mid``: gradients of ``params``, zero outside the
+        slices (each zero-padded in one ``F.pad``; the pad amounts are cached per width)."""
+        key = (mid, bool(saved))
+        pads = self._pads.get(key)
+        if pads is None:
+            pads = self._pads[key] = self._pad_amounts(params, mid, transformed=bool(saved))
+        g_pw, g_g1, g_b1, g_dw, g_g2, g_b2, *g_rest = grads
+        nt = len(self.conv_dw._transform_names)
+        if saved:
+            g_dw, g_ts = self.conv_dw.transformed_grads(g_dw, saved) if g_dw is not None else (None, [None] * nt)
+        else:
+            g_ts = [None] * nt
+        flat = (g_pw, g_g1, g_b1, g_dw, *g_ts, g_g2, g_b2, *g_rest)
+        return [g if g is None or pad is None else F.pad(g, pad) for g, pad in zip(flat, pads)]
+
+    def _pad_amounts(self, params: Sequence[torch.Tensor], mid: int, transformed: bool) -> tuple[list[int] | None, ...]:
+        """Per parameter, the ``F.pad`` amounts taking the gradient of its width-``mid`` slice to its whole
+        shape (``None``: nothing to pad). A transformed kernel's gradient arrives whole from ``transformed_grads``."""
+        rd = se_channels(mid)
+        nt = len(self.conv_dw._transform_names)
+        widths: list[tuple[int, ...] | None] = [(mid,), (mid,), (mid,), None if transformed else (mid,),
+                                                 *([None] * nt), (mid,), (mid,)]
+        if self.se is not None:
+            widths += [(rd, mid), (rd,), (mid, rd), (mid,)]
+        widths.append((self.out_chs, mid))
+        pads: list[list[int] | None] = []
+        for w, p in zip(widths, params):
+            shape = tuple(p.shape)
+            have = (*w, *shape[len(w):]) if w is not None else shape
+            pad = [a for h, s in zip(reversed(have), reversed(shape)) for a in (0, s - h)]
+            pads.append(pad if any(pad) else None)
+        return tuple(pads)
 
     # -- inference -------------------------------------------------------------------------------
     def _inference_weights(self) -> tuple[torch.Tensor | None, ...]:
@@ -296,3 +413,52 @@ class ElasticMBConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.in_chs}, out={self.out_chs}, stride={self.stride}, act={self.act_name}, "
                 f"se={self.use_se}, ks={self.kernel_sizes}, e={self.expand_ratios}")
+
+
+class _ActiveWeights(torch.autograd.Function):
+    """Every given block's active weights as one autograd node (see :func:`active_weights`)."""
+
+    @staticmethod
+    def forward(ctx, blocks: list[ElasticMBConv], *params: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        outs: list[torch.Tensor] = []
+        to_save: list[torch.Tensor] = []
+        plan = []
+        i = 0
+        for blk in blocks:
+            n = len(blk._slots)
+            weights, saved = blk.slice_weights(params[i : i + n])
+            plan.append((blk, params[i : i + n], blk.active_mid, len(outs), len(weights), len(to_save), len(saved)))
+            outs += weights
+            i += n
+            to_save += saved
+        ctx.plan = plan
+        ctx.save_for_backward(*to_save)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        saved = ctx.saved_tensors
+        out: list[torch.Tensor | None] = [None]  # for ``blocks``
+        for blk, params, mid, o, n, s, ns in ctx.plan:
+            out += blk.unslice_grads(grads[o : o + n], saved[s : s + ns], params, mid)
+        return tuple(out)
+
+
+def active_weights(blocks: list[ElasticMBConv]) -> list[tuple[torch.Tensor, ...]]:
+    """Each block's :meth:`~ElasticMBConv.slice_weights` for its active configuration, for training.
+
+    Slicing about fifteen weights per block and transforming its kernel through autograd puts some forty
+    tiny nodes per block into the graph. On CPU each costs more in dispatch and autograd-engine overhead
+    than in arithmetic: about 0.25 ms per block and step, 3-5 % of a training step of a small subnet
+    (``scripts/bench_elastic.py``). Here the slicing runs unrecorded and one backward call scatters the
+    gradients back, with the same values: the graph gains one node for the whole network.
+    """
+    params = [p for blk in blocks for p in blk.elastic_parameters()]
+    flat = _ActiveWeights.apply(blocks, *params)
+    out, i = [], 0
+    for blk in blocks:
+        n = 11 if blk.se is not None else 7
+        out.append(flat[i : i + n])
+        i += n
+    return out
