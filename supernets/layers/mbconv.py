@@ -454,11 +454,19 @@ def active_weights(blocks: list[ElasticMBConv]) -> list[tuple[torch.Tensor, ...]
     (``scripts/bench_elastic.py``). Here the slicing runs unrecorded and one backward call scatters the
     gradients back, with the same values: the graph gains one node for the whole network.
     """
-    params = [p for blk in blocks for p in blk.elastic_parameters()]
-    flat = _ActiveWeights.apply(blocks, *params)
-    out, i = [], 0
-    for blk in blocks:
-        n = 11 if blk.se is not None else 7
-        out.append(flat[i : i + n])
-        i += n
+    out: list[tuple[torch.Tensor, ...]] = [()] * len(blocks)
+    sliced = []
+    for j, blk in enumerate(blocks):
+        if blk.active_mid == blk.conv_pw.out_channels and blk.active_kernel == blk.conv_dw.max_kernel:
+            out[j] = blk.slice_weights()[0]  # the parameters themselves: autograd needs no node at all
+        else:
+            sliced.append(j)
+    if sliced:
+        params = [p for j in sliced for p in blocks[j].elastic_parameters()]
+        flat = _ActiveWeights.apply([blocks[j] for j in sliced], *params)
+        i = 0
+        for j in sliced:
+            n = 11 if blocks[j].se is not None else 7
+            out[j] = flat[i : i + n]
+            i += n
     return out
