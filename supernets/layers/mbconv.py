@@ -14,6 +14,7 @@ elastic supernet near that of the extracted subnet (``scripts/bench_elastic.py``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,11 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
             centre = torch.arange(self.max_kernel ** 2).reshape(self.max_kernel, -1)[c : c + dst, c : c + dst]
             self.register_buffer(f"_centre_{dst}", centre.reshape(-1), persistent=False)
 
+    def _tensor(self, name: str) -> torch.Tensor:
+        """A parameter or buffer by name, without ``nn.Module.__getattr__`` (run on every training step)."""
+        t = self._parameters.get(name)
+        return cast(torch.Tensor, t if t is not None else self._buffers[name])
+
     def _chain(self, k: int) -> tuple[int, torch.Tensor | None, list[torch.Tensor]]:
         """(size of the centre crop the kernel reads, composed matrix mapping it to the k×k kernel, and the
         row selections ``m[rows]`` that each later transform multiplied, which its gradient needs)."""
@@ -80,12 +86,12 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
         for name, (src, dst) in zip(self._transform_names, self._pairs):
             if src <= k:
                 break
-            t = self._parameters[name]
+            t = self._tensor(name)
             if m is None:
                 size = dst  # the first transform reads the centre dst×dst crop of the full kernel
                 m = t
             else:
-                picked.append(m.index_select(0, self._buffers[f"_rows_{src}to{dst}"]))
+                picked.append(m.index_select(0, self._tensor(f"_rows_{src}to{dst}")))
                 m = t @ picked[-1]
         return size, m, picked
 
@@ -110,7 +116,7 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
         assert m is not None, "the largest kernel is the weight itself"
         kk = self.max_kernel * self.max_kernel
         # the centre size×size of each kernel, gathered from its flattened k²: one op instead of four
-        crop = self.weight.reshape(-1, kk)[:channels].index_select(1, self._buffers[f"_centre_{size}"])
+        crop = self.weight.reshape(-1, kk)[:channels].index_select(1, self._tensor(f"_centre_{size}"))
         return F.linear(crop, m).reshape(channels, 1, k, k), (crop, m, *picked)
 
     def transformed_grads(self, grad: torch.Tensor, saved: tuple[torch.Tensor, ...]
@@ -130,9 +136,8 @@ class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
         for j in range(len(picked), 0, -1):
             g_ts[j] = g_m @ picked[j - 1].t()
             src, dst = self._pairs[j]
-            t = self._parameters[self._transform_names[j]]
-            g_m = g_m.new_zeros(src * src, g_m.shape[1]).index_copy_(
-                0, self._buffers[f"_rows_{src}to{dst}"], t.t() @ g_m)
+            t = self._tensor(self._transform_names[j])
+            g_m = g_m.new_zeros(src * src, g_m.shape[1]).index_copy_(0, self._tensor(f"_rows_{src}to{dst}"), t.t() @ g_m)
         g_ts[0] = g_m
         return g_weight, g_ts
 
@@ -254,7 +259,7 @@ class ElasticMBConv(nn.Module):
     def elastic_parameters(self) -> list[torch.Tensor]:
         """The parameters the active configuration slices, in the order :meth:`slice_weights` reads them:
         expand, BN1 affine, depthwise kernel, kernel transforms, BN2 affine, [SE reduce/expand], project."""
-        return [m._parameters[n] for m, n in self._slots]
+        return [cast(torch.Tensor, m._parameters[n]) for m, n in self._slots]
 
     def slice_weights(self, params: Sequence[torch.Tensor] | None = None
                       ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
@@ -273,7 +278,7 @@ class ElasticMBConv(nn.Module):
             w_dw, saved = (dw if full else dw.narrow(0, 0, mid)), ()
         else:
             w_dw, saved = self.conv_dw.transformed_weight(mid, k)
-        se = self.se.active_weights(mid) if self.se is not None else ()
+        se: tuple[torch.Tensor, ...] = self.se.active_weights(mid) if self.se is not None else ()
         pwl = p[-1] if full else p[-1].narrow(1, 0, mid)
         return (pw, g1, b1, w_dw, g2, b2, *se, pwl), saved
 
