@@ -19,6 +19,7 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d, prefix, same_padding
 from supernets.utils import make_divisible, permute_bn_
@@ -442,6 +443,7 @@ class _ActiveWeights(torch.autograd.Function):
         return tuple(outs)
 
     @staticmethod
+    @once_differentiable  # the scatter is written by hand; a second-order gradient through it would be wrong
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         saved = ctx.saved_tensors
         out: list[torch.Tensor | None] = [None]  # for ``blocks``
