@@ -245,3 +245,33 @@ def test_checkpoint_of_another_supernet_fails_naming_both(tiny: OFAResNet, r50: 
     other_head = create_supernet("ofa_resnet_tiny", num_classes=5)
     with pytest.raises(ValueError, match=r"shape mismatches \(e\.g\. classifier\.weight: checkpoint \(10, 384\)"):
         other_head.load_state_dict(state)
+
+
+
+def test_cached_eval_weights_follow_updates_replacements_and_conversions() -> None:
+    """No-grad eval runs each bottleneck (and sliced stem/classifier weights) on cached copies; in-place
+    updates, ``load_state_dict(assign=True)`` and ``.to()`` must all reach them."""
+    torch.manual_seed(1)
+    model = create_supernet("ofa_resnet_tiny").eval()
+    model.set_active_subnet(_tiny_archs(model.space)[2])
+    x = torch.randn(2, model.in_chans, TINY_R, TINY_R)
+
+    def check_changed(before: torch.Tensor) -> torch.Tensor:
+        after = model(x)
+        assert not torch.allclose(after, before)
+        assert (after - model.get_active_subnet().eval()(x)).abs().max() < 1e-5
+        return after
+
+    with torch.no_grad():
+        first = model(x)
+        assert torch.equal(model(x), first)
+        for stage in model.stages:
+            for blk in stage:
+                blk.conv2.conv.weight.mul_(0.5)  # what an optimizer step does: an in-place update
+                blk.conv3.bn.running_var.mul_(2.0)  # what BN recalibration does to the statistics
+        updated = check_changed(first)
+        halved = {k: v * 0.5 if k.endswith(("conv.weight", "classifier.weight")) else v.clone()
+                  for k, v in model.state_dict().items()}
+        model.load_state_dict(halved, assign=True)
+        replaced = check_changed(updated)
+        assert (model.double()(x.double()) - replaced.double()).abs().max() < 1e-4

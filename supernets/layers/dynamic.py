@@ -41,6 +41,8 @@ def same_padding(kernel_size: int) -> int:
 class DynamicConv2d(nn.Conv2d):
     """Dense convolution running ``weight[:active_out_channels, :in]`` (in channels follow the input)."""
 
+    _eval_weight: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # see _contiguous_cached
+
     def __init__(self, max_in_channels: int, max_out_channels: int, kernel_size: int = 1, stride: int = 1,
                  bias: bool = False) -> None:
         super().__init__(max_in_channels, max_out_channels, kernel_size, stride=stride,
@@ -52,6 +54,8 @@ class DynamicConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.active_weight(x.shape[1])
+        if not torch.is_grad_enabled():
+            w = _contiguous_cached(self, w)
         b = prefix(self.bias, self.active_out_channels) if self.bias is not None else None
         return F.conv2d(x, w, b, self.stride, self.padding)
 
@@ -128,5 +132,32 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
 class DynamicLinear(nn.Linear):
     """Linear layer reading the first ``in_features`` of its weight (input width follows the input)."""
 
+    _eval_weight: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # see _contiguous_cached
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, prefix(self.weight, self.out_features, x.shape[-1]), self.bias)
+        w = prefix(self.weight, self.out_features, x.shape[-1])
+        if not torch.is_grad_enabled():
+            w = _contiguous_cached(self, w)
+        return F.linear(x, w, self.bias)
+
+
+def _contiguous_cached(layer: DynamicConv2d | DynamicLinear, w: torch.Tensor) -> torch.Tensor:
+    """In no-grad use, a contiguous copy of ``w`` (a slice of ``layer.weight``), kept until the slice or the
+    weight changes (in place: its version; by ``.to()`` or ``load_state_dict(assign=True)``: its storage).
+
+    A slice along the input dim is strided, and the conv/matmul kernels copy it to a dense buffer on every
+    call: at batch 1 that copy cost OFA-ResNet50 subnets ~20 % over the extracted static subnet
+    (``scripts/bench_elastic.py``). A slice that is the whole weight is used as it is.
+    """
+    weight = layer.weight
+    if w is weight:
+        return w
+    key = (tuple(w.shape), weight._version, weight.data_ptr())
+    cached = layer._eval_weight
+    # The cache also holds the weight itself, so its memory cannot be freed and reused by another tensor
+    # whose address and version would match.
+    if cached is None or cached[0] != key or cached[1] is not weight:
+        fmt = torch.channels_last if w.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
+            else torch.contiguous_format
+        cached = layer._eval_weight = (key, weight, w.contiguous(memory_format=fmt))
+    return cached[2]
