@@ -456,10 +456,12 @@ def active_weights(blocks: list[ElasticMBConv]) -> list[tuple[torch.Tensor, ...]
     """Each block's :meth:`~ElasticMBConv.slice_weights` for its active configuration, for training.
 
     Slicing about fifteen weights per block and transforming its kernel through autograd puts some forty
-    tiny nodes per block into the graph. On CPU each costs more in dispatch and autograd-engine overhead
-    than in arithmetic: about 0.25 ms per block and step, 3-5 % of a training step of a small subnet
-    (``scripts/bench_elastic.py``). Here the slicing runs unrecorded and one backward call scatters the
-    gradients back, with the same values: the graph gains one node for the whole network.
+    tiny nodes per block into the graph, and on CPU each costs more in dispatch and autograd-engine overhead
+    than in arithmetic. Here the slicing runs unrecorded and one backward call scatters the gradients back,
+    with the same values: the graph gains one node for the whole network. On the 2-core dev host that took
+    0-2 points off the supernet's training-step overhead over the extracted subnet
+    (``scripts/bench_elastic.py``). Most of what remains (~2 ms a step for the smallest OFA-MobileNetV3 subnet)
+    is writing the zeros of full-size gradients and the Python slicing itself.
     """
     out: list[tuple[torch.Tensor, ...]] = [()] * len(blocks)
     sliced = []
