@@ -146,8 +146,9 @@ def _contiguous_cached(layer: DynamicConv2d | DynamicLinear, w: torch.Tensor) ->
     weight changes (in place: its version; by ``.to()`` or ``load_state_dict(assign=True)``: its storage).
 
     A slice along the input dim is strided, and the conv/matmul kernels copy it to a dense buffer on every
-    call: at batch 1 that copy cost OFA-ResNet50 subnets ~20 % over the extracted static subnet
-    (``scripts/bench_elastic.py``). A slice that is the whole weight is used as it is.
+    call. At batch 1 this cache alone took OFA-ResNet50's min/mid subnets from 1.19/1.21x the extracted static
+    subnet's time to 1.12/1.09x (``scripts/bench_elastic.py``; the bottlenecks' own cache does the rest). A
+    slice that is the whole weight is used as it is.
     """
     weight = layer.weight
     if w is weight:
