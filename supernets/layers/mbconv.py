@@ -257,6 +257,11 @@ class ElasticMBConv(nn.Module):
         return x
 
     # -- training: every active block's weights as one autograd node -----------------------------
+    @property
+    def runs_whole(self) -> bool:
+        """Whether the active configuration is the widest with the largest kernel (nothing to slice)."""
+        return self.active_mid == self.conv_pw.out_channels and self.active_kernel == self.conv_dw.max_kernel
+
     def elastic_parameters(self) -> list[torch.Tensor]:
         """The parameters the active configuration slices, in the order :meth:`slice_weights` reads them:
         expand, BN1 affine, depthwise kernel, kernel transforms, BN2 affine, [SE reduce/expand], project."""
@@ -269,54 +274,42 @@ class ElasticMBConv(nn.Module):
         Differentiable as written; :func:`active_weights` runs it unrecorded and supplies the backward."""
         p = self.elastic_parameters() if params is None else params
         mid, k = self.active_mid, self.active_kernel
-        full = mid == p[0].shape[0]
-        pw, g1, b1, dw = p[:4]
         nt = len(self.conv_dw._transform_names)
-        g2, b2 = p[4 + nt], p[5 + nt]
-        if not full:  # narrow directly: the active weights of a training step are cut afresh every step
-            pw, g1, b1, g2, b2 = (t.narrow(0, 0, mid) for t in (pw, g1, b1, g2, b2))
+        pw, g1, b1, g2, b2 = (prefix(t, mid) for t in (*p[:3], p[4 + nt], p[5 + nt]))
         if k == self.conv_dw.max_kernel:
-            w_dw, saved = (dw if full else dw.narrow(0, 0, mid)), ()
+            w_dw, saved = prefix(p[3], mid), ()
         else:
             w_dw, saved = self.conv_dw.transformed_weight(mid, k)
         se: tuple[torch.Tensor, ...] = self.se.active_weights(mid) if self.se is not None else ()
-        pwl = p[-1] if full else p[-1].narrow(1, 0, mid)
-        return (pw, g1, b1, w_dw, g2, b2, *se, pwl), saved
+        return (pw, g1, b1, w_dw, g2, b2, *se, prefix(p[-1], self.out_chs, mid)), saved
 
-    def unslice_grads(self, grads: tuple[torch.Tensor | None, ...], saved: tuple[torch.Tensor, ...],
-                      params: Sequence[torch.Tensor], mid: int) -> list[torch.Tensor | None]:
-        """Backward of :meth:`slice_weights` for width ``mid``: gradients of ``params``, zero outside the
-        slices (each zero-padded in one ``F.pad``; the pad amounts are cached per width)."""
-        key = (mid, bool(saved))
+    def pad_amounts(self, weights: Sequence[torch.Tensor], params: Sequence[torch.Tensor], transformed: bool
+                    ) -> tuple[list[int] | None, ...]:
+        """Per parameter, the ``F.pad`` amounts taking the gradient of its slice (``weights``, as
+        :meth:`slice_weights` returned them) to its whole shape; ``None``: nothing to pad. Cached per active
+        configuration. The transforms, and a transformed kernel, get whole gradients from ``transformed_grads``."""
+        key = (self.active_mid, transformed)
         pads = self._pads.get(key)
         if pads is None:
-            pads = self._pads[key] = self._pad_amounts(params, mid, transformed=bool(saved))
+            nt = len(self.conv_dw._transform_names)
+            have: list[torch.Size | None] = [w.shape for w in weights]
+            have[3:4] = [None if transformed else have[3], *([None] * nt)]
+            pads = self._pads[key] = tuple(
+                None if h is None or h == p.shape
+                else [a for n, full in zip(reversed(h), reversed(p.shape)) for a in (0, full - n)]
+                for h, p in zip(have, params))
+        return pads
+
+    def unslice_grads(self, grads: tuple[torch.Tensor | None, ...], saved: tuple[torch.Tensor, ...],
+                      pads: tuple[list[int] | None, ...]) -> list[torch.Tensor | None]:
+        """Backward of :meth:`slice_weights`: gradients of its parameters, zero outside the slices (each
+        zero-padded in one ``F.pad`` by :meth:`pad_amounts`)."""
         g_pw, g_g1, g_b1, g_dw, g_g2, g_b2, *g_rest = grads
-        nt = len(self.conv_dw._transform_names)
-        if saved:
-            g_dw, g_ts = self.conv_dw.transformed_grads(g_dw, saved) if g_dw is not None else (None, [None] * nt)
-        else:
-            g_ts = [None] * nt
+        g_ts: list[torch.Tensor | None] = [None] * len(self.conv_dw._transform_names)
+        if saved and g_dw is not None:
+            g_dw, g_ts = self.conv_dw.transformed_grads(g_dw, saved)
         flat = (g_pw, g_g1, g_b1, g_dw, *g_ts, g_g2, g_b2, *g_rest)
         return [g if g is None or pad is None else F.pad(g, pad) for g, pad in zip(flat, pads)]
-
-    def _pad_amounts(self, params: Sequence[torch.Tensor], mid: int, transformed: bool) -> tuple[list[int] | None, ...]:
-        """Per parameter, the ``F.pad`` amounts taking the gradient of its width-``mid`` slice to its whole
-        shape (``None``: nothing to pad). A transformed kernel's gradient arrives whole from ``transformed_grads``."""
-        rd = se_channels(mid)
-        nt = len(self.conv_dw._transform_names)
-        widths: list[tuple[int, ...] | None] = [(mid,), (mid,), (mid,), None if transformed else (mid,),
-                                                 *([None] * nt), (mid,), (mid,)]
-        if self.se is not None:
-            widths += [(rd, mid), (rd,), (mid, rd), (mid,)]
-        widths.append((self.out_chs, mid))
-        pads: list[list[int] | None] = []
-        for w, p in zip(widths, params):
-            shape = tuple(p.shape)
-            have = (*w, *shape[len(w):]) if w is not None else shape
-            pad = [a for h, s in zip(reversed(have), reversed(shape)) for a in (0, s - h)]
-            pads.append(pad if any(pad) else None)
-        return tuple(pads)
 
     # -- inference -------------------------------------------------------------------------------
     def _inference_weights(self) -> tuple[torch.Tensor | None, ...]:
@@ -358,16 +351,10 @@ class ElasticMBConv(nn.Module):
 
     @property
     def _cache_tensors(self) -> list[torch.Tensor]:
-        """Every tensor the inference weights are read from (looked up afresh: ``load_state_dict(assign=True)``
-        replaces parameters)."""
-        ts = [self.conv_pw.weight, self.conv_dw.weight, self.conv_pwl.weight]
-        ts += [getattr(self.conv_dw, n) for n in self.conv_dw._transform_names]
-        for bn in (self.bn1, self.bn2):
-            ts += [bn.weight, bn.bias, bn.running_mean, bn.running_var]
-        if self.se is not None:
-            se = self.se
-            ts += [se.conv_reduce.weight, se.conv_reduce.bias, se.conv_expand.weight, se.conv_expand.bias]
-        return ts
+        """Every tensor the inference weights are read from: the sliced parameters and the BN statistics
+        (looked up afresh: ``load_state_dict(assign=True)`` replaces parameters)."""
+        stats = [t for bn in (self.bn1, self.bn2) for t in (bn.running_mean, bn.running_var)]
+        return [*self.elastic_parameters(), *cast(list[torch.Tensor], stats)]
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         self._inference_cache = None  # .to() / .double(): drop views of the old tensors
@@ -434,7 +421,8 @@ class _ActiveWeights(torch.autograd.Function):
         for blk in blocks:
             n = len(blk._slots)
             weights, saved = blk.slice_weights(params[i : i + n])
-            plan.append((blk, params[i : i + n], blk.active_mid, len(outs), len(weights), len(to_save), len(saved)))
+            pads = blk.pad_amounts(weights, params[i : i + n], transformed=bool(saved))
+            plan.append((blk, pads, len(outs), len(weights), len(to_save), len(saved)))
             outs += weights
             i += n
             to_save += saved
@@ -447,8 +435,8 @@ class _ActiveWeights(torch.autograd.Function):
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         saved = ctx.saved_tensors
         out: list[torch.Tensor | None] = [None]  # for ``blocks``
-        for blk, params, mid, o, n, s, ns in ctx.plan:
-            out += blk.unslice_grads(grads[o : o + n], saved[s : s + ns], params, mid)
+        for blk, pads, o, n, s, ns in ctx.plan:
+            out += blk.unslice_grads(grads[o : o + n], saved[s : s + ns], pads)
         return tuple(out)
 
 
@@ -466,7 +454,7 @@ def active_weights(blocks: list[ElasticMBConv]) -> list[tuple[torch.Tensor, ...]
     out: list[tuple[torch.Tensor, ...]] = [()] * len(blocks)
     sliced = []
     for j, blk in enumerate(blocks):
-        if blk.active_mid == blk.conv_pw.out_channels and blk.active_kernel == blk.conv_dw.max_kernel:
+        if blk.runs_whole:
             out[j] = blk.slice_weights()[0]  # the parameters themselves: autograd needs no node at all
         else:
             sliced.append(j)
@@ -474,8 +462,8 @@ def active_weights(blocks: list[ElasticMBConv]) -> list[tuple[torch.Tensor, ...]
         params = [p for j in sliced for p in blocks[j].elastic_parameters()]
         flat = _ActiveWeights.apply([blocks[j] for j in sliced], *params)
         i = 0
-        for j in sliced:
-            n = 11 if blocks[j].se is not None else 7
+        for j in sliced:  # a block's weights: its parameters less the kernel transforms
+            n = len(blocks[j]._slots) - len(blocks[j].conv_dw._transform_names)
             out[j] = flat[i : i + n]
             i += n
     return out
