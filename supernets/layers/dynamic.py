@@ -16,6 +16,7 @@ __all__ = [
     "DynamicConv2d",
     "DynamicDepthwiseConv2d",
     "DynamicLinear",
+    "dense_slice",
     "prefix",
     "same_padding",
 ]
@@ -146,9 +147,9 @@ def _contiguous_cached(layer: DynamicConv2d | DynamicLinear, w: torch.Tensor) ->
     weight changes (in place: its version; by ``.to()`` or ``load_state_dict(assign=True)``: its storage).
 
     A slice along the input dim is strided, and the conv/matmul kernels copy it to a dense buffer on every
-    call. At batch 1 this cache alone took OFA-ResNet50's min/mid subnets from 1.19/1.21x the extracted static
-    subnet's time to 1.12/1.09x (``scripts/bench_elastic.py``; the bottlenecks' own cache does the rest). A
-    slice that is the whole weight is used as it is.
+    call. At batch 1 and 128 px, OFA-ResNet50's min/mid subnets took 1.19/1.21x the extracted static subnet's
+    time (``scripts/bench_elastic.py``); with this cache alone, 1.12/1.09x in a plain interleaved timing loop
+    (the bottlenecks' own cache does the rest). A slice that is the whole weight is used as it is.
     """
     weight = layer.weight
     if w is weight:
@@ -158,7 +159,12 @@ def _contiguous_cached(layer: DynamicConv2d | DynamicLinear, w: torch.Tensor) ->
     # The cache also holds the weight itself, so its memory cannot be freed and reused by another tensor
     # whose address and version would match.
     if cached is None or cached[0] != key or cached[1] is not weight:
-        fmt = torch.channels_last if w.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
-            else torch.contiguous_format
-        cached = layer._eval_weight = (key, weight, w.contiguous(memory_format=fmt))
+        cached = layer._eval_weight = (key, weight, dense_slice(w, weight))
     return cached[2]
+
+
+def dense_slice(w: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of ``w``, a slice of ``weight``, in ``weight``'s memory format (channels_last stays)."""
+    fmt = torch.channels_last if w.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+    return w.contiguous(memory_format=fmt)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear
+from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, dense_slice
 from supernets.utils import make_divisible, permute_bn_
 
 __all__ = [
@@ -197,7 +197,7 @@ class DynamicBottleneck(nn.Module):
         self.active_out_channels = max_out
         self.active_expand_ratio = max(self.expand_ratios)
         self.configure(max_out, self.active_expand_ratio)
-        self._inference_cache: tuple[tuple, list[tuple[torch.Tensor, ...]], list[torch.Tensor]] | None = None
+        self._inference_cache: tuple[tuple, list[tuple], list[torch.Tensor]] | None = None
 
     def mid_channels(self, out_channels: int, expand_ratio: float) -> int:
         # Python's round (half to even) as in OFA, so widths match its published subnets.
@@ -229,17 +229,17 @@ class DynamicBottleneck(nn.Module):
         return self.act(self.conv3(self.conv2(self.conv1(x))) + residual)
 
     # -- inference -------------------------------------------------------------------------------
-    def _bns(self) -> list[nn.BatchNorm2d]:
-        bns = [self.conv1.bn, self.conv2.bn, self.conv3.bn]
-        return bns if self.identity_shortcut else [*bns, self.downsample.bn]
-
     def _conv_bns(self) -> list[tuple[DynamicConv2d, DynamicBatchNorm2d]]:
+        """conv1, conv2, conv3 and, unless the shortcut is the identity, the shortcut's conv and BN."""
         pairs = [(c.conv, c.bn) for c in (self.conv1, self.conv2, self.conv3)]
         return pairs if self.identity_shortcut else [*pairs, (self.downsample.conv, self.downsample.bn)]
 
-    def _inference_weights(self, in_channels: int) -> list[tuple[torch.Tensor, ...]]:
-        """Per conv-BN pair (conv1, conv2, conv3[, shortcut]): the active conv weight (contiguous, in the
-        weight's memory format) and the BN's running mean, running variance, weight and bias, cached until
+    def _bns(self) -> list[DynamicBatchNorm2d]:
+        return [bn for _, bn in self._conv_bns()]
+
+    def _inference_weights(self, in_channels: int) -> list[tuple]:
+        """Per conv-BN pair of :meth:`_conv_bns`: the active conv weight (dense, in the weight's memory format),
+        its stride and padding, and the BN's running mean, running variance, weight, bias and eps; cached until
         the widths, a weight or a statistic change (in place, or by ``.to()``).
 
         At batch 1 a ResNet50 subnet's convolutions take a few milliseconds, and per layer re-slicing (with a
@@ -254,32 +254,25 @@ class DynamicBottleneck(nn.Module):
         if cached is not None and cached[0] == key and all(a is b for a, b in zip(cached[2], tensors)):
             return cached[1]
         mid, out = self.active_mid_channels, self.active_out_channels
-        weights = []
-        for (conv, bn), (c_in, c_out) in zip(pairs, ((in_channels, mid), (mid, mid), (mid, out), (in_channels, out))):
-            w = conv.weight[:c_out, :c_in]
-            fmt = torch.channels_last if conv.weight.is_contiguous(memory_format=torch.channels_last) \
-                else torch.contiguous_format
-            weights.append((w.contiguous(memory_format=fmt), bn.running_mean[:c_out], bn.running_var[:c_out],
-                            bn.weight[:c_out], bn.bias[:c_out]))
+        widths = ((in_channels, mid), (mid, mid), (mid, out), (in_channels, out))
+        weights = [(dense_slice(conv.weight[:c_out, :c_in], conv.weight), conv.stride, conv.padding,
+                    bn.running_mean[:c_out], bn.running_var[:c_out], bn.weight[:c_out], bn.bias[:c_out], bn.eps)
+                   for (conv, bn), (c_in, c_out) in zip(pairs, widths)]
         self._inference_cache = (key, weights, tensors)
         return weights
 
     def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
         """Eval-mode forward without autograd: the same ops as :meth:`forward` on cached weights."""
         weights = self._inference_weights(x.shape[1])
-        pairs = self._conv_bns()
 
         def conv_bn(y: torch.Tensor, i: int) -> torch.Tensor:
-            conv, bn = pairs[i]
-            w, m, v, g, b = weights[i]
-            y = F.conv2d(y, w, None, conv.stride, conv.padding)
-            return F.batch_norm(y, m, v, g, b, False, 0.0, bn.eps)
+            w, stride, padding, m, v, g, b, eps = weights[i]
+            return F.batch_norm(F.conv2d(y, w, None, stride, padding), m, v, g, b, False, 0.0, eps)
 
         if self.identity_shortcut:
             residual = x
-        else:
-            pool = self.downsample[0] if self.stride > 1 else None
-            residual = conv_bn(pool(x) if pool is not None else x, 3)
+        else:  # ResNet-D's shortcut average-pools first when it strides
+            residual = conv_bn(self.downsample.avg_pool(x) if self.stride > 1 else x, 3)
         y = F.relu(conv_bn(x, 0), inplace=True)
         y = F.relu(conv_bn(y, 1), inplace=True)
         return F.relu(conv_bn(y, 2) + residual, inplace=True)
