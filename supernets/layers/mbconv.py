@@ -276,8 +276,9 @@ class ElasticMBConv(nn.Module):
         mid, k = self.active_mid, self.active_kernel
         nt = len(self.conv_dw._transform_names)
         pw, g1, b1, g2, b2 = (prefix(t, mid) for t in (*p[:3], p[4 + nt], p[5 + nt]))
+        saved: tuple[torch.Tensor, ...] = ()
         if k == self.conv_dw.max_kernel:
-            w_dw, saved = prefix(p[3], mid), ()
+            w_dw = prefix(p[3], mid)
         else:
             w_dw, saved = self.conv_dw.transformed_weight(mid, k)
         se: tuple[torch.Tensor, ...] = self.se.active_weights(mid) if self.se is not None else ()

@@ -9,6 +9,7 @@ names, so a parameter of an extracted subnet has the name of the supernet parame
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -246,7 +247,8 @@ class DynamicBottleneck(nn.Module):
         dense copy of each input-sliced weight) cost the supernet ~20 % over the extracted static subnet.
         """
         pairs = self._conv_bns()
-        tensors = [t for conv, bn in pairs for t in (conv.weight, bn.running_mean, bn.running_var, bn.weight, bn.bias)]
+        tensors = [cast(torch.Tensor, t) for conv, bn in pairs
+                   for t in (conv.weight, bn.running_mean, bn.running_var, bn.weight, bn.bias)]
         key = (in_channels, self.active_out_channels, self.active_expand_ratio,
                *((t._version, t.data_ptr()) for t in tensors))
         cached = self._inference_cache
@@ -255,9 +257,11 @@ class DynamicBottleneck(nn.Module):
             return cached[1]
         mid, out = self.active_mid_channels, self.active_out_channels
         widths = ((in_channels, mid), (mid, mid), (mid, out), (in_channels, out))
-        weights = [(dense_slice(conv.weight[:c_out, :c_in], conv.weight), conv.stride, conv.padding,
-                    bn.running_mean[:c_out], bn.running_var[:c_out], bn.weight[:c_out], bn.bias[:c_out], bn.eps)
-                   for (conv, bn), (c_in, c_out) in zip(pairs, widths)]
+        weights: list[tuple] = []
+        for i, ((conv, bn), (c_in, c_out)) in enumerate(zip(pairs, widths)):
+            w, m, v, g, b = tensors[5 * i : 5 * i + 5]
+            weights.append((dense_slice(w[:c_out, :c_in], w), conv.stride, conv.padding,
+                            m[:c_out], v[:c_out], g[:c_out], b[:c_out], bn.eps))
         self._inference_cache = (key, weights, tensors)
         return weights
 
