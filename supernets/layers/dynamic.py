@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "DynamicBatchNorm2d",
@@ -19,6 +20,7 @@ __all__ = [
     "dense_slice",
     "prefix",
     "same_padding",
+    "trainable_prefix",
 ]
 
 
@@ -33,6 +35,39 @@ def prefix(t: torch.Tensor, *sizes: int) -> torch.Tensor:
         if n != t.shape[dim]:
             t = t.narrow(dim, 0, n)
     return t
+
+
+def trainable_prefix(t: torch.Tensor, *sizes: int) -> torch.Tensor:
+    """:func:`prefix`, recorded for autograd as one node whose backward writes the whole gradient once, in
+    ``t``'s own memory layout.
+
+    Autograd's own backward of a narrow allocates a zero tensor of the input's size for every narrowed dim
+    (two whole-weight fills and copies for a conv weight cut along both channel dims), in the contiguous
+    layout; for a channels_last weight, gradient accumulation then copies it once more into the weight's
+    layout. On OFA-ResNet50's mid subnet (2 threads, batch 32, 128 px) that cost 543.8 → 525.8 ms a training
+    step, against 516.9 ms for the extracted static subnet (same process, interleaved medians).
+    """
+    if not (t.requires_grad and torch.is_grad_enabled()) or all(n == t.shape[d] for d, n in enumerate(sizes)):
+        return prefix(t, *sizes)
+    return _TrainablePrefix.apply(t, *sizes)
+
+
+class _TrainablePrefix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, *sizes: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        ctx.sizes, ctx.shape, ctx.stride = sizes, t.shape, t.stride()
+        return prefix(t, *sizes)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        if grad is None:
+            return (None,) * (1 + len(ctx.sizes))
+        # The parameter's strides, so gradient accumulation can take this tensor as it is.
+        whole = torch.empty_strided(ctx.shape, ctx.stride, dtype=grad.dtype, device=grad.device).zero_()
+        prefix(whole, *ctx.sizes).copy_(grad)
+        return (whole, *(None,) * len(ctx.sizes))
 
 
 def same_padding(kernel_size: int) -> int:
@@ -51,7 +86,7 @@ class DynamicConv2d(nn.Conv2d):
         self.active_out_channels = max_out_channels
 
     def active_weight(self, in_channels: int) -> torch.Tensor:
-        return prefix(self.weight, self.active_out_channels, in_channels)
+        return trainable_prefix(self.weight, self.active_out_channels, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.active_weight(x.shape[1])
@@ -136,7 +171,7 @@ class DynamicLinear(nn.Linear):
     _eval_weight: tuple[tuple, torch.Tensor, torch.Tensor] | None = None  # see _contiguous_cached
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = prefix(self.weight, self.out_features, x.shape[-1])
+        w = trainable_prefix(self.weight, self.out_features, x.shape[-1])
         if not torch.is_grad_enabled():
             w = _contiguous_cached(self, w)
         return F.linear(x, w, self.bias)
