@@ -1,6 +1,9 @@
-"""Elastic primitives: the one-node weight slice used in training."""
+"""Elastic primitives: the one-node weight slice used in training and its reused gradient buffer."""
 
 from __future__ import annotations
+
+import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import torch
 
 import supernets.layers.dynamic as dynamic
 from supernets import create_supernet
-from supernets.layers.dynamic import prefix, trainable_prefix
+from supernets.layers.dynamic import DynamicConv2d, prefix, trainable_prefix
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -54,8 +57,75 @@ def test_resnet_training_gradients_equal_those_of_autograd_slicing(monkeypatch: 
     state = {k: v.clone() for k, v in model.state_dict().items()}  # BN statistics move in train mode
     got = grads()
     model.load_state_dict(state)
-    monkeypatch.setattr(dynamic, "trainable_prefix", prefix)
+    monkeypatch.setattr(dynamic, "trainable_prefix", lambda t, *sizes, reuse=None: prefix(t, *sizes))
     want = grads()
     assert got.keys() == want.keys()
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+def _conv_grad(conv: DynamicConv2d, out_channels: int, in_channels: int, seed: int) -> torch.Tensor:
+    """The weight gradient of one backward at the given widths, the way autograd slicing computes it."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, in_channels, 5, 5, dtype=torch.float64, generator=gen)
+    y = torch.randn(2, out_channels, 5, 5, dtype=torch.float64, generator=gen)
+    conv.active_out_channels = out_channels
+    conv(x).mul(y).sum().backward()
+    w = conv.weight.detach().requires_grad_()
+    (want,) = torch.autograd.grad(torch.nn.functional.conv2d(x, prefix(w, out_channels, in_channels),
+                                                             padding=1).mul(y).sum(), w)
+    return want
+
+
+@pytest.fixture
+def conv() -> DynamicConv2d:
+    torch.manual_seed(0)
+    return DynamicConv2d(6, 8, 3).double().to(memory_format=torch.channels_last)
+
+
+def test_gradient_buffer_is_reused_across_steps_and_stays_exact_as_widths_grow_and_shrink(conv: DynamicConv2d) -> None:
+    ptrs = set()
+    for step, (out_c, in_c) in enumerate([(4, 3), (8, 5), (2, 6), (4, 3), (8, 6), (3, 2)]):
+        conv.zero_grad(set_to_none=True)
+        want = _conv_grad(conv, out_c, in_c, step)
+        assert torch.equal(conv.weight.grad, want), f"step {step}: widths {out_c}x{in_c}"
+        assert conv.weight.grad.stride() == conv.weight.stride()
+        if (out_c, in_c) != (8, 6):  # the whole weight is not cut: its gradient is the convolution's own
+            ptrs.add(conv.weight.grad.data_ptr())
+    assert len(ptrs) == 1  # every cut step wrote into the same tensor
+
+
+def test_gradient_buffer_accumulates_like_autograd_when_gradients_are_not_zeroed(conv: DynamicConv2d) -> None:
+    conv.zero_grad(set_to_none=True)
+    want = _conv_grad(conv, 4, 3, 0) + _conv_grad(conv, 2, 5, 1) + _conv_grad(conv, 4, 3, 2)
+    torch.testing.assert_close(conv.weight.grad, want, rtol=1e-12, atol=1e-12)
+    conv.zero_grad(set_to_none=True)  # the buffer was changed in place by the accumulation: not trusted again
+    assert torch.equal(_conv_grad(conv, 2, 2, 3), conv.weight.grad)
+
+
+def test_gradient_buffer_never_overwrites_a_gradient_someone_still_holds(conv: DynamicConv2d) -> None:
+    conv.zero_grad(set_to_none=True)
+    _conv_grad(conv, 4, 3, 0)
+    kept = conv.weight.grad.detach()  # another tensor on the same memory, e.g. logged gradients
+    snapshot = kept.clone()
+    conv.zero_grad(set_to_none=True)
+    assert torch.equal(_conv_grad(conv, 2, 5, 1), conv.weight.grad)
+    assert torch.equal(kept, snapshot)
+    assert conv.weight.grad.data_ptr() != kept.data_ptr()
+
+
+def test_gradient_buffer_is_not_trusted_after_an_in_place_change(conv: DynamicConv2d) -> None:
+    conv.zero_grad(set_to_none=True)
+    _conv_grad(conv, 4, 3, 0)
+    conv.weight.grad.fill_(1.0)  # e.g. a hook or a clipping step writing the whole gradient
+    conv.zero_grad(set_to_none=True)
+    assert torch.equal(_conv_grad(conv, 4, 3, 1), conv.weight.grad)
+
+
+def test_copied_and_pickled_layers_get_their_own_gradient_buffers(conv: DynamicConv2d) -> None:
+    conv.zero_grad(set_to_none=True)
+    _conv_grad(conv, 4, 3, 0)
+    for twin in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+        assert twin.grad_buffer is not conv.grad_buffer
+        twin.zero_grad(set_to_none=True)
+        assert torch.equal(_conv_grad(twin, 2, 5, 1), twin.weight.grad)
