@@ -125,6 +125,23 @@ def test_gradient_buffer_is_not_trusted_after_an_in_place_change(conv: DynamicCo
     assert torch.equal(_conv_grad(conv, 4, 3, 1), conv.weight.grad)
 
 
+def test_gradient_buffer_follows_a_change_of_dtype_and_memory_format(conv: DynamicConv2d) -> None:
+    conv.zero_grad(set_to_none=True)
+    _conv_grad(conv, 4, 3, 0)
+    conv.float().to(memory_format=torch.contiguous_format)
+    conv.zero_grad(set_to_none=True)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 5, 5, generator=gen)
+    conv.active_out_channels = 2
+    conv(x).sum().backward()
+    w = conv.weight.detach().requires_grad_()
+    (want,) = torch.autograd.grad(torch.nn.functional.conv2d(x, prefix(w, 2, 5), padding=1).sum(), w)
+    assert conv.weight.grad.dtype == torch.float32 and conv.weight.grad.is_contiguous()
+    torch.testing.assert_close(conv.weight.grad, want)
+    # the buffer itself was replaced (autograd would otherwise cast and re-lay out every step's gradient)
+    assert conv.weight.grad.data_ptr() == conv.grad_buffer._tensor.data_ptr()
+
+
 def test_copied_and_pickled_layers_get_their_own_gradient_buffers(conv: DynamicConv2d) -> None:
     conv.zero_grad(set_to_none=True)
     _conv_grad(conv, 4, 3, 0)

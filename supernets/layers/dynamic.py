@@ -101,7 +101,8 @@ class GradientBuffer:
     When the last gradient handed out is no longer used by any tensor (``zero_grad(set_to_none=True)``
     dropped it and nothing else shares its memory) and nothing changed it in place, the next backward zeroes
     only the slice written last and writes the new one. Otherwise (gradients still accumulating, a reference
-    kept, another dtype or layout) it starts a fresh tensor, as autograd would.
+    kept, another dtype or layout) it starts a fresh tensor, as autograd would. Between steps it keeps one
+    whole-size gradient per sliced weight alive, as ``zero_grad(set_to_none=False)`` would.
     """
 
     def __init__(self) -> None:
