@@ -70,8 +70,8 @@ def test_resnet_training_gradients_equal_those_of_autograd_slicing(monkeypatch: 
 def _conv_grad(conv: DynamicConv2d, out_channels: int, in_channels: int, seed: int) -> torch.Tensor:
     """The weight gradient of one backward at the given widths, the way autograd slicing computes it."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(2, in_channels, 5, 5, dtype=torch.float64, generator=gen)
-    y = torch.randn(2, out_channels, 5, 5, dtype=torch.float64, generator=gen)
+    x = torch.randn(2, in_channels, 5, 5, dtype=conv.weight.dtype, generator=gen)
+    y = torch.randn(2, out_channels, 5, 5, dtype=conv.weight.dtype, generator=gen)
     conv.active_out_channels = out_channels
     conv(x).mul(y).sum().backward()
     w = conv.weight.detach().requires_grad_()
@@ -130,12 +130,7 @@ def test_gradient_buffer_follows_a_change_of_dtype_and_memory_format(conv: Dynam
     _conv_grad(conv, 4, 3, 0)
     conv.float().to(memory_format=torch.contiguous_format)
     conv.zero_grad(set_to_none=True)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 5, 5, 5, generator=gen)
-    conv.active_out_channels = 2
-    conv(x).sum().backward()
-    w = conv.weight.detach().requires_grad_()
-    (want,) = torch.autograd.grad(torch.nn.functional.conv2d(x, prefix(w, 2, 5), padding=1).sum(), w)
+    want = _conv_grad(conv, 2, 5, 1)
     assert conv.weight.grad.dtype == torch.float32 and conv.weight.grad.is_contiguous()
     torch.testing.assert_close(conv.weight.grad, want)
     # the buffer itself was replaced (autograd would otherwise cast and re-lay out every step's gradient)
