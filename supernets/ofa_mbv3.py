@@ -25,7 +25,8 @@ from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
 from supernets.base import Supernet
-from supernets.layers.mbconv import ACTIVATIONS, ElasticMBConv, active_weights, copy_bn_, se_channels
+from supernets.layers.dynamic import sliced_weights
+from supernets.layers.mbconv import ACTIVATIONS, ElasticMBConv, copy_bn_, se_channels
 from supernets.registry import register_supernet
 from supernets.space import Arch, MobileNetV3Space
 from supernets.utils import make_divisible, make_divisible_np
@@ -217,7 +218,7 @@ class OFAMobileNetV3(Supernet):
         x = y + x if self.first_skip else y
         blocks = self._active_blocks
         if torch.is_grad_enabled() and blocks:  # one autograd node for every block's sliced weights
-            for blk, w in zip(blocks, active_weights(blocks)):
+            for blk, w in zip(blocks, sliced_weights(blocks)):
                 x = blk(x, w)
         else:
             for blk in blocks:

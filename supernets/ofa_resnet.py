@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from supernets.base import Supernet
-from supernets.layers.dynamic import DynamicLinear
+from supernets.layers.dynamic import DynamicLinear, sliced_weights
 from supernets.layers.resnet import (
+    ConvBnUnit,
     DynamicBottleneck,
     DynamicConvBnAct,
     ResidualConvBnAct,
@@ -140,6 +141,8 @@ class OFAResNet(Supernet):
             offset += len(stage)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self._forward_features_train(x)
         x = self.stem_conv1(x)
         if not self._stem_skip:
             x = x + self.stem_block(x)
@@ -147,6 +150,32 @@ class OFAResNet(Supernet):
         for stage, depth in zip(self.stages, self._stage_depths):
             for j in range(depth):  # indexing, not stage[:depth], which builds a new ModuleList per call
                 x = stage[j](x)
+        return x
+
+    def _forward_features_train(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features` with every active conv-BN weight sliced in one autograd node
+        (:func:`sliced_weights`)."""
+        stem = [self.stem_conv1, *(() if self._stem_skip else (self.stem_block,)), self.stem_conv2]
+        units: list[ConvBnUnit] = []
+        cin = x.shape[1]
+        for layer in stem:
+            layer.unit.in_channels = cin
+            units.append(layer.unit)
+            cin = layer.active_out_channels
+        blocks = [stage[j] for stage, depth in zip(self.stages, self._stage_depths) for j in range(depth)]
+        bounds = [len(units)]
+        for block in blocks:
+            units += block.units(cin)
+            bounds.append(len(units))
+            cin = block.active_out_channels
+        weights = sliced_weights(units)
+        it = iter(weights)
+        x = self.stem_conv1.run(x, next(it))
+        if not self._stem_skip:
+            x = x + self.stem_block.run(x, next(it))
+        x = self.stem_pool(self.stem_conv2.run(x, next(it)))
+        for block, start, stop in zip(blocks, bounds, bounds[1:]):
+            x = block(x, weights[start:stop])
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -243,7 +243,7 @@ def test_gradients_reach_the_kernel_transforms_a_kernel_uses_and_nothing_of_skip
 @pytest.mark.parametrize("name", ["ofa_mbv3_tiny", "ofa_mbv3_w10"])
 def test_one_node_weight_backward_equals_autograd_through_the_slicing(name: str, monkeypatch) -> None:
     """Training runs every block's slicing as one autograd node with a hand-written backward
-    (``active_weights``); its gradients must be those autograd computes through the slicing ops themselves."""
+    (``sliced_weights``); its gradients must be those autograd computes through the slicing ops themselves."""
     import supernets.ofa_mbv3 as ofa_mbv3
 
     model = create_supernet(name).double().train()
@@ -269,7 +269,7 @@ def test_one_node_weight_backward_equals_autograd_through_the_slicing(name: str,
     for run in [(arch,) for arch in archs] + [(archs[0], archs[2], archs[1])]:
         one_node = grads(*run)
         with monkeypatch.context() as m:
-            m.setattr(ofa_mbv3, "active_weights", lambda blocks: [b.slice_weights()[0] for b in blocks])
+            m.setattr(ofa_mbv3, "sliced_weights", lambda blocks: [b.slice_weights()[0] for b in blocks])
             reference = grads(*run)
         assert one_node.keys() == reference.keys()
         for n, g in one_node.items():

@@ -148,6 +148,35 @@ def test_unused_weights_get_zero_grad_and_used_weights_get_grad(tiny: OFAResNet,
     tiny.eval()
 
 
+def test_training_forward_and_gradients_equal_the_extracted_subnets() -> None:
+    """Training slices every conv-BN weight in one autograd node; in train mode (batch statistics) the
+    supernet must compute what the static subnet computes, and its gradients must be the subnet's, cut in."""
+    torch.manual_seed(0)
+    model = create_supernet("ofa_resnet_tiny").double().train()
+    space = model.space
+    small = space.min_arch(TINY_R).to_ofa_dict()
+    with_stem_block = space.from_ofa_dict({**small, "d": [2, 1, 0, 2, 1]})
+    without = space.from_ofa_dict({**small, "d": [0, 1, 0, 2, 1]})
+    for k, arch in enumerate([*_tiny_archs(space)[1:4], with_stem_block, without]):
+        model.set_active_subnet(arch)
+        subnet = model.get_active_subnet().double().train()
+        gen = torch.Generator().manual_seed(k)
+        x = torch.randn(3, model.in_chans, arch.r, arch.r, dtype=torch.float64, generator=gen)
+        w = torch.randn(3, model.num_classes, dtype=torch.float64, generator=gen)
+        model.zero_grad(set_to_none=True)
+        y_super = model(x)
+        y_super.mul(w).sum().backward()
+        y_sub = subnet(x)
+        y_sub.mul(w).sum().backward()
+        torch.testing.assert_close(y_super, y_sub, rtol=1e-10, atol=1e-10)
+        full = dict(model.named_parameters())
+        for name, p in subnet.named_parameters():
+            got = full[name].grad
+            assert got is not None, name
+            torch.testing.assert_close(got[_used_slice(p)], p.grad, rtol=1e-10, atol=1e-10, msg=name)
+    model.zero_grad(set_to_none=True)
+
+
 # ------------------------------------------------------------------------------------- channel sorting
 def test_sort_channels_keeps_max_net_output_and_orders_middle_channels() -> None:
     torch.manual_seed(1)

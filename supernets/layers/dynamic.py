@@ -8,6 +8,8 @@ Slices are views, so gradients reach exactly the weights the active subnet uses.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +22,11 @@ __all__ = [
     "DynamicDepthwiseConv2d",
     "DynamicLinear",
     "GradientBuffer",
+    "SlicedUnit",
     "dense_slice",
     "prefix",
     "same_padding",
+    "sliced_weights",
     "trainable_prefix",
 ]
 
@@ -92,7 +96,8 @@ _storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
 
 
 class GradientBuffer:
-    """A weight's whole-size gradient tensor, reused by :func:`trainable_prefix` from one step to the next.
+    """A weight's whole-size gradient tensor, reused from one step to the next by :func:`trainable_prefix` and by
+    OFA-ResNet's one-node slicing (``ConvBnUnit``).
 
     The gradient of a sliced weight is zero outside the slice. Allocating and zero-filling the whole weight's
     gradient anew on every step cost OFA-ResNet50 about a third of its training-step overhead over the extracted
@@ -146,6 +151,90 @@ class GradientBuffer:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__()  # type: ignore[misc]
+
+
+class SlicedUnit(Protocol):
+    """A layer or block whose training forward reads slices of its parameters, prepared for it by
+    :func:`sliced_weights` (OFA-MobileNetV3's ``ElasticMBConv``, OFA-ResNet's ``ConvBnUnit``)."""
+
+    @property
+    def runs_whole(self) -> bool:
+        """Whether the active configuration uses every parameter whole (nothing to slice)."""
+
+    def elastic_parameters(self) -> list[torch.Tensor]:
+        """The parameters the slicing reads, in a fixed order."""
+
+    def slice_for_training(self, params: Sequence[torch.Tensor]
+                           ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], Any]:
+        """``(weights, saved, aux)``: the active weights cut from ``params`` (run without autograd), the
+        tensors :meth:`unslice_grads` needs saved, and anything else it needs."""
+
+    def unslice_grads(self, grads: tuple[torch.Tensor | None, ...], saved: tuple[torch.Tensor, ...], aux: Any
+                      ) -> list[torch.Tensor | None]:
+        """Backward of :meth:`slice_for_training`: each parameter's whole gradient (zero outside its slice)."""
+
+
+class _SlicedWeights(torch.autograd.Function):
+    """Every given unit's active weights as one autograd node (see :func:`sliced_weights`)."""
+
+    @staticmethod
+    def forward(ctx, units: Sequence[SlicedUnit], counts: list[int], *params: torch.Tensor  # type: ignore[override]
+                ) -> tuple[torch.Tensor, ...]:
+        ctx.set_materialize_grads(False)
+        outs: list[torch.Tensor] = []
+        to_save: list[torch.Tensor] = []
+        plan = []
+        i = 0
+        for unit in units:
+            n = len(unit.elastic_parameters())
+            weights, saved, aux = unit.slice_for_training(params[i : i + n])
+            plan.append((unit, aux, len(outs), len(weights), len(to_save), len(saved)))
+            counts.append(len(weights))
+            outs += weights
+            to_save += saved
+            i += n
+        ctx.plan = plan
+        ctx.save_for_backward(*to_save)
+        return tuple(outs)
+
+    @staticmethod
+    @once_differentiable  # the scatter is written by hand; a second-order gradient through it would be wrong
+    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        saved = ctx.saved_tensors
+        out: list[torch.Tensor | None] = [None, None]  # for ``units`` and ``counts``
+        for unit, aux, o, n, s, ns in ctx.plan:
+            out += unit.unslice_grads(grads[o : o + n], saved[s : s + ns], aux)
+        return tuple(out)
+
+
+def sliced_weights(units: Sequence[SlicedUnit]) -> list[tuple[torch.Tensor, ...]]:
+    """Each unit's :meth:`~SlicedUnit.slice_for_training` weights for its active configuration, for training.
+
+    Slicing every weight through autograd puts a few nodes per weight into the graph (more for a transformed
+    kernel), and on CPU each costs more in dispatch and autograd-engine overhead than in arithmetic. Here the
+    slicing runs unrecorded and one backward call writes the whole gradients, with the same values: the graph
+    gains one node for the whole network. Units that slice nothing hand out their parameters themselves (no
+    node at all). On the 2-core dev host this took 0-2 points off OFA-MobileNetV3's training-step overhead
+    over the extracted subnet (``scripts/bench_elastic.py``); what remains is this node's own work: for the
+    smallest OFA-MobileNetV3 subnet (2 threads, batch 32, 128 px) 0.79-0.96 ms forward and 1.41-1.91 ms
+    backward of a ~95-100 ms step, some two hundred small tensor ops whose fixed cost no batching here removes.
+    """
+    out: list[tuple[torch.Tensor, ...]] = [()] * len(units)
+    sliced = []
+    for j, unit in enumerate(units):
+        if unit.runs_whole:
+            out[j] = unit.slice_for_training(unit.elastic_parameters())[0]  # the parameters themselves
+        else:
+            sliced.append(j)
+    if sliced:
+        params = [p for j in sliced for p in units[j].elastic_parameters()]
+        counts: list[int] = []
+        flat = _SlicedWeights.apply([units[j] for j in sliced], counts, *params)
+        i = 0
+        for j, n in zip(sliced, counts):
+            out[j] = flat[i : i + n]
+            i += n
+    return out
 
 
 def same_padding(kernel_size: int) -> int:

@@ -6,7 +6,8 @@ runs a prefix of its middle channels with a (transformed, centre-cropped) kernel
 importance so that prefixes keep the most important ones; :meth:`ElasticMBConv.export_to` copies the
 active configuration into timm's static ``InvertedResidual``.
 
-Training slices the weights of every active block in one autograd node (:func:`active_weights`); no-grad
+Training slices the weights of every active block in one autograd node (:func:`~supernets.layers.dynamic.sliced_weights`,
+for which a block is a :class:`~supernets.layers.dynamic.SlicedUnit`); no-grad
 evaluation runs on cached weights (:meth:`ElasticMBConv._inference_weights`). Both keep the cost of the
 elastic supernet near that of the extracted subnet (``scripts/bench_elastic.py``).
 """
@@ -19,13 +20,19 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicDepthwiseConv2d, dense_slice, prefix, same_padding
+from supernets.layers.dynamic import (
+    DynamicBatchNorm2d,
+    DynamicDepthwiseConv2d,
+    dense_slice,
+    prefix,
+    same_padding,
+    sliced_weights,
+)
 from supernets.utils import make_divisible, permute_bn_
 
-__all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "active_weights",
-           "copy_bn_", "se_channels", "squeeze_excite"]
+__all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_",
+           "se_channels", "squeeze_excite"]
 
 #: Activation names used by the OFA configs -> in-place torch modules (OFA's h_swish is ``F.hardswish``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
@@ -216,7 +223,7 @@ class ElasticMBConv(nn.Module):
         self._act_fn = ACTIVATION_FNS[act]
         self._inference_cache: tuple[tuple, tuple[torch.Tensor | None, ...]] | None = None
         # (module, name) of every parameter the active configuration slices, read through ``_parameters``
-        # on each training step: nn.Module attribute lookups cost ~0.5 µs a hop (see :func:`active_weights`).
+        # on each training step: nn.Module attribute lookups cost ~0.5 µs a hop (see :func:`sliced_weights`).
         dw = self.conv_dw
         slots = [(self.conv_pw, "weight"), (self.bn1, "weight"), (self.bn1, "bias"), (dw, "weight"),
                  *((dw, n) for n in dw._transform_names), (self.bn2, "weight"), (self.bn2, "bias")]
@@ -238,12 +245,12 @@ class ElasticMBConv(nn.Module):
         self.active_mid = self.mid_channels(expand_ratio)
 
     def forward(self, x: torch.Tensor, weights: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
-        """Run the active configuration; ``weights`` are this block's entry of :func:`active_weights` (the
+        """Run the active configuration; ``weights`` are this block's entry of :func:`sliced_weights` (the
         network prepares every block's at once), computed here when not given."""
         if not (torch.is_grad_enabled() or self.training or self.bn1.training or self.bn2.training):
             return self._forward_inference(x)  # not with BNs in train mode: BN recalibration runs that way
         if weights is None:
-            weights = active_weights([self])[0]
+            weights = sliced_weights([self])[0]
         w_pw, g1, b1, w_dw, g2, b2, *se, w_pwl = weights
         shortcut = x
         x = self.act1(self.bn1.forward_affine(F.conv2d(x, w_pw), g1, b1))
@@ -256,7 +263,7 @@ class ElasticMBConv(nn.Module):
             x = x + shortcut
         return x
 
-    # -- training: every active block's weights as one autograd node -----------------------------
+    # -- training: every active block's weights as one autograd node (SlicedUnit) ----------------
     @property
     def runs_whole(self) -> bool:
         """Whether the active configuration is the widest with the largest kernel (nothing to slice)."""
@@ -271,7 +278,7 @@ class ElasticMBConv(nn.Module):
                       ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """The active configuration's weights (expand, BN1 affine, kernel, BN2 affine, [SE ×4], project) cut
         from ``params`` (default :meth:`elastic_parameters`), and what :meth:`unslice_grads` needs.
-        Differentiable as written; :func:`active_weights` runs it unrecorded and supplies the backward."""
+        Differentiable as written; :func:`sliced_weights` runs it unrecorded and supplies the backward."""
         p = self.elastic_parameters() if params is None else params
         mid, k = self.active_mid, self.active_kernel
         nt = len(self.conv_dw._transform_names)
@@ -286,6 +293,12 @@ class ElasticMBConv(nn.Module):
         # (480→160 1×1 at 4×4, batch 32, 2 threads: 376 vs 242 µs forward, 815 vs 448 µs backward): copied dense.
         # (The SE weights act on 1×1 maps; copying them too showed no gain in interleaved step timings.)
         return (pw, g1, b1, w_dw, g2, b2, *se, dense_slice(prefix(p[-1], self.out_chs, mid), p[-1])), saved
+
+    def slice_for_training(self, params: Sequence[torch.Tensor]
+                           ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[list[int] | None, ...]]:
+        """:meth:`slice_weights` plus the padding :meth:`unslice_grads` applies (see :class:`SlicedUnit`)."""
+        weights, saved = self.slice_weights(params)
+        return weights, saved, self.pad_amounts(weights, params, transformed=bool(saved))
 
     def pad_amounts(self, weights: Sequence[torch.Tensor], params: Sequence[torch.Tensor], transformed: bool
                     ) -> tuple[list[int] | None, ...]:
@@ -409,65 +422,3 @@ class ElasticMBConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.in_chs}, out={self.out_chs}, stride={self.stride}, act={self.act_name}, "
                 f"se={self.use_se}, ks={self.kernel_sizes}, e={self.expand_ratios}")
-
-
-class _ActiveWeights(torch.autograd.Function):
-    """Every given block's active weights as one autograd node (see :func:`active_weights`)."""
-
-    @staticmethod
-    def forward(ctx, blocks: list[ElasticMBConv], *params: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        ctx.set_materialize_grads(False)
-        outs: list[torch.Tensor] = []
-        to_save: list[torch.Tensor] = []
-        plan = []
-        i = 0
-        for blk in blocks:
-            n = len(blk._slots)
-            weights, saved = blk.slice_weights(params[i : i + n])
-            pads = blk.pad_amounts(weights, params[i : i + n], transformed=bool(saved))
-            plan.append((blk, pads, len(outs), len(weights), len(to_save), len(saved)))
-            outs += weights
-            i += n
-            to_save += saved
-        ctx.plan = plan
-        ctx.save_for_backward(*to_save)
-        return tuple(outs)
-
-    @staticmethod
-    @once_differentiable  # the scatter is written by hand; a second-order gradient through it would be wrong
-    def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        saved = ctx.saved_tensors
-        out: list[torch.Tensor | None] = [None]  # for ``blocks``
-        for blk, pads, o, n, s, ns in ctx.plan:
-            out += blk.unslice_grads(grads[o : o + n], saved[s : s + ns], pads)
-        return tuple(out)
-
-
-def active_weights(blocks: list[ElasticMBConv]) -> list[tuple[torch.Tensor, ...]]:
-    """Each block's :meth:`~ElasticMBConv.slice_weights` for its active configuration, for training.
-
-    Slicing about fifteen weights per block and transforming its kernel through autograd puts some forty
-    tiny nodes per block into the graph, and on CPU each costs more in dispatch and autograd-engine overhead
-    than in arithmetic. Here the slicing runs unrecorded and one backward call scatters the gradients back,
-    with the same values: the graph gains one node for the whole network. On the 2-core dev host that took
-    0-2 points off the supernet's training-step overhead over the extracted subnet
-    (``scripts/bench_elastic.py``). What remains is this node itself: for the smallest OFA-MobileNetV3 subnet
-    (2 threads, batch 32, 128 px) 0.79-0.96 ms forward and 1.41-1.91 ms backward of a ~95-100 ms step, some two
-    hundred small tensor ops whose fixed cost no batching here removes.
-    """
-    out: list[tuple[torch.Tensor, ...]] = [()] * len(blocks)
-    sliced = []
-    for j, blk in enumerate(blocks):
-        if blk.runs_whole:
-            out[j] = blk.slice_weights()[0]  # the parameters themselves: autograd needs no node at all
-        else:
-            sliced.append(j)
-    if sliced:
-        params = [p for j in sliced for p in blocks[j].elastic_parameters()]
-        flat = _ActiveWeights.apply([blocks[j] for j in sliced], *params)
-        i = 0
-        for j in sliced:  # a block's weights: its parameters less the kernel transforms
-            n = len(blocks[j]._slots) - len(blocks[j].conv_dw._transform_names)
-            out[j] = flat[i : i + n]
-            i += n
-    return out
