@@ -6,9 +6,9 @@ that computes the same function at its active widths. Static and elastic layers 
 names, so a parameter of an extracted subnet has the name of the supernet parameter it was cut from.
 
 With autograd on, a network's conv-BN pairs (:class:`ConvBnUnit`) are sliced together in one autograd node
-(:func:`~supernets.layers.dynamic.sliced_weights`), as OFA-MobileNetV3's blocks are: per-layer slicing nodes cost
-the tiny OFA-ResNet (28 px, batch 64, 2 threads) 1.146/1.112× its static subnet's training step at the min/mid
-archs, one node 1.089/1.071×.
+(:func:`~supernets.layers.dynamic.sliced_weights`), as OFA-MobileNetV3's blocks are. The tiny OFA-ResNet's min
+subnet (28 px, batch 64, 2 threads) trained at 1.11-1.17× its static subnet's step with per-layer slicing nodes,
+and at 1.08-1.12× with one node (single runs, interleaved medians; runs spread by about 2 points).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from supernets.layers.dynamic import (
     DynamicBatchNorm2d,
     DynamicConv2d,
     DynamicLinear,
+    conv_prefix,
     dense_slice,
     prefix,
     sliced_weights,
@@ -176,11 +177,7 @@ class ConvBnUnit:
                            ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[int, int]]:
         w, g, b = params
         out, cin = self.conv.active_out_channels, self.in_channels
-        cut = prefix(w, out, cin)
-        # Cut along its input channels the weight is strided, and the convolution would copy it dense in forward
-        # and again in backward; one copy here serves both (OFA-ResNet50 mid subnet, 1 thread: 989.1 → 980.6 ms
-        # a training step, static subnet 957.8 ms).
-        return (cut if cut is w else dense_slice(cut, w), prefix(g, out), prefix(b, out)), (), (out, cin)
+        return (conv_prefix(w, out, cin), prefix(g, out), prefix(b, out)), (), (out, cin)
 
     def unslice_grads(self, grads: tuple[torch.Tensor | None, ...], saved: tuple[torch.Tensor, ...],
                       aux: tuple[int, int]) -> list[torch.Tensor | None]:
