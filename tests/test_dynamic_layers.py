@@ -12,7 +12,8 @@ import torch
 import supernets.layers.dynamic as dynamic
 import supernets.ofa_resnet as ofa_resnet
 from supernets import create_supernet
-from supernets.layers.dynamic import DynamicConv2d, prefix, trainable_prefix
+from supernets.layers.dynamic import DynamicBatchNorm2d, DynamicConv2d, prefix, trainable_prefix
+from supernets.layers.resnet import ConvBnUnit
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -69,6 +70,16 @@ def test_resnet_training_gradients_equal_those_of_autograd_slicing(monkeypatch: 
     assert got.keys() == want.keys()
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_sliced_weights_names_a_unit_that_returns_more_weights_than_it_declares() -> None:
+    conv, bn = DynamicConv2d(4, 6), DynamicBatchNorm2d(6)
+    conv.active_out_channels = 3
+    unit = ConvBnUnit(conv, bn)
+    assert [w.shape[0] for w in dynamic.sliced_weights([unit])[0]] == [3, 3, 3]
+    unit.num_weights = 2  # the outputs would be split wrongly between units
+    with pytest.raises(RuntimeError, match="ConvBnUnit sliced 3 weights, not its num_weights=2"):
+        dynamic.sliced_weights([unit])
 
 
 def _conv_grad(conv: DynamicConv2d, out_channels: int, in_channels: int, seed: int) -> torch.Tensor:

@@ -169,6 +169,10 @@ class SlicedUnit(Protocol):
     def runs_whole(self) -> bool:
         """Whether the active configuration uses every parameter whole (nothing to slice)."""
 
+    @property
+    def num_weights(self) -> int:
+        """How many tensors :meth:`slice_for_training` returns as ``weights`` (the same in every configuration)."""
+
     def elastic_parameters(self) -> list[torch.Tensor]:
         """The parameters the slicing reads, in a fixed order."""
 
@@ -186,9 +190,9 @@ class _SlicedWeights(torch.autograd.Function):
     """Every given unit's active weights as one autograd node (see :func:`sliced_weights`)."""
 
     @staticmethod
-    def forward(ctx, units: Sequence[SlicedUnit], n_params: list[int], counts: list[int],  # type: ignore[override]
+    def forward(ctx, units: Sequence[SlicedUnit], n_params: list[int],  # type: ignore[override]
                 *params: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """``n_params``: how many of ``params`` each unit reads; ``counts`` receives how many weights each returns."""
+        """``n_params``: how many of ``params`` each unit reads."""
         ctx.set_materialize_grads(False)
         outs: list[torch.Tensor] = []
         to_save: list[torch.Tensor] = []
@@ -196,8 +200,10 @@ class _SlicedWeights(torch.autograd.Function):
         i = 0
         for unit, n in zip(units, n_params):
             weights, saved, aux = unit.slice_for_training(params[i : i + n])
+            if len(weights) != unit.num_weights:  # the caller splits the outputs by num_weights
+                raise RuntimeError(f"{type(unit).__name__} sliced {len(weights)} weights, not its "
+                                   f"num_weights={unit.num_weights}")
             plan.append((unit, aux, len(outs), len(weights), len(to_save), len(saved)))
-            counts.append(len(weights))
             outs += weights
             to_save += saved
             i += n
@@ -209,7 +215,7 @@ class _SlicedWeights(torch.autograd.Function):
     @once_differentiable  # the scatter is written by hand; a second-order gradient through it would be wrong
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         saved = ctx.saved_tensors
-        out: list[torch.Tensor | None] = [None, None, None]  # for ``units``, ``n_params`` and ``counts``
+        out: list[torch.Tensor | None] = [None, None]  # for ``units`` and ``n_params``
         for unit, aux, o, n, s, ns in ctx.plan:
             out += unit.unslice_grads(grads[o : o + n], saved[s : s + ns], aux)
         return tuple(out)
@@ -235,12 +241,12 @@ def sliced_weights(units: Sequence[SlicedUnit]) -> list[tuple[torch.Tensor, ...]
         else:
             sliced.append(j)
     if sliced:
-        per_unit = [units[j].elastic_parameters() for j in sliced]
-        counts: list[int] = []
-        flat = _SlicedWeights.apply([units[j] for j in sliced], [len(ps) for ps in per_unit], counts,
-                                    *(p for ps in per_unit for p in ps))
+        todo = [units[j] for j in sliced]
+        per_unit = [unit.elastic_parameters() for unit in todo]
+        flat = _SlicedWeights.apply(todo, [len(ps) for ps in per_unit], *(p for ps in per_unit for p in ps))
         i = 0
-        for j, n in zip(sliced, counts):
+        for j, unit in zip(sliced, todo):
+            n = unit.num_weights
             out[j] = flat[i : i + n]
             i += n
     return out

@@ -230,6 +230,7 @@ class ElasticMBConv(nn.Module):
         if self.se is not None:
             slots += [(m, n) for m in (self.se.conv_reduce, self.se.conv_expand) for n in ("weight", "bias")]
         self._slots = tuple([*slots, (self.conv_pwl, "weight")])
+        self.num_weights = 7 + (4 if self.se is not None else 0)  # what slice_weights returns (SlicedUnit)
         self._pads: dict[tuple[int, bool], tuple[list[int] | None, ...]] = {}
 
     def mid_channels(self, expand_ratio: float) -> int:

@@ -169,6 +169,8 @@ class ConvBnUnit:
     def runs_whole(self) -> bool:
         return self.conv.active_out_channels == self.conv.out_channels and self.in_channels == self.conv.in_channels
 
+    num_weights = 3  # conv weight, BN weight, BN bias
+
     def elastic_parameters(self) -> list[torch.Tensor]:
         return [cast(torch.Tensor, m._parameters[n]) for m, n in ((self.conv, "weight"), (self.bn, "weight"),
                                                                   (self.bn, "bias"))]
