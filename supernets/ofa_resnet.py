@@ -159,7 +159,7 @@ class OFAResNet(Supernet):
         units: list[ConvBnUnit] = []
         cin = x.shape[1]
         for layer in stem:
-            layer.unit.in_channels = cin
+            layer.unit.active_in_channels = cin
             units.append(layer.unit)
             cin = layer.active_out_channels
         blocks = [stage[j] for stage, depth in zip(self.stages, self._stage_depths) for j in range(depth)]

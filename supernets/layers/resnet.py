@@ -155,19 +155,20 @@ class ConvBnUnit:
     """A :class:`DynamicConv2d` and the :class:`DynamicBatchNorm2d` after it, as a
     :class:`~supernets.layers.dynamic.SlicedUnit`: conv weight ``[:out, :in]`` and BN affine ``[:out]``.
 
-    ``in_channels`` (the width the conv will read) is set by whoever runs the unit before slicing. The unit
-    holds no state of its own beyond it; it reads the layers' parameters afresh on every call.
+    ``active_in_channels`` (the width the conv will read) follows the input, not the arch, so whoever runs the
+    unit sets it before slicing (:meth:`DynamicBottleneck.units`), as ``set_active`` sets the ``active_*`` widths.
+    The unit holds no other state; it reads the layers' parameters afresh on every call.
     """
 
     def __init__(self, conv: DynamicConv2d, bn: DynamicBatchNorm2d) -> None:
         if bn.weight is None or bn.bias is None:
             raise ValueError("ConvBnUnit needs an affine BatchNorm")
         self.conv, self.bn = conv, bn
-        self.in_channels = conv.in_channels
+        self.active_in_channels = conv.in_channels
 
     @property
     def runs_whole(self) -> bool:
-        return self.conv.active_out_channels == self.conv.out_channels and self.in_channels == self.conv.in_channels
+        return self.conv.active_out_channels == self.conv.out_channels and self.active_in_channels == self.conv.in_channels
 
     num_weights = 3  # conv weight, BN weight, BN bias
 
@@ -178,7 +179,7 @@ class ConvBnUnit:
     def slice_for_training(self, params: Sequence[torch.Tensor]
                            ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[int, int]]:
         w, g, b = params
-        out, cin = self.conv.active_out_channels, self.in_channels
+        out, cin = self.conv.active_out_channels, self.active_in_channels
         return (conv_prefix(w, out, cin), prefix(g, out), prefix(b, out)), (), (out, cin)
 
     def unslice_grads(self, grads: tuple[torch.Tensor | None, ...], saved: tuple[torch.Tensor, ...],
@@ -324,9 +325,9 @@ class DynamicBottleneck(nn.Module):
         mid = self.active_mid_channels
         units = [self.conv1.unit, self.conv2.unit, self.conv3.unit]
         for unit, cin in zip(units, (in_channels, mid, mid)):
-            unit.in_channels = cin
+            unit.active_in_channels = cin
         if self._shortcut_unit is not None:
-            self._shortcut_unit.in_channels = in_channels
+            self._shortcut_unit.active_in_channels = in_channels
             units.append(self._shortcut_unit)
         return units
 
