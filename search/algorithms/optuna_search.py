@@ -9,6 +9,7 @@ same study. The reported front is the union: every completed trial of the study,
 
 from __future__ import annotations
 
+import inspect
 import math
 import multiprocessing as mp
 import os
@@ -84,8 +85,11 @@ class OptunaSearch(SearchAlgorithm):
         cfunc = _constraints if constrained else None
         if self.sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(population_size=self.pop_size, seed=seed, constraints_func=cfunc)
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=cfunc, multivariate=True,
-                                          warn_independent_sampling=False)
+        # Optuna < 4.9 warns whenever multivariate TPE falls back to independent sampling unless told not to; 4.9
+        # made silence the default and deprecated the argument (passing it warns): pass it only where it defaults on.
+        option = inspect.signature(optuna.samplers.TPESampler).parameters.get("warn_independent_sampling")
+        quiet = {"warn_independent_sampling": False} if option is not None and option.default is True else {}
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=cfunc, multivariate=True, **quiet)
 
     def study(self, ctx: SearchContext, seed: int):
         import optuna
