@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import optuna
 import pytest
 
 import search
 import supernets
-from search.algorithms.optuna_search import open_storage
+from search.algorithms.optuna_search import OptunaSearch, open_storage
 from search.pareto import non_dominated
 from tests.data.search.models import LinearAccuracy, TableLatency
 
@@ -18,9 +20,9 @@ def tiny():
     return supernets.create_supernet("ofa_mbv3_tiny")
 
 
-def run(tiny, tmp_path, out: str, **algo):
+def run(tiny, tmp_path, out: str, constraints: dict | None = None, **algo):
     cfg = {"device": "dev_a", "progress": False, "plot": False, "probe": 32, "out_dir": str(tmp_path / out),
-           "checkpoint_every": 0, "seed": 0,
+           "checkpoint_every": 0, "seed": 0, "constraints": constraints or {},
            "algorithm": {"name": "optuna", "sampler": "nsga2", "n_trials": 20, "batch_size": 10, "pop_size": 10, **algo}}
     return search.run(cfg, accuracy=LinearAccuracy(tiny.space), latency={"dev_a": TableLatency(tiny.space, "dev_a")},
                       supernet=tiny)
@@ -69,3 +71,31 @@ def test_a_second_launch_on_the_same_journal_file_joins_the_study(tiny, tmp_path
 def test_optuna_workers_without_storage_are_refused(tiny, tmp_path):
     with pytest.raises(ValueError, match="needs a shared storage"):
         run(tiny, tmp_path, "x", n_workers=2)
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_samplers_are_built_without_deprecated_arguments(sampler):
+    with warnings.catch_warnings():  # Optuna >= 4.9 warns (FutureWarning) on each deprecated argument passed
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        built = OptunaSearch(sampler=sampler)._make_sampler(0, constrained=True)
+    assert type(built).__name__ == {"nsga2": "NSGAIISampler", "tpe": "TPESampler"}[sampler]
+
+
+def trial_constraints(trial) -> list[float]:
+    """A finished trial's constraint values as its sampler reads them (Optuna >= 5.0 records them per name)."""
+    if hasattr(trial, "constraints"):
+        return list(trial.constraints.values())
+    return list(trial.system_attrs.get("constraints") or [])
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_a_constrained_study_gives_each_trial_its_latency_violation(tiny, tmp_path, sampler):
+    storage = f"sqlite:///{tmp_path / 'c.db'}"
+    res = run(tiny, tmp_path, "c", constraints={"latency_ms": 3.0}, storage=storage, sampler=sampler, study_name="c")
+    trials = study_trials(storage, "c")
+    archs = [tiny.space.parse(t.user_attrs["arch"]) for t in trials]
+    latency = TableLatency(tiny.space, "dev_a").predict(tiny.space.encode(archs))
+    feasible = [len(g) == 1 and g[0] <= 0 for g in map(trial_constraints, trials)]
+    assert feasible == list(latency <= 3.0) and 0 < sum(feasible) < len(trials)
+    assert (res["devices"]["dev_a"]["front"]["latency_ms"] <= 3.0).all()

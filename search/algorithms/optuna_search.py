@@ -44,7 +44,16 @@ def open_storage(storage: str | None):
 
 
 def _constraints(trial) -> list[float]:
+    """``constraints_func`` for Optuna < 5.0: the violations :meth:`OptunaSearch._optimize` stored on the trial."""
     return list(trial.user_attrs.get("constraints", []))
+
+
+def _trials_take_constraints() -> bool:
+    """Whether trials record their own constraints (``Trial.set_constraint``, Optuna >= 5.0, which deprecates
+    the samplers' ``constraints_func``)."""
+    import optuna
+
+    return hasattr(optuna.trial.Trial, "set_constraint")
 
 
 class OptunaSearch(SearchAlgorithm):
@@ -82,7 +91,7 @@ class OptunaSearch(SearchAlgorithm):
     def _make_sampler(self, seed: int, constrained: bool):
         import optuna
 
-        cfunc = _constraints if constrained else None
+        cfunc = _constraints if constrained and not _trials_take_constraints() else None
         if self.sampler == "nsga2":
             return optuna.samplers.NSGAIISampler(population_size=self.pop_size, seed=seed, constraints_func=cfunc)
         # Optuna < 4.9 warns whenever multivariate TPE falls back to independent sampling unless told not to; 4.9
@@ -107,6 +116,7 @@ class OptunaSearch(SearchAlgorithm):
         space, obj, ev = ctx.problem.ev.space, ctx.problem.obj, ctx.problem.ev
         labels = [c.label for c in space.columns]
         worker = f"{socket.gethostname()}:{os.getpid()}"
+        on_trial = _trials_take_constraints()
         done = 0
         gen = 0
         while done < self.n_trials:
@@ -118,7 +128,10 @@ class OptunaSearch(SearchAlgorithm):
             vals = np.stack([obj.values(ev, ids, n) for n in obj.names], axis=1)
             G = obj.G(ev, ids)
             for i, t in enumerate(trials):
-                if obj.n_constr:
+                if obj.n_constr and on_trial:
+                    for name, g in zip(obj.constraints, G[i]):
+                        t.set_constraint(name, float(g))
+                elif obj.n_constr:
                     t.set_user_attr("constraints", [float(g) for g in G[i]])
                 t.set_user_attr("arch", str(space.decode(X[i : i + 1])[0]))
                 t.set_user_attr("worker", worker)
