@@ -5,7 +5,12 @@ For the min, mid and max archs of a supernet, times a training step (forward + b
 shared machine hit both alike, and prints the median times and their ratios (supernet / static).
 Targets: <= 1.03 for training steps, <= 1.05 for batch-1 inference.
 
+``--impl ofa`` runs the same measurement on MIT's once-for-all reference code (``pip install ofa --no-deps``;
+its ``OFAMobileNetV3`` / ``OFAResNets`` with the same archs, via ``Arch.to_ofa_dict``), and ``--impl oncenas ofa``
+alternates the two, process by process, so that both meet the same machine state.
+
     python scripts/bench_elastic.py [--supernet ofa_mbv3_w10] [--repeats 15] [--processes 3] [--threads 1]
+                                    [--impl oncenas ofa]
 """
 
 from __future__ import annotations
@@ -17,17 +22,73 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from supernets import Arch, Supernet, create_supernet
+from supernets import Arch, create_supernet, list_supernets
 from supernets.cpu import tune_malloc
+from supernets.space import SearchSpace
+
+# Our supernets and the reference code's class and arguments for the same space (OFA's ``networks`` module).
+OFA_REFERENCE = {
+    "ofa_mbv3_w10": ("OFAMobileNetV3", {"width_mult": 1.0, "ks_list": [3, 5, 7], "expand_ratio_list": [3, 4, 6],
+                                        "depth_list": [2, 3, 4]}),
+    "ofa_mbv3_w12": ("OFAMobileNetV3", {"width_mult": 1.2, "ks_list": [3, 5, 7], "expand_ratio_list": [3, 4, 6],
+                                        "depth_list": [2, 3, 4]}),
+    "ofa_resnet50": ("OFAResNets", {"depth_list": [0, 1, 2], "expand_ratio_list": [0.2, 0.25, 0.35],
+                                    "width_mult_list": [0.65, 0.8, 1.0]}),
+}
 
 
-def mid_arch(model: Supernet) -> Arch:
+class Elastic(NamedTuple):
+    """What the benchmark needs of an elastic model, whichever code implements it."""
+
+    model: nn.Module
+    space: SearchSpace
+    activate: Callable[[Arch], None]
+    extract: Callable[[], nn.Module]
+
+
+def oncenas_model(supernet: str) -> Elastic:
+    model = create_supernet(supernet)
+    return Elastic(model, model.space, model.set_active_subnet, model.get_active_subnet)
+
+
+def ofa_networks(supernet: str) -> ModuleType:
+    """The reference code's elastic networks module, or a SystemExit saying how to get it."""
+    if supernet not in OFA_REFERENCE:
+        raise SystemExit(f"--impl ofa: the reference code has no counterpart of {supernet!r}; "
+                         f"choose one of {sorted(OFA_REFERENCE)}")
+    try:
+        from ofa.imagenet_classification.elastic_nn import networks
+    except ImportError as e:
+        raise SystemExit("--impl ofa measures MIT's once-for-all reference code; install it with "
+                         "`pip install ofa --no-deps`") from e
+    return networks
+
+
+def ofa_model(supernet: str) -> Elastic:
+    """The reference code's supernet for ``supernet``'s space (1000 classes, no dropout: the same as ours)."""
+    cls, kwargs = OFA_REFERENCE[supernet]
+    model = getattr(ofa_networks(supernet), cls)(n_classes=1000, dropout_rate=0.0, **kwargs)
+
+    def activate(arch: Arch) -> None:
+        genes = arch.to_ofa_dict()
+        genes.pop("r")  # the input size is the benchmark's --resolution
+        model.set_active_subnet(**genes)
+
+    return Elastic(model, create_supernet(supernet).space, activate,
+                   lambda: model.get_active_subnet(preserve_weight=True))
+
+
+IMPLS = {"oncenas": oncenas_model, "ofa": ofa_model}
+
+
+def mid_arch(space: SearchSpace) -> Arch:
     """Every gene at its middle choice."""
-    space = model.space
     return space.decode(((space.n_choices - 1) // 2)[None, :])[0]
 
 
@@ -74,17 +135,18 @@ def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         tune_malloc()  # as train.py does: without it both models pay page faults that swamp the difference
     torch.manual_seed(0)
     memory_format = torch.contiguous_format if args.no_channels_last else torch.channels_last
-    model = create_supernet(args.supernet)
-    model = model.to(memory_format=memory_format)
+    elastic = IMPLS[args.impl[0]](args.supernet)  # the driver passes one
+    model = elastic.model.to(memory_format=memory_format)
     in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
     n_classes = next(m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)).out_features
     x = torch.randn(args.batch, in_chans, args.resolution, args.resolution).to(memory_format=memory_format)
     y = torch.randint(0, n_classes, (args.batch,))
     x1 = x[:1].clone().to(memory_format=memory_format)
     out = {}
-    for label, arch in (("min", model.space.min_arch()), ("mid", mid_arch(model)), ("max", model.space.max_arch())):
-        model.set_active_subnet(arch)
-        static = model.get_active_subnet().to(memory_format=memory_format)
+    space = elastic.space
+    for label, arch in (("min", space.min_arch()), ("mid", mid_arch(space)), ("max", space.max_arch())):
+        elastic.activate(arch)
+        static = elastic.extract().to(memory_format=memory_format)
         model.train()
         static.train()
         ts, tt, cts, ctt = interleaved_medians(train_step(model, x, y), train_step(static, x, y), args.repeats)
@@ -108,7 +170,7 @@ def _print_rows(rows: dict[str, dict[str, float]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--supernet", default="ofa_mbv3_w10")
+    parser.add_argument("--supernet", default="ofa_mbv3_w10", choices=list_supernets())
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
@@ -118,37 +180,51 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc untuned (see supernets/cpu.py)")
     parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: channels_last)")
+    parser.add_argument("--impl", nargs="+", choices=sorted(IMPLS), default=["oncenas"],
+                        help="whose elastic code to measure: ours, OFA's reference code, or both, alternating "
+                             "process by process (default: oncenas)")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one process's rows, for the driver
     args = parser.parse_args()
     if args.json:
         print(json.dumps(measure(args)))
         return
+    impls = list(dict.fromkeys(args.impl))
+    if "ofa" in impls:
+        ofa_networks(args.supernet)  # fail here, with its message, rather than in a child process
     print(f"{args.supernet}: batch {args.batch}, {args.resolution} px, threads {args.threads or torch.get_num_threads()}, "
           f"{'NCHW' if args.no_channels_last else 'channels_last'}; per process: medians of {args.repeats} interleaved "
-          f"training steps and {args.infer_repeats} batch-1 inferences; {args.processes} fresh processes")
+          f"training steps and {args.infer_repeats} batch-1 inferences; {args.processes} fresh processes per code")
     # Where the allocator happens to place the big activation and gradient buffers persists through a process
     # and moves some elementwise kernels by up to 2-5x (cache/4K aliasing): it biases one model or the other for
     # a whole process, so interleaving within a process cannot cancel it. Fresh processes resample it.
-    argv, skip = [], False
-    for a in sys.argv[1:]:  # the same options, minus --processes (and its value)
-        if not skip and not a.startswith("--processes"):
-            argv.append(a)
-        skip = a == "--processes"
-    runs = []
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {impl: [] for impl in impls}
     for i in range(args.processes):
-        res = subprocess.run([sys.executable, __file__, *argv, "--json"], capture_output=True, text=True, check=True)
-        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        print(f"\nprocess {i + 1}/{args.processes}")
-        _print_rows(runs[-1])
-    med = {label: {k: statistics.median(r[label][k] for r in runs) for k in runs[0][label]} for label in runs[0]}
-    print(f"\nmedian over {args.processes} processes")
-    _print_rows(med)
-    worst = {k: max(r[k] for r in med.values()) for k in ("train", "train_cpu", "eval", "eval_cpu")}
-    print(f"train step ratio (supernet / static): max {worst['train']:.3f} wall, {worst['train_cpu']:.3f} CPU "
-          f"(target <= 1.03)")
-    print(f"batch-1 eval ratio (supernet / static): max {worst['eval']:.3f} wall, {worst['eval_cpu']:.3f} CPU "
-          f"(target <= 1.05)")
+        for impl in impls:
+            res = subprocess.run([sys.executable, __file__, *_child_argv(args, impl)], capture_output=True, text=True)
+            if res.returncode:
+                raise SystemExit(f"{impl}: measuring process {i + 1} failed:\n{res.stderr}")
+            runs[impl].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"\n{impl}: process {i + 1}/{args.processes}")
+            _print_rows(runs[impl][-1])
+    for impl, rows in runs.items():
+        med = {label: {k: statistics.median(r[label][k] for r in rows) for k in rows[0][label]} for label in rows[0]}
+        print(f"\n{impl}: median over {args.processes} processes")
+        _print_rows(med)
+        worst = {k: max(r[k] for r in med.values()) for k in ("train", "train_cpu", "eval", "eval_cpu")}
+        print(f"{impl} train step ratio (supernet / static): max {worst['train']:.3f} wall, {worst['train_cpu']:.3f} "
+              f"CPU (target <= 1.03)")
+        print(f"{impl} batch-1 eval ratio (supernet / static): max {worst['eval']:.3f} wall, {worst['eval_cpu']:.3f} "
+              f"CPU (target <= 1.05)")
 
+
+def _child_argv(args: argparse.Namespace, impl: str) -> list[str]:
+    """One measuring process's options: the driver's, for one code."""
+    argv = ["--json", "--impl", impl, "--supernet", args.supernet, "--batch", str(args.batch), "--resolution",
+            str(args.resolution), "--repeats", str(args.repeats), "--infer-repeats", str(args.infer_repeats)]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    return argv + [flag for flag, on in (("--default-malloc", args.default_malloc),
+                                         ("--no-channels-last", args.no_channels_last)) if on]
 
 if __name__ == "__main__":
     main()
