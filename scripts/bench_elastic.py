@@ -197,10 +197,11 @@ def main() -> None:
     # Where the allocator happens to place the big activation and gradient buffers persists through a process
     # and moves some elementwise kernels by up to 2-5x (cache/4K aliasing): it biases one model or the other for
     # a whole process, so interleaving within a process cannot cancel it. Fresh processes resample it.
+    # A child gets the driver's options; its own --impl comes last, so argparse keeps it (--processes is unused).
     runs: dict[str, list[dict[str, dict[str, float]]]] = {impl: [] for impl in impls}
     for i in range(args.processes):
         for impl in impls:
-            res = subprocess.run([sys.executable, __file__, *_child_argv(args, impl)], capture_output=True, text=True)
+            res = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--json", "--impl", impl], capture_output=True, text=True)
             if res.returncode:
                 raise SystemExit(f"{impl}: measuring process {i + 1} failed:\n{res.stderr}")
             runs[impl].append(json.loads(res.stdout.strip().splitlines()[-1]))
@@ -216,15 +217,6 @@ def main() -> None:
         print(f"{impl} batch-1 eval ratio (supernet / static): max {worst['eval']:.3f} wall, {worst['eval_cpu']:.3f} "
               f"CPU (target <= 1.05)")
 
-
-def _child_argv(args: argparse.Namespace, impl: str) -> list[str]:
-    """One measuring process's options: the driver's, for one code."""
-    argv = ["--json", "--impl", impl, "--supernet", args.supernet, "--batch", str(args.batch), "--resolution",
-            str(args.resolution), "--repeats", str(args.repeats), "--infer-repeats", str(args.infer_repeats)]
-    if args.threads:
-        argv += ["--threads", str(args.threads)]
-    return argv + [flag for flag, on in (("--default-malloc", args.default_malloc),
-                                         ("--no-channels-last", args.no_channels_last)) if on]
 
 if __name__ == "__main__":
     main()
