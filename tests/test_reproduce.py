@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -96,6 +97,11 @@ def test_search_efficiency_compares_algorithms_on_one_reference_point(tmp_path):
     assert list(df["algorithm"]) == ["nsga2", "ofa_evolution", "random", "optuna_nsga2"]
     assert (df["hypervolume"] > 0).all() and (df["n_evals"] > 0).all()
     assert df.loc[df["algorithm"] == "ofa_evolution", "runs"].item() == 3
+    # a single-run algorithm's hypervolume is the runner's own (same objectives, same reference point)
+    for row in res["result"].rows:
+        if row["runs"] == 1:
+            doc = json.loads((tmp_path / "search" / row["algorithm"] / cfg["device"] / "pareto.json").read_text())
+            assert row["hypervolume"] == pytest.approx(doc["hypervolume"], rel=1e-9), row["algorithm"]
     assert df["best_35"].notna().all()
     assert (df["best_15"].fillna(0) <= df["best_25"]).all() and (df["best_25"] <= df["best_35"]).all()
 
