@@ -254,11 +254,16 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     out.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.get("seed", 0))
     fingerprint = {"supernet": comps.supernet_name, "space": comps.space.name, "n_columns": comps.space.n_columns,
+                   # the choices too: the saved store's encoded rows mean other archs under other choices
+                   "choices": _space_choices(comps.space),
                    "devices": devices, "objectives": names, "constraints": constraints, "seed": seed,
                    # n_gen / n_trials may grow on resume: a longer run continues the same search
                    "algorithm": acfg if isinstance(acfg, str) else
                    {k: v for k, v in dict(acfg).items() if k not in ("n_gen", "n_trials")},
-                   "predictor": type(comps.accuracy).__name__}
+                   # which models, not only their classes: the saved predictions are theirs
+                   "predictor": _model_identity(comps.accuracy, None if accuracy is not None else
+                                               _predictor_id(cfg.get("predictor", "ofa_pretrained"))),
+                   "latency": {d: _model_identity(m) for d, m in comps.latency.items()}}
     runner = _Run(cfg, ev, out, fingerprint)
     saved_meta: dict[str, Any] = {}
     saved_arrays: dict[str, dict[str, np.ndarray]] = {}
@@ -268,7 +273,8 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             ev_state, saved_meta, saved_arrays = load_state(state_path)
             if saved_meta.get("fingerprint") != _jsonable(fingerprint):
                 raise ValueError(f"resume=true but {state_path} belongs to another search "
-                                 f"({saved_meta.get('fingerprint')}); use another out_dir or drop resume=true")
+                                 f"({_fingerprint_diff(saved_meta.get('fingerprint'), _jsonable(fingerprint))}); "
+                                 "use another out_dir or drop resume=true")
             ev.load_state(ev_state)
             runner.meta = saved_meta
             runner.arrays = saved_arrays
@@ -361,6 +367,55 @@ def algorithm_label(acfg: Any) -> str:
         if k in acfg:
             bits.append(f"{k}={acfg[k]}")
     return " ".join(bits)
+
+
+def _space_choices(space: Any) -> dict[str, list[Any]]:
+    """Each column's choices by label (``r``, ``d[0]``, ...)."""
+    return {c.label: list(c.choices) for c in space.columns}
+
+
+def _predictor_id(predictor: Any) -> str:
+    """The configured predictor's name, or its artefact path made absolute (the same file from any cwd)."""
+    from search.components import _predictor_name
+
+    name = _predictor_name(predictor)
+    return str(Path(name).resolve()) if Path(name).is_file() else name
+
+
+def _model_identity(model: ArchModel, configured: str | None = None) -> str:
+    """What tells two models apart: class, the configured name/path, and the model's own name/path/device."""
+    from search.subspace import SubspaceModel
+
+    inner = model.model if isinstance(model, SubspaceModel) else model  # the adapter is not the model
+    bits = [type(inner).__name__]
+    if configured:
+        bits.append(configured)
+    for attr in ("name", "path", "device"):
+        v = getattr(inner, attr, None)
+        if isinstance(v, (str, Path)) and str(v):
+            bits.append(f"{attr}={v}")
+    return " ".join(bits)
+
+
+def _fingerprint_diff(saved: Any, now: dict[str, Any], width: int = 200) -> str:
+    """Which fingerprint entries differ, saved vs now (each shortened to ``width`` characters)."""
+    def short(v: Any) -> str:
+        t = repr(v)
+        return t if len(t) <= width else t[: width - 3] + "..."
+
+    if not isinstance(saved, Mapping):
+        return f"its fingerprint is {short(saved)}"
+    out = []
+    for k in dict.fromkeys([*saved, *now]):
+        a, b = saved.get(k), now.get(k)
+        if a == b:
+            continue
+        if k == "choices" and isinstance(a, Mapping) and isinstance(b, Mapping):
+            cols = [c for c in dict.fromkeys([*a, *b]) if a.get(c) != b.get(c)]
+            out += [f"choices of {c}: saved {short(a.get(c))}, now {short(b.get(c))}" for c in cols[:3]]
+        else:
+            out.append(f"{k}: saved {short(a)}, now {short(b)}")
+    return "; ".join(out)
 
 
 def _jsonable(o: Any) -> Any:

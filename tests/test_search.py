@@ -153,6 +153,37 @@ def test_resume_refuses_a_state_of_another_search(tiny, tmp_path):
         search.run(cfg(tmp_path, seed=99, resume=True), **models(tiny))
 
 
+def test_resume_refuses_a_state_searched_over_other_resolutions(tiny, tmp_path):
+    m = models(tiny)
+    del m["supernet"]  # built from the config, with the resolutions asked for; the models cover all of them
+    search.run(cfg(tmp_path, supernet={"name": "ofa_mbv3_tiny", "resolutions": [24, 28]}), **m)
+    with pytest.raises(ValueError, match=r"belongs to another search \(choices of r: saved \[24, 28\], now \[28, 32\]"):
+        search.run(cfg(tmp_path, supernet={"name": "ofa_mbv3_tiny", "resolutions": [28, 32]}, resume=True), **m)
+
+
+def test_resume_refuses_a_state_of_another_predictor_artefact_of_the_same_kind(tiny, tmp_path):
+    from predictors.accuracy.models import build_predictor
+
+    X = tiny.space.sample_encoded(np.random.default_rng(0), 200)
+    y = LinearAccuracy(tiny.space).predict(X)
+    paths = [build_predictor({"kind": "ridge", "alpha": a}, tiny.space, supernet="ofa_mbv3_tiny").fit(X, y)
+             .save(tmp_path / f"ridge_{a}") for a in (1.0, 2.0)]
+    m = models(tiny)
+    del m["accuracy"]  # loaded from the configured artefact
+    search.run(cfg(tmp_path / "run", predictor=str(paths[0])), **m)
+    search.run(cfg(tmp_path / "run", predictor=str(paths[0]), resume=True), **m)  # the same artefact resumes
+    with pytest.raises(ValueError, match=r"belongs to another search \(predictor: saved .*ridge_1"):
+        search.run(cfg(tmp_path / "run", predictor=str(paths[1]), resume=True), **m)
+
+
+def test_resume_refuses_a_state_of_another_latency_model(tiny, tmp_path):
+    search.run(cfg(tmp_path), **models(tiny))
+    m = models(tiny)
+    m["latency"] = {"dev_a": TableLatency(tiny.space, "dev_b")}  # another device's table serving dev_a
+    with pytest.raises(ValueError, match=r"belongs to another search \(latency: saved .*device=dev_a"):
+        search.run(cfg(tmp_path, resume=True), **m)
+
+
 @pytest.mark.parametrize("algorithm", [
     {"name": "random", "batch_size": 30, "n_gen": 2},
     {"name": "nsga3", "pop_size": 30, "n_gen": 2},
