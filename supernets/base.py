@@ -73,8 +73,14 @@ class Supernet(nn.Module):
         """A static module (plain layers, copied weights) equal to the active subnet in eval mode."""
         raise NotImplementedError
 
-    def sort_channels(self) -> None:
-        """Re-sort elastic channels by importance so that the first channels matter most (OFA)."""
+    def sort_channels(self, expand_stage: int = 0) -> None:
+        """Re-sort elastic channels by importance so that the first channels matter most (OFA).
+
+        Args:
+            expand_stage: 0 sorts freely; k ≥ 1 (progressive shrinking's k-th expand phase, OFA's
+                ``expand_ratio_stage``) moves channels only within the bands cut by the k+1 largest expand
+                ratios, so the channel sets earlier phases trained stay in place.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------ checkpoints

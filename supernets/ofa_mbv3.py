@@ -232,10 +232,13 @@ class OFAMobileNetV3(Supernet):
         return self.classifier(x)
 
     @torch.no_grad()
-    def sort_channels(self) -> None:
+    def sort_channels(self, expand_stage: int = 0) -> None:
+        """Re-sort every block's middle channels by importance (OFA's ``re_organize_middle_weights``); the max
+        net's function is unchanged. ``expand_stage`` k ≥ 1 keeps the channel sets of the k+1 largest expand
+        ratios in place (see :meth:`ElasticMBConv.sort_channels`)."""
         for stage in self.stages:
             for blk in stage:
-                blk.sort_channels()
+                blk.sort_channels(expand_stage)
 
     # -- counting ----------------------------------------------------------------------------
     def macs_params(self, archs: Arch | Iterable[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

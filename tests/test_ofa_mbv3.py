@@ -302,6 +302,8 @@ def test_sort_channels_keeps_the_max_net_and_orders_channels_by_importance() -> 
                 m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
                 m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
                 m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            elif isinstance(m, nn.Conv2d) and m.bias is not None:  # the SE convs (zero at init: no test of them)
+                m.bias.copy_(0.5 * torch.randn(m.out_channels, generator=g))
     model.eval()
     model.set_max_net()
     x = torch.randn(2, 1, 32, 32)
@@ -321,6 +323,30 @@ def test_sort_channels_keeps_the_max_net_and_orders_channels_by_importance() -> 
     model.set_min_net()
     with torch.no_grad():
         assert (model(x) - model.get_active_subnet().eval()(x)).abs().max() < 1e-5
+
+
+def test_sort_channels_in_a_later_expand_phase_keeps_the_channel_sets_of_larger_ratios() -> None:
+    """OFA's second expand phase re-sorts only within the bands the expand ratios cut (expand_ratio_stage=1),
+    so the channels the e=4 subnets trained in the first expand phase stay their first channels."""
+    torch.manual_seed(2)
+    model = create_supernet("ofa_mbv3_tiny")
+    for blk in (model.stages[0][0], model.stages[1][0]):  # without and with SE
+        edges = sorted({blk.mid_channels(e) for e in blk.expand_ratios}, reverse=True)  # e.g. [96, 64, 48]
+        with torch.no_grad():
+            blk.conv_pwl.weight.mul_(torch.rand(1, edges[0], 1, 1) * 2)  # distinct importances, many moves
+            blk.bn1.running_mean.copy_(torch.arange(edges[0], dtype=torch.float32))  # follows the permutation
+    model.sort_channels(expand_stage=1)
+    for blk in (model.stages[0][0], model.stages[1][0]):
+        edges = sorted({blk.mid_channels(e) for e in blk.expand_ratios}, reverse=True)
+        moved = blk.bn1.running_mean.long()
+        assert set(moved[: edges[1]].tolist()) == set(range(edges[1]))  # the e=4 set stays the first channels
+        assert not torch.equal(moved, torch.arange(edges[0]))  # but it was re-sorted within its band
+        importance = blk.conv_pwl.weight.abs().sum(dim=(0, 2, 3))
+        for lo, hi in ((0, edges[1]), (edges[1], edges[0])):
+            assert torch.all(importance[lo : hi - 1] >= importance[lo + 1 : hi])
+        # A free sort would have moved channels across the band edge: the test would notice a dropped stage.
+        full = importance.argsort(descending=True, stable=True)
+        assert set(full[: edges[1]].tolist()) != set(range(edges[1]))
 
 
 def test_space_of_ofa_supernets_is_the_default_mobilenetv3_space() -> None:

@@ -126,6 +126,31 @@ def test_inference_cache_follows_arch_weight_statistic_and_dtype_changes() -> No
     check()
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if _is_tiny(n)])
+def test_eval_after_training_with_a_fused_optimizer_uses_the_new_weights(name: str) -> None:
+    """Fused optimizers update parameters without bumping their version counters, which the eval caches
+    key on; going back to eval mode must still drop every cached weight."""
+    torch.manual_seed(0)
+    model = _fresh(name)
+    model.set_active_subnet(model.space.min_arch())
+    x = _input(model, name, batch=4)
+    y = torch.arange(4) % 10
+    model.eval()
+    with torch.no_grad():
+        model(x)  # fills the inference caches
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    model.train()
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        got = model(x)
+        expected = model.get_active_subnet().eval()(x)
+    assert (got - expected).abs().max().item() < 1e-5
+
+
 @torch.no_grad()
 def _used_elements(model: Supernet) -> dict[str, torch.Tensor]:
     """Which elements of each (non-transform) parameter the extracted subnet copies, found by tagging

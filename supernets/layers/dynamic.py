@@ -278,6 +278,10 @@ class DynamicConv2d(nn.Conv2d):
         b = prefix(self.bias, self.active_out_channels) if self.bias is not None else None
         return F.conv2d(x, w, b, self.stride, self.padding)
 
+    def train(self, mode: bool = True) -> DynamicConv2d:
+        self._eval_weight = None  # see _contiguous_cached
+        return super().train(mode)
+
 
 class DynamicDepthwiseConv2d(nn.Module):
     """Depthwise convolution with elastic channels and elastic kernel size.
@@ -363,10 +367,15 @@ class DynamicLinear(nn.Linear):
             w = _contiguous_cached(self, w)
         return F.linear(x, w, self.bias)
 
+    def train(self, mode: bool = True) -> DynamicLinear:
+        self._eval_weight = None  # see _contiguous_cached
+        return super().train(mode)
+
 
 def _contiguous_cached(layer: DynamicConv2d | DynamicLinear, w: torch.Tensor) -> torch.Tensor:
     """In no-grad use, a contiguous copy of ``w`` (a slice of ``layer.weight``), kept until the slice or the
-    weight changes (in place: its version; by ``.to()`` or ``load_state_dict(assign=True)``: its storage).
+    weight changes (in place: its version; by ``.to()`` or ``load_state_dict(assign=True)``: its storage) or
+    the layer switches between train and eval (fused optimizers update weights without bumping versions).
 
     A slice along the input dim is strided, and the conv/matmul kernels copy it to a dense buffer on every
     call. At batch 1 and 128 px, OFA-ResNet50's min/mid subnets took 1.19/1.21x the extracted static subnet's

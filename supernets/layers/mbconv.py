@@ -29,7 +29,7 @@ from supernets.layers.dynamic import (
     same_padding,
     sliced_weights,
 )
-from supernets.utils import make_divisible, permute_bn_
+from supernets.utils import band_offsets, make_divisible, permute_bn_
 
 __all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_",
            "se_channels", "squeeze_excite"]
@@ -334,7 +334,8 @@ class ElasticMBConv(nn.Module):
     # -- inference -------------------------------------------------------------------------------
     def _inference_weights(self) -> tuple[torch.Tensor | None, ...]:
         """The active configuration's weights (sliced, kernel transformed, contiguous) and BN arguments,
-        cached until the configuration, a weight or a BN statistic changes (in place, or by ``.to()``).
+        cached until the configuration, a weight or a BN statistic changes (in place, or by ``.to()``), or the
+        block switches between train and eval.
 
         Batch-1 inference of a small subnet takes a few milliseconds, and re-slicing about fifteen tensors
         per block (plus module-call overhead) on every call would cost the supernet several percent over
@@ -377,13 +378,28 @@ class ElasticMBConv(nn.Module):
         self._inference_cache = None  # .to() / .double(): drop views of the old tensors
         return super()._apply(fn, recurse)
 
+    def train(self, mode: bool = True) -> ElasticMBConv:
+        # Fused optimizers (and writes through ``.data``) change weights without bumping the versions the
+        # cache key holds; every train/eval switch therefore starts afresh.
+        self._inference_cache = None
+        return super().train(mode)
+
     # -- progressive shrinking support -------------------------------------------------------
     @torch.no_grad()
-    def sort_channels(self) -> None:
+    def sort_channels(self, expand_stage: int = 0) -> None:
         """Reorder the middle channels by the L1 norm of the point-linear weights (descending), and the
         SE's own reduce channels by the L1 norm of the SE expand weights, consistently in every layer
-        that reads or writes them (OFA's ``re_organize_middle_weights``). The function is unchanged."""
-        importance = self.conv_pwl.weight.abs().sum(dim=(0, 2, 3))
+        that reads or writes them (OFA's ``re_organize_middle_weights``). The function is unchanged.
+
+        Args:
+            expand_stage: in progressive shrinking's k-th expand phase (k ≥ 1), the middle channels are only
+                re-sorted within the bands cut by the k+1 largest expand ratios, so the channel sets earlier
+                phases trained stay in place, as OFA does (:func:`~supernets.utils.band_offsets`).
+        """
+        # float64, so adding the band offsets keeps the order of importances within a band.
+        importance = self.conv_pwl.weight.abs().sum(dim=(0, 2, 3), dtype=torch.float64)
+        widths = [self.mid_channels(e) for e in self.expand_ratios]
+        importance = importance + band_offsets(importance.numel(), widths, expand_stage, importance.device)
         idx = torch.argsort(importance, descending=True, stable=True)
         self.conv_pwl.weight.copy_(self.conv_pwl.weight.index_select(1, idx))
         self.conv_dw.weight.copy_(self.conv_dw.weight.index_select(0, idx))

@@ -30,7 +30,7 @@ from supernets.layers.dynamic import (
     prefix,
     sliced_weights,
 )
-from supernets.utils import make_divisible, permute_bn_
+from supernets.utils import band_offsets, make_divisible, permute_bn_
 
 __all__ = [
     "Bottleneck",
@@ -387,6 +387,10 @@ class DynamicBottleneck(nn.Module):
         self._inference_cache = None  # .to() / .double(): drop views of the old tensors
         return super()._apply(fn, recurse)
 
+    def train(self, mode: bool = True) -> DynamicBottleneck:
+        self._inference_cache = None  # fused optimizers do not bump the versions the key holds (ElasticMBConv.train)
+        return super().train(mode)
+
     @torch.no_grad()
     def get_static(self, in_channels: int) -> Bottleneck:
         """The static bottleneck at the active widths, reading ``in_channels`` inputs."""
@@ -414,25 +418,13 @@ class DynamicBottleneck(nn.Module):
                 within the bands cut by the k+1 largest expand ratios (at the widest output), so the
                 channel sets earlier phases trained stay in place, as OFA does.
         """
+        widths = [self.mid_channels(max(self.out_channel_choices), e) for e in self.expand_ratios]
         for producer, consumer in ((self.conv2, self.conv3), (self.conv1, self.conv2)):
             # float64, so adding the band offsets keeps the order of importances within a band.
             importance = consumer.conv.weight.abs().sum(dim=(0, 2, 3), dtype=torch.float64)
-            importance = importance + self._band_offsets(expand_stage, importance.numel())
+            importance = importance + band_offsets(importance.numel(), widths, expand_stage, importance.device)
             # A stable sort keeps equal-importance channels in place (ties are common right after init).
             idx = torch.sort(importance, descending=True, stable=True).indices
             consumer.conv.weight.copy_(consumer.conv.weight.index_select(1, idx))
             permute_bn_(producer.bn, idx)
             producer.conv.weight.copy_(producer.conv.weight.index_select(0, idx))
-
-    def _band_offsets(self, expand_stage: int, n: int) -> torch.Tensor:
-        """Per-channel offsets that rank every band of channels below the band before it."""
-        offsets = torch.zeros(n, dtype=torch.float64, device=self.conv3.conv.weight.device)
-        if expand_stage <= 0:
-            return offsets
-        edges = sorted({self.mid_channels(max(self.out_channel_choices), e) for e in self.expand_ratios},
-                       reverse=True)[: expand_stage + 1]
-        # Bands [edges[i], edges[i-1]) rank lower the further right they lie, 1e5 (OFA's constant) apart;
-        # L1 importances are far smaller, so channels never cross a band edge.
-        for i in range(1, len(edges)):
-            offsets[edges[i] : edges[i - 1]] -= 1e5 * (len(edges) - i)
-        return offsets
