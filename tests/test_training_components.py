@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import supernets
+from supernets.paths import CONFIG_DIR
 from supernets.training.distillation import alpha_divergence, get_distill_loss, kl_divergence, soft_cross_entropy
+from supernets.training.module import SupernetModule
 from supernets.training.samplers import RestrictedSpace, SandwichSampler, UniformSampler
 from supernets.training.schedule import build_schedule
 
@@ -115,6 +119,89 @@ def test_sandwich_sampling_trains_each_elastic_phases_smallest_subnet_every_step
     for step in range(5):  # BigNAS's resolutions: the largest subnet at the largest, the smallest at the smallest
         plan = per(np.random.default_rng([0, step]))
         assert plan.resolutions == (res[-1], res[0]) and plan.archs[1] == per.restricted.min_arch(res[0])
+
+
+def _published(schedule: str, start: str, end: str) -> dict:
+    cfg = yaml.safe_load((CONFIG_DIR / "schedule" / f"{schedule}.yaml").read_text())
+    return {**cfg, "start_phase": start, "end_phase": end}
+
+
+def _randomised(name: str) -> supernets.Supernet:
+    """A tiny supernet in eval mode with BN away from its init (a zero-init gamma would hide the channels)."""
+    net = supernets.create_supernet(name, in_chans=3).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return net
+
+
+def _enter_keep_trained(net: supernets.Supernet, schedule: str, phase: str, previous: str, stage: int) -> list:
+    """Enter ``phase`` of a published schedule (run alone, as a slice) and return the previous phase's subnets."""
+    s = build_schedule(_published(schedule, phase, phase), net.space, global_batch_size=2048)
+    # keep_trained reads the previous phase's choices from the full phase list even when the slice leaves it out.
+    assert s.phases[0].sort_channels and s.phases[0].expand_stage == stage
+    rs = build_schedule(_published(schedule, previous, previous), net.space,
+                        global_batch_size=2048).phases[0].sampler.restricted
+    return [rs.max_arch(), rs.min_arch(), *rs.sample(np.random.default_rng(0), 6)], s
+
+
+@pytest.mark.parametrize(("phase", "previous", "stage"), [
+    ("expand_2", "expand_1", 1),  # OFA's 2nd expand phase: expand_ratio_stage 1
+    ("width_1", "expand_2", 2),  # OFA's width phase: expand_ratio_stage len(expand_ratio_list) - 1
+])
+def test_keep_trained_sort_leaves_the_previous_phases_resnet_subnets_unchanged(phase, previous, stage):
+    net = _randomised("ofa_resnet_tiny")
+    archs, s = _enter_keep_trained(net, "ps_ofa_resnet", phase, previous, stage)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def outputs() -> list[torch.Tensor]:
+        out = []
+        with torch.no_grad():
+            for a in archs:
+                net.set_active_subnet(a)
+                out.append(net(x))
+        return out
+
+    before = outputs()
+    SupernetModule(net, s, optimizer=partial(torch.optim.SGD, lr=0.1))._enter_phase(0)
+    for a, b, arch in zip(before, outputs(), archs):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=lambda m, arch=arch: f"{arch}: {m}")
+    net.sort_channels()  # a free sort re-picks the channel sets: some previously trained subnet changes
+    assert any(not torch.allclose(b, a, atol=1e-5, rtol=1e-4) for a, b in zip(before, outputs()))
+
+
+def test_keep_trained_sort_keeps_the_middle_channels_mbv3s_first_expand_phase_trained():
+    # OFA re-sorts the SE's hidden channels freely in every sort, so MBv3 outputs move a little even in OFA;
+    # what keep_trained keeps is each trained expand ratio's set of middle channels.
+    net = _randomised("ofa_mbv3_tiny")
+    _, s = _enter_keep_trained(net, "ps_ofa_mbv3", "expand_2", "expand_1", 1)
+    blocks = [m for m in net.modules() if hasattr(m, "conv_dw") and hasattr(m, "mid_channels")]
+
+    def channel_sets() -> list[set[bytes]]:
+        return [{row.numpy().tobytes() for row in blk.conv_dw.weight.detach()[: blk.mid_channels(e)]}
+                for blk in blocks for e in (4, 6)]
+
+    before = channel_sets()
+    SupernetModule(net, s, optimizer=partial(torch.optim.SGD, lr=0.1))._enter_phase(0)
+    assert channel_sets() == before
+    net.sort_channels()
+    assert channel_sets() != before
+
+
+def test_sort_channels_accepts_true_false_or_keep_trained_only(space):
+    free = {**PS, "phases": [*PS["phases"], {"name": "e", "epochs": 1, "lr": 0.1, "sort_channels": True,
+                                             "choices": {"e": "all"}}]}
+    assert build_schedule(free, space, global_batch_size=64).phases[-1].expand_stage == 0
+    bad = {**free, "phases": [*PS["phases"], {**free["phases"][-1], "sort_channels": "keep"}]}
+    with pytest.raises(ValueError, match="keep_trained"):
+        build_schedule(bad, space, global_batch_size=64)
+    first = {**PS, "phases": [{**PS["phases"][0], "sort_channels": "keep_trained"}]}
+    with pytest.raises(ValueError, match="first phase"):
+        build_schedule(first, space, global_batch_size=64)
 
 
 # ---------------------------------------------------------------------------------- losses

@@ -114,7 +114,11 @@ class SupernetModule(L.LightningModule):
         """What a phase does when it starts; recorded so a resumed run does not do it twice."""
         phase = self.schedule.phases[index]
         if phase.sort_channels:
-            self.supernet.sort_channels()
+            if phase.expand_stage:
+                # OFA's re_organize_middle_weights(expand_ratio_stage): keep the channel sets already trained.
+                self.supernet.sort_channels(expand_stage=phase.expand_stage)
+            else:
+                self.supernet.sort_channels()
         if phase.distill == "teacher" and not bool(self.teacher_ready):
             assert self.teacher is not None
             self.teacher.load_state_dict(self.supernet.state_dict())

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from supernets.space import SearchSpace
-from supernets.training.samplers import SandwichSampler, SubnetSampler, UniformSampler
+from supernets.training.samplers import RestrictedSpace, SandwichSampler, SubnetSampler, UniformSampler
 
 __all__ = ["SAMPLERS", "Phase", "Schedule", "build_schedule"]
 
@@ -38,6 +38,8 @@ class Phase:
             step's first, largest subnet, BigNAS).
         kd_weight: weight of the soft-target loss (OFA's ``kd_ratio``, 1.0).
         sort_channels: re-sort channels by importance when the phase starts (OFA before the width phases).
+        expand_stage: passed to the supernet's ``sort_channels`` (0: a free sort; k >= 1: channels only move
+            within the bands cut by the k+1 largest expand ratios, keeping the channel sets already trained).
         reset_optimizer: start with a fresh optimizer state (OFA runs each phase as a new job).
         config: the phase's plain config (stored in checkpoints).
     """
@@ -51,6 +53,7 @@ class Phase:
     distill: str = "none"
     kd_weight: float = 1.0
     sort_channels: bool = False
+    expand_stage: int = 0
     reset_optimizer: bool = True
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -137,6 +140,24 @@ def _elastic(sampler: SubnetSampler) -> bool:
     return bool(np.delete(sampler.restricted.n_allowed, np.arange(r.start, r.stop)).max(initial=1) > 1)
 
 
+def _expand_stage(phases: Sequence[Mapping[str, Any]], defaults: Mapping[str, Any], i: int,
+                  space: SearchSpace) -> int:
+    """OFA's ``expand_ratio_stage`` for a ``keep_trained`` sort in phase ``i``: the number of expand ratios the
+    previous phase trained, minus one. OFA's second expand phase passes 1 (its first trained two ratios) and its
+    width phase (ResNet) ``len(expand_ratio_list) - 1``, so the channel sets already trained stay in place."""
+    name = phases[i].get("name")
+    if i == 0:
+        raise ValueError(f"phase {name!r}: sort_channels: keep_trained keeps the channels the previous phase "
+                         f"trained, but it is the first phase of the schedule; use sort_channels: true")
+    if "e" not in space.group_names:
+        raise ValueError(f"phase {name!r}: sort_channels: keep_trained needs an expand-ratio gene group 'e'; "
+                         f"space {space.name!r} has {list(space.group_names)}; use sort_channels: true")
+    prev = {**defaults, **dict(phases[i - 1])}
+    # Sort by the previous phase's choices even when a slice (start_phase) leaves that phase out of this run.
+    allowed = RestrictedSpace(space, prev.get("choices")).n_allowed[space.group_slices["e"]]
+    return int(allowed.max(initial=1)) - 1
+
+
 def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_size: int) -> Schedule:
     """Build a :class:`Schedule` from a schedule config (see ``configs/schedule/*.yaml``).
 
@@ -147,7 +168,8 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
     ``n_subnets - 2`` random ones instead (progressive shrinking with the sandwich rule inside each phase; the
     smallest subnet of a phase is trained every step rather than by chance). ``sandwich_resolution`` says at
     which resolutions: ``shared`` (default; one per step, as OFA) or ``per_subnet`` (BigNAS: the largest subnet
-    at the largest resolution, the smallest at the smallest).
+    at the largest resolution, the smallest at the smallest). A phase's ``sort_channels`` is ``true`` (a free
+    sort) or ``keep_trained`` (OFA: channels move only within the expand-ratio bands the previous phase trained).
     """
     phases_cfg = list(cfg.get("phases") or [])
     if not phases_cfg:
@@ -174,6 +196,10 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         if distill not in DISTILL_MODES:
             raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
         warmup_lr = pc.get("warmup_lr")
+        sort = pc.get("sort_channels", False)
+        if not (isinstance(sort, bool) or sort == "keep_trained"):
+            raise ValueError(f"phase {pc['name']!r}: sort_channels must be false, true (a free sort) or "
+                             f"'keep_trained' (OFA: keep the channel sets the previous phase trained), got {sort!r}")
         phases.append(Phase(
             name=str(pc["name"]),
             epochs=int(pc["epochs"]),
@@ -183,7 +209,8 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
             sampler=sampler,
             distill=distill,
             kd_weight=float(pc.get("kd_weight", 1.0)),
-            sort_channels=bool(pc.get("sort_channels", False)),
+            sort_channels=bool(sort),
+            expand_stage=_expand_stage(phases_cfg, defaults, i, space) if sort == "keep_trained" else 0,
             reset_optimizer=bool(pc.get("reset_optimizer", True)),
             config=pc,
         ))
