@@ -298,14 +298,25 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             continue
         problem = ArchProblem(ev, obj, observers=[d.observe])
         resume_state = None
-        if saved and saved.get("done") and (int(saved["gen"]) >= algorithm.total_generations
-                                             or not (saved.get("exact") and algorithm.exact_resume)):
+        resume_how = None
+        # only a search that already reached this budget is skipped: a bigger n_gen / n_trials goes on
+        if saved and saved.get("done") and int(saved["gen"]) >= algorithm.total_generations:
             d.history, d.n_evals = saved["history"], saved["n_evals"]
-            results[obj.device] = {"status": "ok", "resumed": True}
+            results[obj.device] = {"status": "ok", "resumed": True, "resume": "complete"}
             continue
         if saved and saved.get("exact") and algorithm.exact_resume:
             resume_state = {**saved["scalars"], **saved_arrays.get(obj.device, {})}
             d.history, d.n_evals = saved["history"], saved["n_evals"]
+            resume_how = "continued"
+        elif saved:
+            resume_how = "rerun"
+            note = ""
+            if getattr(algorithm, "storage", None) is not None:
+                note = (f"; the study in {algorithm.storage} keeps its earlier trials, and this run adds "
+                        f"{getattr(algorithm, 'n_trials', '?')} more")
+            print(f"resume: {algorithm.name} on {obj.device} cannot continue its saved loop (generation "
+                  f"{saved['gen']}): rerunning its {algorithm.total_generations + 1} generations from the start, "
+                  f"where the archs evaluated before are cache hits{note}")
         ctx = SearchContext(problem=problem, layout=gene_layout(ev.space), rng=rng, seed=seed + dev_i,
                             end_generation=d.end_generation, resume_state=resume_state,
                             options={"study_name": f"oncenas-{comps.supernet_name}-{obj.device}-{'-'.join(names)}"})
@@ -323,7 +334,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             d.pbar = None
         runner.checkpoint(d, d.last_gen, d.last_state_fn, done=True)
         results[obj.device] = {"status": "ok", "time_s": time.perf_counter() - d.t0,
-                               "n_study_trials": ctx.options.get("n_study_trials")}
+                               "n_study_trials": ctx.options.get("n_study_trials"), "resume": resume_how}
 
     # every device's front from every arch evaluated in the run
     t_search = time.perf_counter() - t_start

@@ -184,6 +184,32 @@ def test_resume_refuses_a_state_of_another_latency_model(tiny, tmp_path):
         search.run(cfg(tmp_path, resume=True), **m)
 
 
+@pytest.mark.parametrize("short,long", [
+    ({"name": "nsga2", "pop_size": 20, "n_gen": 2}, {"n_gen": 4}),
+    ({"name": "smsemoa", "pop_size": 20, "n_gen": 2}, {"n_gen": 4}),
+    ({"name": "pymoo_nsga2", "pop_size": 20, "n_gen": 2}, {"n_gen": 4}),
+    ({"name": "optuna", "n_trials": 40, "batch_size": 10, "pop_size": 10}, {"n_trials": 80}),
+])
+def test_resume_with_a_bigger_budget_runs_the_longer_search(tiny, tmp_path, short, long):
+    long = {**short, **long}
+    fresh = search.run(cfg(tmp_path / "fresh", algorithm=long), **models(tiny))
+    first = search.run(cfg(tmp_path / "run", algorithm=short), **models(tiny))
+    m = models(tiny)
+    res = search.run(cfg(tmp_path / "run", algorithm=long, resume=True), **m)
+    n_rows = len(pd.read_csv(tmp_path / "fresh" / "dev_a" / "history.csv"))
+    assert n_rows > len(pd.read_csv(tmp_path / "fresh" / "dev_a" / "history.csv").query("gen <= 2"))
+    assert list(pd.read_csv(tmp_path / "run" / "dev_a" / "history.csv")["gen"]) == list(range(n_rows))
+    # the same search as a fresh long one, and only the archs the first run never saw are predicted again
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "fresh" / "dev_a" / "pareto.csv"),
+                                  pd.read_csv(tmp_path / "run" / "dev_a" / "pareto.csv"))
+    assert res["n_evaluated"] == fresh["n_evaluated"] > first["n_evaluated"]
+    assert m["accuracy"].rows == res["n_evaluated"] - first["n_evaluated"]
+    assert res["devices"]["dev_a"]["resume"] == ("continued" if short["name"] == "nsga2" else "rerun")
+    # asking again for the same budget changes nothing
+    again = search.run(cfg(tmp_path / "run", algorithm=long, resume=True), **models(tiny))
+    assert again["devices"]["dev_a"]["resume"] == "complete" and again["n_evaluated"] == res["n_evaluated"]
+
+
 @pytest.mark.parametrize("algorithm", [
     {"name": "random", "batch_size": 30, "n_gen": 2},
     {"name": "nsga3", "pop_size": 30, "n_gen": 2},
