@@ -192,6 +192,23 @@ def test_keep_trained_sort_keeps_the_middle_channels_mbv3s_first_expand_phase_tr
     assert channel_sets() != before
 
 
+@pytest.mark.parametrize(("name", "kwargs"), [("ofa_mbv3_tiny", {}), ("ofa_resnet_tiny", {"dropout": 0.5})])
+def test_teacher_soft_targets_have_no_dropout_but_batch_statistics(name, kwargs):
+    net = supernets.create_supernet(name, **kwargs)
+    cfg = {"name": "ps", "phases": [{"name": "teacher", "epochs": 1, "lr": 0.1},
+                                    {"name": "d", "epochs": 1, "lr": 0.1, "distill": "teacher", "choices": {"d": "all"}}]}
+    module = SupernetModule(net, build_schedule(cfg, net.space, global_batch_size=8),
+                            optimizer=partial(torch.optim.SGD, lr=0.1))
+    module._enter_phase(1)
+    r = int(net.space.max_arch().r)
+    x = torch.randn(8, 1, r, r, generator=torch.Generator().manual_seed(0))
+    a, b = module._teacher_logits(x, r, {}), module._teacher_logits(x, r, {})
+    assert torch.equal(a, b)  # OFA builds its teacher with dropout_rate=0
+    assert not torch.equal(a, module.teacher.eval()(x))  # ... and runs it in train mode (batch statistics)
+    net.train()
+    assert not torch.equal(net(x), net(x))  # the student keeps its dropout
+
+
 def test_sort_channels_accepts_true_false_or_keep_trained_only(space):
     free = {**PS, "phases": [*PS["phases"], {"name": "e", "epochs": 1, "lr": 0.1, "sort_channels": True,
                                              "choices": {"e": "all"}}]}

@@ -12,6 +12,7 @@ random subnets of the phase's space, each after BN recalibration on training bat
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -44,6 +45,21 @@ def resize_batch(x: torch.Tensor, resolution: int) -> torch.Tensor:
 def _bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()
             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def _without_dropout(model: Supernet) -> Supernet:
+    """``model`` with every dropout rate set to 0: dropout modules, and a dataclass ``config.dropout`` (the rate
+    OFA-MobileNetV3 passes to its functional dropout). OFA builds its teacher with ``dropout_rate=0``."""
+    for m in model.modules():
+        if isinstance(m, _DROPOUTS):
+            m.p = 0.0
+        cfg = getattr(m, "config", None)
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) and hasattr(cfg, "dropout"):
+            m.config = dataclasses.replace(cfg, dropout=0.0)
+    return model
 
 
 class SupernetModule(L.LightningModule):
@@ -85,7 +101,8 @@ class SupernetModule(L.LightningModule):
         # A frozen copy of the full net for OFA's knowledge distillation, filled when a `teacher` phase starts.
         self.teacher: Supernet | None = None
         if any(p.distill == "teacher" for p in schedule.phases):
-            self.teacher = copy.deepcopy(supernet).requires_grad_(False)
+            # No dropout in the soft targets (OFA: teacher built with dropout_rate=0); BN still runs in train mode.
+            self.teacher = _without_dropout(copy.deepcopy(supernet)).requires_grad_(False)
         self.register_buffer("teacher_ready", torch.zeros((), dtype=torch.bool))
         self.entered_phase = -1
         self.last_plan: StepPlan | None = None
