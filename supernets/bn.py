@@ -27,9 +27,17 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, n_batches: int = 20,
 
     Returns:
         The number of batches used. The model is left in eval mode.
+
+    Raises:
+        ValueError: ``n_batches`` below 1, or no batch at all; the earlier statistics are then kept (also when
+            the forward pass fails).
     """
+    if n_batches < 1:
+        raise ValueError(f"recalibrate_bn needs n_batches >= 1 to estimate statistics, got {n_batches!r}")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [(m.momentum, m.training) for m in bns]
+    # The statistics before the reset, restored if recalibration fails: a bad loader must not wipe them.
+    before = [{k: t.clone() for k, t in m.named_buffers(recurse=False)} for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the recalibration batches
@@ -37,6 +45,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, n_batches: int = 20,
     for m in bns:
         m.train()
     used = 0
+    ok = False
     try:
         for batch in batches:
             if used >= n_batches:
@@ -47,10 +56,15 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, n_batches: int = 20,
             param = next(model.parameters())
             model(x.to(param.device))
             used += 1
+        ok = used > 0
     finally:
-        for m, (momentum, _) in zip(bns, saved):
+        for m, (momentum, _), old in zip(bns, saved, before):
             m.momentum = momentum
+            if not ok:
+                for k, t in m.named_buffers(recurse=False):
+                    t.copy_(old[k])
         model.eval()
-    if used == 0:
-        raise ValueError("recalibrate_bn got no batches: pass a non-empty loader")
+    if not ok:
+        raise ValueError("recalibrate_bn got no batches (the running statistics are unchanged): pass a non-empty "
+                         "loader")
     return used

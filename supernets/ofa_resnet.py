@@ -185,7 +185,8 @@ class OFAResNet(Supernet):
     # ------------------------------------------------------------------------------ extraction
     @torch.no_grad()
     def get_active_subnet(self) -> ResNetSubnet:
-        """A static :class:`ResNetSubnet` (plain convs, contiguous copied weights) of the active arch.
+        """A static :class:`ResNetSubnet` (plain convs, contiguous copied weights) of the active arch, on the
+        supernet's device and in its dtype.
 
         Its parameter names mirror the supernet's (``stages.2.1.conv2.conv.weight``), each holding the
         leading slice of the supernet parameter of that name.
@@ -209,7 +210,8 @@ class OFAResNet(Supernet):
             classifier=static_linear(self.classifier, in_c),
             dropout=self.dropout.p,
         )
-        return subnet.train(self.training)
+        p = self.classifier.weight  # the static layers are built in torch's defaults: follow the supernet's
+        return subnet.to(device=p.device, dtype=p.dtype).train(self.training)
 
     @torch.no_grad()
     def sort_channels(self, expand_stage: int = 0) -> None:

@@ -263,6 +263,8 @@ class SearchSpace:
             name, body = m.groups()
             if name not in self.group_names:
                 raise ValueError(f"unknown gene {name!r} in arch string {text!r}; genes are {list(self.group_names)}")
+            if name in groups:
+                raise ValueError(f"gene {name!r} appears more than once in arch string {text!r}")
             col0 = self.columns[self.group_slices[name].start]
             vals = [None if t == _UNUSED_TOKEN else _parse_number(t, col0.choices, name, text) for t in body.split("-")]
             groups[name] = vals[0] if col0.slot < 0 and len(vals) == 1 else vals
@@ -404,6 +406,21 @@ def _default_resolutions() -> tuple[int, ...]:
     return tuple(range(128, 225, 4))
 
 
+def _gene_list(config: Mapping[str, Any], key: str) -> list:
+    """An OFA dict's per-slot gene as a list; a scalar or string gets the contract's ValueError, not a TypeError."""
+    v = config[key]
+    if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+        raise ValueError(f"gene {key!r} of an OFA dict must be a list of per-slot values, got {v!r}")
+    return list(v)
+
+
+def _check_increasing(**choices: Sequence[float]) -> None:
+    """Every gene's choices non-empty and strictly increasing (min/max archs and encodings rely on it)."""
+    for label, ch in choices.items():
+        if not ch or list(ch) != sorted(set(ch)):
+            raise ValueError(f"{label} must be a non-empty strictly increasing tuple, got {ch}")
+
+
 @dataclass(frozen=True)
 class MobileNetV3Space(SearchSpace):
     """OFA-MobileNetV3 space (Cai et al., *Once-for-All*, ICLR 2020): per elastic stage a depth, per
@@ -421,10 +438,8 @@ class MobileNetV3Space(SearchSpace):
     resolutions: tuple[int, ...] = field(default_factory=_default_resolutions)
 
     def __post_init__(self) -> None:
-        for label, ch in (("kernel_sizes", self.kernel_sizes), ("expand_ratios", self.expand_ratios),
-                          ("depths", self.depths), ("resolutions", self.resolutions)):
-            if not ch or list(ch) != sorted(set(ch)):
-                raise ValueError(f"{label} must be a non-empty strictly increasing tuple, got {ch}")
+        _check_increasing(kernel_sizes=self.kernel_sizes, expand_ratios=self.expand_ratios, depths=self.depths,
+                          resolutions=self.resolutions)
         if min(self.depths) < 1:
             raise ValueError(f"depths must be >= 1, got {self.depths}")
 
@@ -458,7 +473,7 @@ class MobileNetV3Space(SearchSpace):
         missing = [k for k in ("ks", "e", "d", "r") if k not in config]
         if missing:
             raise ValueError(f"OFA MobileNetV3 dict needs keys ks, e, d, r; missing {missing}")
-        return self.arch(r=config["r"], d=list(config["d"]), ks=list(config["ks"]), e=list(config["e"]))
+        return self.arch(r=config["r"], d=_gene_list(config, "d"), ks=_gene_list(config, "ks"), e=_gene_list(config, "e"))
 
     def to_ofa_dict(self, arch: Arch) -> dict[str, Any]:
         fill = {"ks": self.kernel_sizes[0], "e": self.expand_ratios[0]}
@@ -484,6 +499,15 @@ class ResNetSpace(SearchSpace):
     expand_ratios: tuple[float, ...] = (0.2, 0.25, 0.35)
     width_mults: tuple[float, ...] = (0.65, 0.8, 1.0)
     resolutions: tuple[int, ...] = field(default_factory=_default_resolutions)
+
+    def __post_init__(self) -> None:
+        _check_increasing(depths=self.depths, expand_ratios=self.expand_ratios, width_mults=self.width_mults,
+                          resolutions=self.resolutions)
+        if min(self.depths) < 0 or len(self.depths) < 2:
+            raise ValueError(f"depths (extra blocks per stage) must hold at least two values >= 0, got {self.depths}: "
+                             "the stem gene d[0] chooses between the smallest and the largest")
+        if not self.base_depths or min(self.base_depths) < 1:
+            raise ValueError(f"base_depths must be a non-empty tuple of values >= 1, got {self.base_depths}")
 
     @property
     def n_stages(self) -> int:
@@ -514,6 +538,9 @@ class ResNetSpace(SearchSpace):
         return np.concatenate([head, slot, tail], axis=1)
 
     def count(self) -> int:
+        """Distinct gene assignments at one resolution, as OFA counts them. Two can build the same network
+        where rounding to a multiple of 8 maps two width multipliers to one width (OFA-ResNet50's first stem
+        width: 0.65 and 0.8 both give 24 channels)."""
         ne = len(self.expand_ratios)
         stages = math.prod(sum(ne ** (b + d) for d in self.depths) for b in self.base_depths)
         return 2 * len(self.width_mults) ** (self.n_stages + 2) * stages
@@ -524,13 +551,13 @@ class ResNetSpace(SearchSpace):
         missing = [k for k in ("d", "e", "w", "r") if k not in config]
         if missing:
             raise ValueError(f"OFA ResNet dict needs keys d, e, w, r; missing {missing}")
-        d = list(config["d"])
+        d = _gene_list(config, "d")
         if len(d) != self.n_stages + 1:
             raise ValueError(f"gene 'd' needs {self.n_stages + 1} values, got {len(d)}: {d}")
         if d[0] not in self.depths:
             raise ValueError(f"gene d[0] value {d[0]!r} is not one of the allowed choices {list(self.depths)}")
         d[0] = max(self.depths) if d[0] == max(self.depths) else min(self.depths)
-        w_idx = list(config["w"])
+        w_idx = _gene_list(config, "w")
         w = []
         for i, k in enumerate(w_idx):
             if not isinstance(k, (int, np.integer)) or not 0 <= k < len(self.width_mults):
@@ -539,7 +566,7 @@ class ResNetSpace(SearchSpace):
                     f"{list(range(len(self.width_mults)))}"
                 )
             w.append(self.width_mults[k])
-        return self.arch(r=config["r"], d=d, e=list(config["e"]), w=w)
+        return self.arch(r=config["r"], d=d, e=_gene_list(config, "e"), w=w)
 
     def to_ofa_dict(self, arch: Arch) -> dict[str, Any]:
         e = [self.expand_ratios[0] if v is None else v for v in arch.e]

@@ -182,3 +182,35 @@ def test_resnet_ofa_dict_uses_width_indices() -> None:
     assert d["w"] == [2] * 6 and arch.w == (1.0,) * 6
     with pytest.raises(ValueError, match=r"w\[0\].*7"):
         space.from_ofa_dict({**d, "w": [7] + [2] * 5})
+
+
+def test_a_gene_given_twice_in_a_string_raises() -> None:
+    space = SPACES["mbv3"]
+    text = str(space.max_arch())
+    with pytest.raises(ValueError, match="gene 'r' appears more than once"):
+        space.parse("r=128_" + text)
+
+
+@pytest.mark.parametrize(("key", "gene"), [("mbv3", "ks"), ("mbv3", "d"), ("resnet", "e"), ("resnet", "w")])
+def test_ofa_dict_with_a_scalar_gene_raises_value_error(key: str, gene: str) -> None:
+    space = SPACES[key]
+    d = space.max_arch().to_ofa_dict()
+    with pytest.raises(ValueError, match=f"gene '{gene}' of an OFA dict must be a list"):
+        space.from_ofa_dict({**d, gene: 3})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"resolutions": (224, 128)}, r"resolutions must be a non-empty strictly increasing tuple"),
+        ({"resolutions": (128, 128)}, r"resolutions must be a non-empty strictly increasing tuple"),
+        ({"resolutions": ()}, r"resolutions must be a non-empty"),
+        ({"expand_ratios": (0.35, 0.2)}, r"expand_ratios must be"),
+        ({"width_mults": (1.0, 0.65)}, r"width_mults must be"),
+        ({"depths": (1,)}, r"at least two values"),
+        ({"base_depths": (2, 0)}, r"base_depths must be"),
+    ],
+)
+def test_resnet_space_rejects_choices_its_encoding_cannot_hold(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        ResNetSpace(**kwargs)

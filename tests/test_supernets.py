@@ -151,6 +151,37 @@ def test_eval_after_training_with_a_fused_optimizer_uses_the_new_weights(name: s
     assert (got - expected).abs().max().item() < 1e-5
 
 
+def test_recalibrate_bn_on_bad_input_raises_and_keeps_the_statistics() -> None:
+    model = _fresh("ofa_mbv3_tiny")
+    _randomise_bn_and_transforms(model, seed=5)
+    model.set_active_subnet(model.space.min_arch())
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    x = _input(model, "ofa_mbv3_tiny", batch=2)
+    bad = torch.randn(2, 3, 9, 9)  # the wrong number of input channels: the forward pass fails
+    with pytest.raises(ValueError, match=r"n_batches >= 1.*got 0"):
+        recalibrate_bn(model, [x], n_batches=0)
+    with pytest.raises(ValueError, match="no batches"):
+        recalibrate_bn(model, [], n_batches=2)
+    with pytest.raises(RuntimeError):
+        recalibrate_bn(model, [x, bad], n_batches=2)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in stats.items())
+    assert recalibrate_bn(model, [x, x], n_batches=5) == 2
+    assert not torch.equal(model.state_dict()[next(k for k in stats if "running_mean" in k)],
+                           stats[next(k for k in stats if "running_mean" in k)])
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if _is_tiny(n)])
+def test_extracted_subnet_follows_the_supernet_dtype(name: str) -> None:
+    model = _fresh(name).double().eval()
+    model.set_active_subnet(model.space.sample(np.random.default_rng(6), 1)[0])
+    sub = model.get_active_subnet()
+    assert {p.dtype for p in sub.parameters()} == {torch.float64}
+    x = _input(model, name, batch=2).double()
+    with torch.no_grad():
+        assert (model(x) - sub(x)).abs().max().item() < 1e-10
+
+
 @torch.no_grad()
 def _used_elements(model: Supernet) -> dict[str, torch.Tensor]:
     """Which elements of each (non-transform) parameter the extracted subnet copies, found by tagging
