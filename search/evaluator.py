@@ -121,17 +121,35 @@ class ArchEvaluator:
         lat = np.stack([_predict_canonical(self.latency[d], x) for d in self.devices], axis=1) if self.devices else None
         if not np.all(np.isfinite(top1)):
             raise ValueError(f"accuracy predictor {type(self.accuracy).__name__} returned non-finite top-1 values")
+        # a NaN would pass silently into the fronts (pymoo keeps the NaN row and drops the real front)
+        for k, d in enumerate(self.devices):
+            self._check_finite(f"latency model {type(self.latency[d]).__name__} of device {d!r}", "latency_ms",
+                               lat[:, k], x)
+        if self.macs_params is not None:
+            macs, params = self.macs_params(x)
+            self._check_finite("macs_params", "macs", np.asarray(macs, dtype=np.float64), x)
+            self._check_finite("macs_params", "params", np.asarray(params, dtype=np.float64), x)
         self.X[sl] = x
         self.top1[sl] = top1
         if lat is not None:
             self.lat[sl] = lat
         if self.macs_params is not None:
-            macs, params = self.macs_params(x)
             self.macs[sl] = macs
             self.params[sl] = params
         for k, j in zip(keys, range(self.n, self.n + m)):
             self._index[k] = j
         self.n += m
+
+    def _check_finite(self, source: str, what: str, values: np.ndarray, x: np.ndarray) -> None:
+        """Raise naming ``source`` and the first arch of ``x`` whose ``what`` is NaN or infinite."""
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return
+        i = int(np.flatnonzero(bad)[0])
+        arch = self.space.decode(np.asarray(x[i : i + 1], dtype=np.int64))[0]
+        raise ValueError(f"{source} returned {what} {values[i]} for arch {arch} ({int(bad.sum())} of {len(x)} archs in "
+                         f"this batch); it must give a finite {what} for every arch of space {self.space.name!r}: "
+                         "check that its table or model covers these choices (e.g. the resolution)")
 
     def lookup(self, keys: Sequence[bytes]) -> np.ndarray:
         """Store id per cache key, -1 for archs never evaluated."""
@@ -145,7 +163,10 @@ class ArchEvaluator:
         todo = ids[np.isnan(self.macs[ids])]
         if fn is None or len(todo) == 0:
             return
-        macs, params = fn(self.X[todo].astype(np.int64))
+        x = self.X[todo].astype(np.int64)
+        macs, params = fn(x)
+        self._check_finite("macs_params", "macs", np.asarray(macs, dtype=np.float64), x)
+        self._check_finite("macs_params", "params", np.asarray(params, dtype=np.float64), x)
         self.macs[todo] = macs
         self.params[todo] = params
 

@@ -264,6 +264,36 @@ def test_evaluator_shares_accuracy_across_devices_and_caches_on_the_normalised_a
     np.testing.assert_allclose(obj.F(ev, ids)[:, 0], 1 - LinearAccuracy(sp).predict(X))
 
 
+class HoleyLatency(TableLatency):
+    """A table missing one resolution: NaN there (as a latency table with a hole gives)."""
+
+    def _predict(self, x):
+        y = super()._predict(x)
+        y[x[:, 0] == 1] = np.nan
+        return y
+
+
+def test_non_finite_latency_or_macs_is_refused_naming_the_model_and_an_arch(tiny, tmp_path):
+    sp = tiny.space
+    X = np.stack([sp.encode(sp.min_arch(24))[0], sp.encode(sp.min_arch(28))[0]])
+    ev = ArchEvaluator(sp, LinearAccuracy(sp), {"dev_a": TableLatency(sp, "dev_a"), "dev_b": HoleyLatency(sp, "dev_b")})
+    with pytest.raises(ValueError, match=r"latency model HoleyLatency of device 'dev_b' returned latency_ms nan "
+                                         r"for arch r=28_d=1-1-1_\S+ \(1 of 2 archs"):
+        ev.evaluate(X)
+    assert ev.n == 0  # nothing half-stored
+
+    def nan_macs(x):
+        macs, params = tiny.macs_params(x)
+        return np.where(x[:, 0] == 1, np.nan, macs), params
+
+    ev = ArchEvaluator(sp, LinearAccuracy(sp), {"dev_a": TableLatency(sp, "dev_a")}, macs_params=nan_macs)
+    with pytest.raises(ValueError, match=r"macs_params returned macs nan for arch r=28_"):
+        ev.evaluate(X)
+    # the search stops with that message instead of writing a front of NaN rows
+    with pytest.raises(ValueError, match="HoleyLatency of device 'dev_a'"):
+        search.run(cfg(tmp_path), accuracy=LinearAccuracy(sp), latency={"dev_a": HoleyLatency(sp, "dev_a")}, supernet=tiny)
+
+
 def test_bad_inputs_fail_with_clear_errors(tiny, tmp_path):
     with pytest.raises(ValueError, match="unknown supernet 'nope'"):
         search.run(cfg(tmp_path, supernet="nope"))
