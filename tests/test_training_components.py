@@ -12,6 +12,7 @@ import yaml
 
 import supernets
 from supernets.paths import CONFIG_DIR
+from supernets.space import MobileNetV3Space, ResNetSpace
 from supernets.training.distillation import alpha_divergence, get_distill_loss, kl_divergence, soft_cross_entropy
 from supernets.training.module import SupernetModule
 from supernets.training.samplers import RestrictedSpace, SandwichSampler, UniformSampler
@@ -207,6 +208,26 @@ def test_teacher_soft_targets_have_no_dropout_but_batch_statistics(name, kwargs)
     assert not torch.equal(a, module.teacher.eval()(x))  # ... and runs it in train mode (batch statistics)
     net.train()
     assert not torch.equal(net(x), net(x))  # the student keeps its dropout
+
+
+@pytest.mark.parametrize(("schedule", "space_", "total"), [
+    ("ps_ofa_mbv3", lambda: MobileNetV3Space(kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3, 4),
+                                              n_stages=5), 605),
+    ("ps_ofa_resnet", lambda: ResNetSpace(name="ofa_resnet"), 630),
+])
+def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedule, space_, total):
+    # OFA's progressive_shrinking.train loops over n_epochs + warmup_epochs: 5 warm-up epochs, then 120 cosine ones.
+    s = build_schedule(_published(schedule, None, None), space_(), global_batch_size=2048)
+    assert s.total_epochs == total
+    spe = 10
+    for i, p in enumerate(s.phases):
+        if not p.warmup_epochs:
+            continue
+        assert p.warmup_epochs == 5 and p.epochs == 125
+        start = s.phase_start(i) * spe
+        assert s.lr_at(start, spe) == pytest.approx(p.warmup_lr + (p.lr - p.warmup_lr) / (5 * spe))
+        assert s.lr_at(start + 5 * spe, spe) == pytest.approx(p.lr)  # the cosine starts at the peak ...
+        assert s.lr_at(start + 65 * spe, spe) == pytest.approx(p.lr / 2)  # ... is halfway after 60 of its 120 epochs
 
 
 def test_sort_channels_accepts_true_false_or_keep_trained_only(space):
