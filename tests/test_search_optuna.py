@@ -99,3 +99,37 @@ def test_a_constrained_study_gives_each_trial_its_latency_violation(tiny, tmp_pa
     feasible = [len(g) == 1 and g[0] <= 0 for g in map(trial_constraints, trials)]
     assert feasible == list(latency <= 3.0) and 0 < sum(feasible) < len(trials)
     assert (res["devices"]["dev_a"]["front"]["latency_ms"] <= 3.0).all()
+
+
+def run_at(tiny, tmp_path, out: str, resolutions: list[int], **algo):
+    """A search of the tiny supernet built at ``resolutions`` (the models cover all of its resolutions)."""
+    cfg = {"device": "dev_a", "supernet": {"name": "ofa_mbv3_tiny", "resolutions": resolutions}, "progress": False,
+           "plot": False, "probe": 16, "out_dir": str(tmp_path / out), "checkpoint_every": 0, "seed": 0,
+           "algorithm": {"name": "optuna", "sampler": "nsga2", "n_trials": 20, "batch_size": 10, "pop_size": 10, **algo}}
+    return search.run(cfg, accuracy=LinearAccuracy(tiny.space), latency={"dev_a": TableLatency(tiny.space, "dev_a")})
+
+
+def test_one_storage_searched_at_other_resolutions_keeps_a_study_per_space(tiny, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    a = run_at(tiny, tmp_path, "a", [24, 28, 32], storage=url)
+    b = run_at(tiny, tmp_path, "b", [28, 32], storage=url)  # the default study name differs with the choices
+    assert a["devices"]["dev_a"]["n_study_trials"] == b["devices"]["dev_a"]["n_study_trials"] == 20
+    assert len(optuna.get_all_study_names(url)) == 2
+    assert set(b["devices"]["dev_a"]["front"]["arch"].str.extract(r"^r=(\d+)_")[0].astype(int)) <= {28, 32}
+
+
+def test_a_named_study_of_other_resolutions_is_refused_before_any_trial(tiny, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    run_at(tiny, tmp_path, "a", [24, 28], storage=url, study_name="s")
+    with pytest.raises(ValueError, match=r"optuna study 's' in storage sqlite:///.*study\.db was searched over other "
+                                         r"choices \(r: study \[24, 28\], this search \[28, 32\]\)"):
+        run_at(tiny, tmp_path, "b", [28, 32], storage=url, study_name="s")
+    assert len(study_trials(url, "s")) == 20  # refused before asking a trial
+    # a study written before the choices were recorded is checked on its trials' parameters
+    old = optuna.create_study(study_name="old", storage=url, directions=["maximize", "minimize"])
+    t = old.ask()
+    for c in tiny.space.columns:
+        t.suggest_int(c.label, 0, len(c.choices) - 1)
+    old.tell(t, [0.5, 1.0])
+    with pytest.raises(ValueError, match=r"optuna study 'old' .* has trials of another space \(gene r"):
+        run_at(tiny, tmp_path, "c", [28, 32], storage=url, study_name="old")

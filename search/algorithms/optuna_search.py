@@ -9,7 +9,9 @@ same study. The reported front is the union: every completed trial of the study,
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import math
 import multiprocessing as mp
 import os
@@ -23,6 +25,16 @@ from search.algorithms.base import SearchAlgorithm, SearchContext
 __all__ = ["OptunaSearch", "open_storage"]
 
 SAMPLERS = ("nsga2", "tpe")
+
+
+#: the study's user attribute holding its space's choices per column
+SPACE_ATTR = "oncenas_space_choices"
+
+
+def choices_key(space) -> str:
+    """A short hash of each column's choices: equal for the same space, different when a choice differs."""
+    text = json.dumps([[c.label, list(c.choices)] for c in space.columns], default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
 def open_storage(storage: str | None):
@@ -64,7 +76,8 @@ class OptunaSearch(SearchAlgorithm):
         n_trials: trials this process (and each extra worker) runs.
         batch_size: trials asked together and evaluated in one predictor call.
         storage: None (in memory), an RDB URL or a journal file (see module doc).
-        study_name: defaults to one name per supernet, device and objectives, so relaunches join it.
+        study_name: defaults to one name per supernet, device, objectives and space choices (a short hash),
+            so relaunches join it; a stored study of other choices is refused.
         n_workers: processes working on the study (this one included); needs a storage when > 1.
         pop_size: NSGA-II sampler population.
     """
@@ -105,12 +118,43 @@ class OptunaSearch(SearchAlgorithm):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         obj = ctx.problem.obj
-        name = self.study_name or ctx.options.get("study_name", "oncenas")
-        return optuna.create_study(
+        space = ctx.problem.ev.space
+        # trials hold choice indices, which mean other archs under other choices: the default name is per space
+        name = self.study_name or f"{ctx.options.get('study_name', 'oncenas')}-{choices_key(space)}"
+        study = optuna.create_study(
             study_name=name, storage=open_storage(self.storage), load_if_exists=True,
             directions=["maximize" if n == "top1" else "minimize" for n in obj.names],
             sampler=self._make_sampler(seed, obj.n_constr > 0),
         )
+        self._check_space(study, name, space)
+        return study
+
+    def _check_space(self, study, name: str, space) -> None:
+        """Refuse a stored study of another space (before any trial runs); record this one's choices."""
+        import optuna
+
+        mine = {c.label: list(c.choices) for c in space.columns}
+        theirs = study.user_attrs.get(SPACE_ATTR)
+        where = f"optuna study {name!r} in storage {self.storage}"
+        fix = "give another algorithm.study_name or algorithm.storage"
+        if theirs is not None:
+            diff = [c for c in dict.fromkeys([*theirs, *mine]) if theirs.get(c) != mine.get(c)]
+            if diff:
+                raise ValueError(f"{where} was searched over other choices ("
+                                 + "; ".join(f"{c}: study {theirs.get(c)}, this search {mine.get(c)}" for c in diff[:3])
+                                 + f"); its trials' choice indices would mean other archs: {fix}")
+            return
+        if self.storage is None:  # an in-memory study is new: nothing to check
+            study.set_user_attr(SPACE_ATTR, mine)
+            return
+        # a study written before the choices were recorded: its parameters must at least fit this space
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            for lab, n in zip(mine, space.n_choices):
+                dist = t.distributions.get(lab)
+                if dist is None or getattr(dist, "high", None) != int(n) - 1:
+                    raise ValueError(f"{where} has trials of another space (gene {lab}: {dist}, this search has "
+                                     f"{int(n)} choices {mine[lab]}): {fix}")
+        study.set_user_attr(SPACE_ATTR, mine)
 
     def _optimize(self, ctx: SearchContext, study, *, report: bool) -> None:
         space, obj, ev = ctx.problem.ev.space, ctx.problem.obj, ctx.problem.ev
