@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:  # a truncated .npz gives the last three
         raise ValueError(f"cannot read search state {path} ({e}); delete it or run without resume=true") from None
     if "meta" not in data:
         raise ValueError(f"{path} is not a search state file (no 'meta'); delete it or run without resume=true")

@@ -166,6 +166,15 @@ def test_resume_refuses_a_state_of_another_search(tiny, tmp_path):
         search.run(cfg(tmp_path, seed=99, resume=True), **models(tiny))
 
 
+def test_resume_from_a_truncated_state_file_says_to_delete_it(tiny, tmp_path):
+    search.run(cfg(tmp_path, algorithm={"name": "nsga2", "pop_size": 20, "n_gen": 1}), **models(tiny))
+    data = (tmp_path / STATE_FILE).read_bytes()
+    for keep in (0, 10, len(data) // 2, len(data) - 10):  # e.g. a full disk or a copy cut short
+        (tmp_path / STATE_FILE).write_bytes(data[:keep])
+        with pytest.raises(ValueError, match=r"cannot read search state .* delete it or run without resume=true"):
+            search.run(cfg(tmp_path, resume=True), **models(tiny))
+
+
 def test_resume_refuses_a_state_searched_over_other_resolutions(tiny, tmp_path):
     m = models(tiny)
     del m["supernet"]  # built from the config, with the resolutions asked for; the models cover all of them
