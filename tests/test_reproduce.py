@@ -142,10 +142,7 @@ def test_imagenet_tables_say_what_they_need_without_imagenet(tmp_path, name):
     assert "GPU-hours" in res["markdown"] and "data_root" in res["markdown"]
 
 
-def test_table_all_writes_results_page_with_provenance(tmp_path, monkeypatch):
-    import search.tables.runner as runner
-
-    monkeypatch.setitem(runner.TABLES, "ofa_imagenet", "search.tables.imagenet")
+def test_table_all_writes_results_page_with_provenance(tmp_path):
     cfg = _compose(["table=all", "table.tables=[ofa_imagenet,ofa_resnet_imagenet]", f"out_dir={tmp_path}",
                     f"results_md={tmp_path / 'RESULTS.md'}"])
     reproduce(cfg)

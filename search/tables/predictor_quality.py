@@ -32,7 +32,6 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         ds = ds.subset(np.sort(np.random.default_rng(int(cfg.get("seed", 0))).choice(len(ds), int(n_max), replace=False)))
     folds, seed = int(cfg["folds"]), int(cfg.get("seed", 0))
     rows: list[dict[str, Any]] = []
-    scatter: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in cfg["trainable"]:
         recipe = yaml.safe_load((CONFIG_DIR / "predictor" / f"{name}.yaml").read_text())
         recipe.update(dict((cfg.get("recipe_overrides") or {}).get(name) or {}))
@@ -47,7 +46,6 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         model = load_predictor(str(name), space=ds.space)
         pred = model.predict(ds.encoded)
         met = ranking_metrics(ds.top1, pred)
-        scatter[name] = (ds.top1, pred)
         rows.append({"predictor": name, "kind": model.kind, "dataset": Path(str(ds.path)).stem, "n": len(ds),
                      "protocol": f"transfer, no fit ({model.supernet} predictor on {ds.supernet} subnets)",
                      "kendall_tau": met["kendall_tau"], "kendall_tau_std": None, "spearman": met["spearman"],
