@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from search.state import default_mode
 from supernets.space import Arch
 
 __all__ = ["choose_spread", "export_subnets"]
@@ -72,6 +73,7 @@ def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx:
             os.close(fd)
             try:
                 torch.save(payload, tmp)
+                default_mode(tmp)
                 os.replace(tmp, pt)
             finally:
                 if os.path.exists(tmp):

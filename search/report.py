@@ -17,6 +17,7 @@ import pandas as pd
 from predictors.base import ArchModel
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives
+from search.state import default_mode
 
 __all__ = ["front_table", "published_reference", "summary_table", "write_atomic", "write_device_outputs"]
 
@@ -29,6 +30,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        default_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -130,6 +132,7 @@ def _plot(path: Path, df: pd.DataFrame, obj: DeviceObjectives, sample: tuple[np.
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)
+        default_mode(tmp)
         os.replace(tmp, path)
     finally:
         plt.close(fig)

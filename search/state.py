@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STATE_FILE", "load_state", "save_state"]
+__all__ = ["STATE_FILE", "default_mode", "load_state", "save_state"]
 
 STATE_FILE = "search_state.npz"
 
@@ -29,6 +29,14 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def default_mode(path: str | os.PathLike) -> None:
+    """Give a ``mkstemp`` file (created ``0600``) the mode ``open()`` would have: ``0o666`` less the umask,
+    so results replaced into place are as readable as any other file the user writes."""
+    mask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def save_state(path: str | os.PathLike, *, evaluator: dict[str, np.ndarray], meta: dict[str, Any],
@@ -45,6 +53,7 @@ def save_state(path: str | os.PathLike, *, evaluator: dict[str, np.ndarray], met
     os.close(fd)
     try:
         np.savez(tmp, **payload)
+        default_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -388,3 +389,24 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
         out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
         with torch.no_grad():
             np.testing.assert_allclose(out, ref(x).numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_permissions_of_the_umask_not_mkstemps_0600(tiny, tmp_path, umask):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from search.tables.common import save_figure, write_atomic
+
+    old = os.umask(umask)
+    try:
+        search.run(cfg(tmp_path, plot=True, algorithm={"name": "nsga2", "pop_size": 20, "n_gen": 1}), **models(tiny))
+        write_atomic(tmp_path / "table.md", "| a |\n")
+        save_figure(plt.figure(), tmp_path / "table.png")
+    finally:
+        os.umask(old)
+    files = [tmp_path / STATE_FILE, tmp_path / "table.md", tmp_path / "table.png",
+             *(tmp_path / "dev_a" / f for f in ("pareto.csv", "pareto.json", "pareto.png", "history.csv"))]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(0o666 & ~umask) for f in files}

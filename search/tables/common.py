@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from search.state import default_mode
 from supernets.paths import REPO_ROOT
 
 __all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "quiet_search", "save_figure", "table_command", "write_atomic",
@@ -86,6 +87,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        default_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -103,6 +105,7 @@ def save_figure(fig: Any, path: Path) -> None:
     try:
         fig.tight_layout()
         fig.savefig(tmp, dpi=110)
+        default_mode(tmp)
         os.replace(tmp, path)
     finally:
         plt.close(fig)
