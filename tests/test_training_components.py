@@ -251,6 +251,43 @@ def test_divergences_vanish_when_student_matches_teacher_and_are_positive_otherw
     assert float(fn(torch.randn(16, 10, generator=g), t)) > 0.01
 
 
+def _alphanet_reference(student: torch.Tensor, teacher: torch.Tensor, a_min: float, a_max: float,
+                        clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """AlphaNet's loss_ops.f_divergence / AdaptiveLossSoft written out directly: (divergence, surrogate)."""
+    def f_div(alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        q, p = student.softmax(1).detach(), teacher.softmax(1).detach()
+        r = p / q
+        if abs(alpha) < 1e-3:
+            r = r.clamp(0, clip)
+            f, f_base, rho = -r.log(), 0.0, r.log() - 1.0
+        elif abs(alpha - 1.0) < 1e-3:
+            f, f_base, rho = r * r.log(), 0.0, r
+        else:
+            iw = torch.pow(r, alpha).clamp(0, clip)
+            f, f_base = iw / alpha / (alpha - 1.0), 1.0 / alpha / (alpha - 1.0)
+            rho = iw / alpha + f_base
+        return (q * (f - f_base)).sum(1), -(q * rho * student.log_softmax(1)).sum(1)
+
+    (l_lo, g_lo), (l_hi, g_hi) = f_div(a_min), f_div(a_max)
+    ind = torch.gt(l_lo, l_hi).float()
+    return (ind * l_lo + (1 - ind) * l_hi).mean(), (ind * g_lo + (1 - ind) * g_hi).mean()
+
+
+@pytest.mark.parametrize(("a_min", "a_max", "beta"), [(-1.0, 1.0, 5.0), (-0.5, 0.5, 5.0), (-1.0, 0.5, 1e9),
+                                                      (0.0, 1.0, 2.0), (-2.0, 0.0, 3.0)])
+def test_alpha_divergence_equals_alphanets_value_and_gradient(a_min, a_max, beta):
+    g = torch.Generator().manual_seed(0)
+    t, s0 = torch.randn(6, 10, generator=g) * 3, torch.randn(6, 10, generator=g)
+    ours = s0.clone().requires_grad_(True)
+    value = alpha_divergence(ours, t, a_min, a_max, beta)
+    value.backward()
+    ref = s0.clone().requires_grad_(True)
+    ref_value, surrogate = _alphanet_reference(ref, t, a_min, a_max, beta)
+    surrogate.backward()
+    assert float(value.detach()) == pytest.approx(float(ref_value), rel=1e-5)
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_soft_cross_entropy_equals_hard_cross_entropy_for_a_confident_teacher():
     g = torch.Generator().manual_seed(0)
     s = torch.randn(8, 10, generator=g)

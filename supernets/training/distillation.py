@@ -3,8 +3,8 @@
 - ``soft_ce``: cross-entropy against the teacher's softmax, OFA's ``kd_type='ce'`` (progressive shrinking).
 - ``kl``: KL(teacher ‖ student), the in-place distillation loss of BigNAS / AttentiveNAS.
 - ``alpha``: AlphaNet's adaptive alpha-divergence (Wang et al., *AlphaNet: Improved Training of Supernets
-  with Alpha-Divergence*, ICML 2021): the larger of D_α₋ and D_α₊, with the teacher/student ratio clipped at
-  ``beta`` so that the gradient stays bounded.
+  with Alpha-Divergence*, ICML 2021): the larger of D_α₋ and D_α₊, with the importance weight (p/q)^α clipped to
+  [0, ``beta``] so that the gradient stays bounded (its ``f_divergence``).
 """
 
 from __future__ import annotations
@@ -31,27 +31,39 @@ def kl_divergence(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean") * temperature**2
 
 
-def _alpha_div(log_p: torch.Tensor, log_q: torch.Tensor, alpha: float, log_beta: float) -> torch.Tensor:
-    """D_α(p ‖ q) = (Σ p^α q^(1-α) − 1) / (α(α−1)) per sample; α→0 and α→1 fall back to the two KLs."""
-    if abs(alpha) < 1e-6:
-        return (log_q.exp() * (log_q - log_p)).sum(-1)  # KL(q ‖ p)
-    if abs(alpha - 1.0) < 1e-6:
-        return (log_p.exp() * (log_p - log_q)).sum(-1)  # KL(p ‖ q)
-    # Σ q (p/q)^α with the ratio clipped to [1/β, β]: AlphaNet bounds the (p/q)^α factor for stability.
-    log_ratio = (log_p - log_q).clamp(-log_beta, log_beta)
-    s = (log_q.exp() * torch.exp(alpha * log_ratio)).sum(-1)
-    return (s - 1.0) / (alpha * (alpha - 1.0))
+def _alpha_div(log_p: torch.Tensor, log_q: torch.Tensor, alpha: float,
+               beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """AlphaNet's ``f_divergence``: per sample, D_α(p ‖ q) = Σ q (w − 1) / (α(α−1)) with the importance weight
+    w = (p/q)^α clipped to [0, β], and a surrogate whose gradient is AlphaNet's, −Σ q ρ_f ∇log q (q, ρ_f fixed;
+    ρ_f = w/α + 1/(α(α−1))). α ≈ 0 gives KL(q ‖ p) with p/q clipped at β; α ≈ 1 gives KL(p ‖ q), unclipped."""
+    q = log_q.detach().exp()
+    log_ratio = log_p - log_q.detach()  # log(p/q), in log space: p/q overflows where q underflows
+    if abs(alpha) < 1e-3:
+        log_w = log_ratio.clamp(max=math.log(beta))
+        qf, q_rho = -q * log_w, q * (log_w - 1.0)
+    elif abs(alpha - 1.0) < 1e-3:
+        p = log_p.exp()  # q · (p/q) log(p/q) = p log(p/q)
+        qf, q_rho = p * log_ratio, p
+    else:
+        base = 1.0 / (alpha * (alpha - 1.0))
+        w = torch.exp(alpha * log_ratio).clamp(max=beta)
+        qf, q_rho = q * (w - 1.0) * base, q * (w / alpha + base)
+    return qf.sum(-1), -(q_rho * log_q).sum(-1)
 
 
 def alpha_divergence(student: torch.Tensor, teacher: torch.Tensor, alpha_min: float = -1.0,
                      alpha_max: float = 1.0, beta: float = 5.0, temperature: float = 1.0) -> torch.Tensor:
-    """AlphaNet's adaptive alpha-divergence ``max(D_αmin, D_αmax)``, averaged over the batch."""
+    """AlphaNet's adaptive alpha-divergence ``max(D_αmin, D_αmax)`` per sample, averaged over the batch.
+
+    The value is the (clipped) divergence; the gradient is that of AlphaNet's surrogate for the larger of the
+    two (with the clipped weight where (p/q)^α > β, rather than the clamp's zero gradient)."""
     log_q = F.log_softmax(student / temperature, dim=-1)
-    log_p = F.log_softmax(teacher / temperature, dim=-1)
-    log_beta = math.log(beta)
-    d_lo = _alpha_div(log_p, log_q, alpha_min, log_beta)
-    d_hi = _alpha_div(log_p, log_q, alpha_max, log_beta)
-    return torch.maximum(d_lo, d_hi).mean()
+    log_p = F.log_softmax(teacher.detach() / temperature, dim=-1)
+    d_lo, s_lo = _alpha_div(log_p, log_q, alpha_min, beta)
+    d_hi, s_hi = _alpha_div(log_p, log_q, alpha_max, beta)
+    lo = d_lo > d_hi  # AlphaNet: torch.gt(loss_left, loss_right), ties to alpha_max
+    value, surrogate = torch.where(lo, d_lo, d_hi), torch.where(lo, s_lo, s_hi)
+    return (value.detach() + surrogate - surrogate.detach()).mean()
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
