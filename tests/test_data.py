@@ -66,15 +66,44 @@ def test_synthetic_data_has_the_requested_shapes_and_is_seeded():
     assert torch.equal(a.train_set.tensors[0], b.train_set.tensors[0])
 
 
-def test_cifar10_never_downloads_and_says_how_to_get_it(tmp_path):
+def test_cifar10_never_downloads_and_says_how_to_get_it(tmp_path, monkeypatch):
     dm = create_datamodule(name="cifar10", root=str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="download"):
         dm.setup()
+    # A root that passes the folder checks but holds no data reaches torchvision, which must not download.
+    from torchvision.datasets import CIFAR10
+
+    def no_download(self):
+        raise AssertionError("CIFAR10.download was called")
+
+    monkeypatch.setattr(CIFAR10, "download", no_download)
+    (tmp_path / "empty" / "cifar-10-batches-py").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="not found"):  # torchvision's own error; AssertionError is not one
+        create_datamodule(name="cifar10", root=str(tmp_path / "empty")).setup()
 
 
 def test_imagenet_without_a_root_is_a_clear_error():
     with pytest.raises(ValueError, match=r"data\.root"):
         create_datamodule(name="imagenet").setup()
+
+
+def _image_folder(root, classes):
+    from PIL import Image
+
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / c / "0.png")
+
+
+def test_imagenet_val_with_other_classes_than_train_is_refused(tmp_path):
+    _image_folder(tmp_path / "train", ["a", "b", "c"])
+    _image_folder(tmp_path / "val", ["a", "c"])  # ImageFolder would label val's 'c' as 1, train's as 2
+    with pytest.raises(ValueError, match=r"val lacks \['b'\]"):
+        create_datamodule(name="imagenet", root=str(tmp_path), num_classes=3, image_size=8).setup()
+    _image_folder(tmp_path / "val", ["b"])
+    dm = create_datamodule(name="imagenet", root=str(tmp_path), num_classes=3, image_size=8, batch_size=1)
+    dm.setup()
+    assert dm.val_set.class_to_idx == dm.train_set.class_to_idx
 
 
 def test_unknown_dataset_or_option_is_rejected():

@@ -306,6 +306,15 @@ class ImageNetDataModule(SupernetDataModule):
         if len(train.classes) != self.num_classes:
             raise ValueError(f"ImageNet folder {root}/train has {len(train.classes)} classes, "
                              f"data.num_classes is {self.num_classes}; set data.num_classes to match")
+        if val.classes != train.classes:
+            # ImageFolder numbers the classes of each split by its own sorted folder names: a class missing
+            # from val/ would shift every later label and make the validation accuracy silently wrong.
+            missing = sorted(set(train.classes) - set(val.classes))
+            extra = sorted(set(val.classes) - set(train.classes))
+            raise ValueError(f"ImageNet folders {root}/train and {root}/val hold different classes (val lacks "
+                             f"{missing[:5]}{' ...' if len(missing) > 5 else ''}, has extra {extra[:5]}"
+                             f"{' ...' if len(extra) > 5 else ''}); both need the same <class> subfolders "
+                             f"so that labels match")
         return train, val
 
 
