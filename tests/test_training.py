@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -24,7 +25,7 @@ def test_experiment_runs_two_training_steps_and_one_validation(compose_config, t
     for key in ("val/top1_max", "val/top1_min", "val/top1_random"):
         assert 0.0 <= metrics[key] <= 1.0
     assert torch.isfinite(torch.tensor(metrics["train/loss_epoch"]))
-    assert (tmp_path / "csv" / "metrics.csv").is_file()
+    assert (tmp_path / "csv" / "version_0" / "metrics.csv").is_file()
 
 
 # A schedule whose middle phase spans two epochs, so stopping after epoch 2 stops mid-phase: the teacher
@@ -61,6 +62,9 @@ def test_resume_mid_phase_gives_the_same_weights_as_an_uninterrupted_run(compose
     assert weights_digest(a) == weights_digest(b)
     assert m_full["val/top1_max"] == m_second["val/top1_max"]
     assert meta["phase"]["name"] == "expand" and meta["supernet"] == "ofa_mbv3_tiny"
+    # The resumed run logs next to the first one instead of overwriting its metrics.
+    logged = [pd.read_csv(tmp_path / "part" / "csv" / f"version_{v}" / "metrics.csv") for v in (0, 1)]
+    assert logged[0]["step"].max() < 4 <= logged[1]["step"].min()
 
 
 def test_a_phase_runs_alone_from_the_previous_phase_checkpoint(compose_config, tmp_path):
