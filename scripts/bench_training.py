@@ -229,6 +229,8 @@ def _split(total: int, cfg) -> list[int]:
     if total < len(base):
         raise SystemExit(f"--epochs must be >= {len(base)} (one per progressive-shrinking phase)")
     scaled = [max(1, round(e * total / sum(base))) for e in base]
+    while sum(scaled) > total:  # rounding up overshot: trim the longest phase, never one down to 0 epochs
+        scaled[int(np.argmax(scaled))] -= 1
     scaled[0] += total - sum(scaled)
     return scaled
 

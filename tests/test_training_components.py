@@ -11,7 +11,7 @@ import torch
 import yaml
 
 import supernets
-from supernets.paths import CONFIG_DIR
+from supernets.paths import CONFIG_DIR, REPO_ROOT
 from supernets.space import MobileNetV3Space, ResNetSpace
 from supernets.training.distillation import alpha_divergence, get_distill_loss, kl_divergence, soft_cross_entropy
 from supernets.training.module import SupernetModule
@@ -228,6 +228,33 @@ def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedu
         assert s.lr_at(start, spe) == pytest.approx(p.warmup_lr + (p.lr - p.warmup_lr) / (5 * spe))
         assert s.lr_at(start + 5 * spe, spe) == pytest.approx(p.lr)  # the cosine starts at the peak ...
         assert s.lr_at(start + 65 * spe, spe) == pytest.approx(p.lr / 2)  # ... is halfway after 60 of its 120 epochs
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"epochs": 0}, "epochs must be >= 1"), ({"epochs": -2}, "epochs must be >= 1"),
+    ({"lr": 0.0}, "lr must be > 0"), ({"lr": -0.1}, "lr must be > 0"),
+    ({"distill": "inplace"}, "inplace needs sampler type 'sandwich'"),
+])
+def test_schedule_rejects_empty_phases_non_positive_lr_and_inplace_kd_without_the_sandwich_rule(space, change, match):
+    bad = {**PS, "phases": [*PS["phases"][:2], {**PS["phases"][2], **change}]}
+    with pytest.raises(ValueError, match=match):
+        build_schedule(bad, space, global_batch_size=64)
+    sandwich = {**PS["phases"][2], "distill": "inplace", "sampler": {"type": "sandwich", "n_random": 1}}
+    assert build_schedule({**PS, "phases": [sandwich]}, space, global_batch_size=64).phases[0].distill == "inplace"
+
+
+@pytest.mark.parametrize("overrides", [[], ["+experiment=tiny_ps_ofa"]])
+def test_bench_training_split_keeps_every_phase_at_least_one_epoch(compose_config, overrides):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_training", REPO_ROOT / "scripts" / "bench_training.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = compose_config("train", ["paths.output_dir=/tmp/unused", *overrides])
+    n = len(cfg.schedule.phases)
+    for total in range(n, 40):
+        split = bench._split(total, cfg)
+        assert sum(split) == total and min(split) >= 1, (total, split)
 
 
 def test_sort_channels_accepts_true_false_or_keep_trained_only(space):

@@ -195,6 +195,16 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         distill = str(pc.get("distill", "none"))
         if distill not in DISTILL_MODES:
             raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
+        if distill == "inplace" and not isinstance(sampler, SandwichSampler):
+            # In-place KD takes the step's first subnet as the teacher: only the sandwich rule makes it the largest.
+            raise ValueError(f"phase {pc['name']!r}: distill: inplace needs sampler type 'sandwich' (its first "
+                             f"subnet, the largest, teaches the others), got {type(sampler).__name__}; use "
+                             f"sampler: {{type: sandwich}} or distill: teacher / none")
+        if not float(pc["epochs"]) >= 1:
+            raise ValueError(f"phase {pc['name']!r}: epochs must be >= 1, got {pc['epochs']!r}; remove the phase "
+                             f"or select a slice with start_phase / end_phase instead")
+        if not float(pc["lr"]) > 0:
+            raise ValueError(f"phase {pc['name']!r}: lr must be > 0, got {pc['lr']!r}")
         warmup_lr = pc.get("warmup_lr")
         sort = pc.get("sort_channels", False)
         if not (isinstance(sort, bool) or sort == "keep_trained"):
