@@ -4,7 +4,7 @@
     python scripts/pipeline.py out=outputs/pipe steps=search,measure top_k=3
 
 Steps (each is the command it prints, so it can also be run by hand):
-  train      python train.py                                  -> <out>/train/checkpoints/last.ckpt
+  train      python train.py +experiment=<supernet's tiny one> -> <out>/train/checkpoints/last.ckpt
   dataset    scripts/build_accuracy_dataset.py ckpt=... n=N    -> <out>/accuracy.csv   (resumes itself)
   predictor  scripts/train_predictor.py dataset=... predictor=P -> <out>/predictor.pth
   latency    scripts/build_latency_table.py device=host_cpu    (skipped when the table exists)
@@ -29,6 +29,9 @@ from pathlib import Path
 from supernets.paths import REPO_ROOT
 
 STEPS = ("train", "dataset", "predictor", "latency", "search", "measure")
+# The experiment the train step runs for each CPU-sized supernet (train.py's default schedule, ps_tiny, names
+# MobileNetV3 genes such as ks, which OFA-ResNet does not have).
+TINY_EXPERIMENTS = {"ofa_mbv3_tiny": "tiny_ps", "ofa_resnet_tiny": "tiny_resnet_ps"}
 
 
 def _opts(argv: list[str] | None) -> dict:
@@ -40,11 +43,26 @@ def _opts(argv: list[str] | None) -> dict:
         k, _, v = ov.partition("=")
         if k not in o:
             raise SystemExit(f"unknown option {k!r}; options: {sorted(o)}")
-        o[k] = type(o[k])(v) if not isinstance(o[k], str) else v
+        if isinstance(o[k], int):
+            try:
+                o[k] = int(v)
+            except ValueError:
+                raise SystemExit(f"option {k} must be an integer, got {v!r} (e.g. {k}={o[k]})") from None
+        else:
+            o[k] = v
     bad = [s for s in o["steps"].split(",") if s not in STEPS]
     if bad:
         raise SystemExit(f"unknown step {bad[0]!r}; steps: {list(STEPS)}")
     return o
+
+
+def train_overrides(supernet: str, train_args: str = "") -> list[str]:
+    """train.py's overrides for ``supernet``: its tiny experiment (supernet and schedule together), unless
+    ``train_args`` picks an experiment itself; other supernets get ``supernet=...`` and need a schedule there."""
+    args = train_args.split()
+    if supernet in TINY_EXPERIMENTS and not any(a.lstrip("+").startswith("experiment=") for a in args):
+        return [f"+experiment={TINY_EXPERIMENTS[supernet]}", *args]
+    return [f"supernet={supernet}", *args]
 
 
 def _run(cmd: list[str]) -> None:
@@ -77,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
 
     if "train" in steps and not _done(out, "train"):
-        cmd = [py, "train.py", f"supernet={o['supernet']}", f"hydra.run.dir={out / 'train'}", *o["train_args"].split()]
+        cmd = [py, "train.py", *train_overrides(o["supernet"], o["train_args"]), f"hydra.run.dir={out / 'train'}"]
         if ckpt.is_file():
             cmd.append(f"ckpt_path={ckpt}")  # resume mid-phase
         _run(cmd)

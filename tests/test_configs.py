@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import yaml
 
 import supernets
-from supernets.paths import CONFIG_DIR
+from supernets.paths import CONFIG_DIR, REPO_ROOT
+from supernets.training.schedule import build_schedule
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 SUPERNET_FILES = sorted((CONFIG_DIR / "supernet").glob("*.yaml"))
@@ -63,3 +66,24 @@ def test_logger_group_composes(compose_config, logger):
 def test_ddp_trainer_uses_two_processes_and_tolerates_unused_parameters(compose_config):
     cfg = compose_config("train", ["trainer=ddp", "paths.output_dir=/tmp/unused"])
     assert cfg.trainer.devices == 2 and cfg.trainer.strategy.find_unused_parameters is True
+
+
+def _pipeline_script():
+    spec = importlib.util.spec_from_file_location("pipeline_script", REPO_ROOT / "scripts" / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("supernet", ["ofa_mbv3_tiny", "ofa_resnet_tiny"])
+def test_pipeline_trains_each_tiny_supernet_with_a_schedule_of_its_own_genes(compose_config, supernet):
+    overrides = _pipeline_script().train_overrides(supernet)
+    cfg = compose_config("train", [*overrides, "paths.output_dir=/tmp/unused"])
+    assert cfg.supernet.name == supernet
+    space = supernets.create_supernet(supernet).space
+    assert build_schedule(cfg.schedule, space, global_batch_size=64).phases  # ps_tiny names ks: ResNet has none
+
+
+def test_pipeline_rejects_a_non_integer_option_by_name():
+    with pytest.raises(SystemExit, match="option n must be an integer, got '3OO'"):
+        _pipeline_script()._opts(["n=3OO"])
