@@ -90,7 +90,6 @@ class SupernetModule(L.LightningModule):
         self.seed = int(seed)
         self.label_smoothing = float(label_smoothing)
         dl = dict(distill_loss or {"name": "soft_ce"})
-        self.distill_loss_cfg = dl
         self.distill = get_distill_loss(dl.pop("name", "soft_ce"), **dl)
         self.no_decay_bn_bias = bool(no_decay_bn_bias)
         self.eval_cfg = {"n_random": 3, "calib_batches": 10, "every": "phase_end", **(eval_cfg or {})}
