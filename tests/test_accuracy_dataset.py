@@ -175,3 +175,27 @@ def test_script_jobs_builds_shards_in_parallel_processes_and_merges_them_like_on
                           capture_output=True, text=True)
     assert "continuing it in this process" in cont.stdout
     assert read_dataset(tmp_path / "half.csv").top1.tolist() == read_dataset(tmp_path / "one.csv").top1.tolist()
+
+
+def test_resume_from_checkpoint_with_another_batch_size_is_refused_and_the_sidecar_records_the_one_used(
+        compose_config, tmp_path):
+    import yaml
+
+    from predictors.accuracy.builder import build_from_checkpoint
+    from supernets.training import train
+    from tests.training_utils import tiny_overrides
+
+    overrides = [o for o in tiny_overrides(tmp_path / "run") if o != "callbacks=none"]
+    train(compose_config("train", [*overrides, "callbacks=default", "callbacks.progress_bar=null",
+                                   "schedule.end_phase=teacher"]))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    kw = dict(n=4, calib_batches=1, progress=False, limit=1, threads=1)
+    out = build_from_checkpoint(ckpt, tmp_path / "acc.csv", batch_size=4, **kw)
+    data = yaml.safe_load(out.with_suffix(".yaml").read_text())["source"]["data"]
+    assert data["batch_size"] == data["val_batch_size"] == 4  # the one used, not the checkpoint's 8
+    before = out.read_bytes(), out.with_suffix(".yaml").read_bytes()
+    with pytest.raises(ValueError, match=r"batch_size=4 there, 8 now.*same batch_size"):
+        build_from_checkpoint(ckpt, out, **kw)  # the checkpoint's batch size (8) this time
+    assert (out.read_bytes(), out.with_suffix(".yaml").read_bytes()) == before
+    build_from_checkpoint(ckpt, out, batch_size=4, **kw)  # the same settings resume
+    assert len(_rows(out)) == 2

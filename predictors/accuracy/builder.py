@@ -267,6 +267,7 @@ def build_accuracy_dataset(supernet: nn.Module, calib_loader: Iterable, eval_loa
                     f"{path} already holds a dataset built with another {key} ({old.get(key)!r} vs {plan_meta[key]!r}); "
                     f"nothing was changed: pass another out= to start a new dataset"
                 )
+        _check_same_data(path, (old.get("source") or {}).get("data"), (source or {}).get("data"))
     elif path.exists() and path.stat().st_size > 0:
         raise ValueError(f"{path} exists without its sidecar {mp.name}; refusing to append to an unknown file")
     plan = plan_archs(space, n, seed, macs_fn=macs_fn)[i::k]
@@ -290,6 +291,19 @@ def build_accuracy_dataset(supernet: nn.Module, calib_loader: Iterable, eval_loa
                 q = float(params[j]) if params is not None else float("nan")
                 sink.append(arch, top1, m, q)
     return path
+
+
+def _check_same_data(path: Path, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+    """Refuse to resume ``path`` with another data config: e.g. another ``batch_size`` changes how many images
+    recalibrate BN, so the new rows would be measured differently from the rows already there."""
+    if new is None or old == new:
+        return
+    old = old or {}
+    diff = [f"{k}={old.get(k)!r} there, {new.get(k)!r} now" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+    raise ValueError(f"{path} was built with other data settings ({'; '.join(diff)}), so resuming would mix rows "
+                     f"measured two ways; nothing was changed: rerun with the settings recorded in its sidecar "
+                     f"{meta_path(path).name} (e.g. the same batch_size=), or pass another out= to start a new dataset")
 
 
 def _macs_fn(supernet: nn.Module) -> MacsFn | None:
@@ -380,7 +394,7 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
     supernet, meta = load_supernet(ckpt, map_location=device)
     if not meta.get("data"):
         raise ValueError(f"checkpoint {ckpt} records no data config; cannot rebuild its held-out split")
-    data_cfg = dict(meta["data"])
+    data_cfg = dict(meta["data"])  # the config actually used (recorded in the sidecar, checked on resume)
     if batch_size is not None:
         data_cfg["batch_size"] = int(batch_size)
         data_cfg["val_batch_size"] = int(batch_size)
@@ -389,7 +403,7 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
     if out is None:
         out = default_out(ckpt, n, seed)
     source = {"ckpt": str(ckpt.resolve()), "ckpt_sha256": file_sha256(ckpt), "phase": meta.get("phase"),
-              "data": meta["data"], "eval_split": "val_dataloader (held out)", "calib_split": "train_dataloader"}
+              "data": data_cfg, "eval_split": "val_dataloader (held out)", "calib_split": "train_dataloader"}
     return build_accuracy_dataset(supernet, dm.train_dataloader(), dm.val_dataloader(), out, n=n, seed=seed,
                                   shard=shard, calib_batches=calib_batches, eval_batches=eval_batches,
                                   supernet_name=meta.get("supernet"), source=source, device=device,
