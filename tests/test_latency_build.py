@@ -20,10 +20,10 @@ from supernets.space import MobileNetV3Space
 FAST = MeasureSettings(warmup=1, repeats=3, sessions=2)
 
 
-def _micro_supernet() -> OFAMobileNetV3:
+def _micro_supernet(resolutions: tuple[int, ...] = (16,)) -> OFAMobileNetV3:
     """A 2-stage space with one kernel and one expand ratio: 6 distinct layers, builds in seconds."""
     space = MobileNetV3Space(name="micro", kernel_sizes=(3,), expand_ratios=(3,), depths=(1, 2), n_stages=2,
-                             resolutions=(16,))
+                             resolutions=resolutions)
     cfg = MobileNetV3Config(stem_chs=8, first_chs=8, stage_chs=(16, 24), final_chs=32, head_chs=32,
                             strides=(2, 2), acts=("relu", "h_swish"), se=(False, True), stem_stride=1,
                             in_chans=1, num_classes=10)
@@ -96,6 +96,16 @@ def test_resumed_build_equals_uninterrupted_build(tmp_path):
     model = load_latency_model("host_cpu", "micro", tables_dir=tmp_path / "tables", geometry=geometry)
     assert model.name == "calibrated"
     assert np.all(model.predict(geometry.space.sample_encoded(np.random.default_rng(0), 5)) > 0)
+
+
+def test_extending_a_table_with_another_resolution_lists_every_resolution_it_holds_in_meta(tmp_path):
+    out = tmp_path / "t"
+    for r in (16, 24):
+        build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, resolutions=[r],
+                            supernet=_micro_supernet((16, 24)))
+    table = load_table(out)
+    assert table.resolutions == [16, 24] and table.meta["resolutions"] == [16, 24]
+    assert table.meta["n_entries"] == len(table.entries) and table.meta["status"] == "complete"
 
 
 def test_build_refuses_to_mix_measurements_from_another_host(tmp_path):

@@ -221,7 +221,9 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
             "device": device, "supernet": supernet_name, "source": "measured", "units": "ms",
             "model": "table", "fallback": "layer_cost", "status": status, "runtime": "onnxruntime",
             "fingerprint": env,
-            "measurement": asdict(s), "resolutions": res, "n_entries": len(entries),
+            # what the table holds: a run extending a table adds to the resolutions already measured
+            "measurement": asdict(s), "resolutions": sorted({r for r, _ in entries} | set(res)),
+            "n_entries": len(entries),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "geometry": geometry.description,
