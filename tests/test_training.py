@@ -67,6 +67,15 @@ def test_resume_mid_phase_gives_the_same_weights_as_an_uninterrupted_run(compose
     assert logged[0]["step"].max() < 4 <= logged[1]["step"].min()
 
 
+def test_resume_from_a_checkpoint_written_inside_an_epoch_is_refused(compose_config, tmp_path):
+    # max_steps=3 with 2 steps per epoch stops inside epoch 1; Lightning still ends the epoch and the checkpoint
+    # counts it as done, so a resumed run would take the phase from epoch 2 and the learning rate from step 3.
+    train(_resume_cfg(compose_config, tmp_path, "trainer.max_steps=3"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(RuntimeError, match="stopped inside an epoch"):
+        train(_resume_cfg(compose_config, tmp_path, f"ckpt_path={ckpt}"))
+
+
 def test_a_phase_runs_alone_from_the_previous_phase_checkpoint(compose_config, tmp_path):
     cfg = _resume_cfg(compose_config, tmp_path / "a", "schedule.end_phase=teacher")
     train(cfg)

@@ -122,9 +122,27 @@ class SupernetModule(L.LightningModule):
             self.to(memory_format=torch.channels_last)
 
     def on_train_epoch_start(self) -> None:
+        self._check_step_matches_epoch()
         i = self.phase_index
         if i > self.entered_phase:
             self._enter_phase(i)
+
+    def _check_step_matches_epoch(self) -> None:
+        """The phase follows the epoch and the learning rate the step: they must agree. They do not after resuming
+        from a checkpoint written when ``trainer.max_steps`` stopped inside an epoch (Lightning still ends that
+        epoch, and the checkpoint counts it as done)."""
+        spe = getattr(self, "steps_per_epoch", None)
+        if not spe:
+            return
+        epoch, step = int(self.current_epoch), int(self.global_step)
+        if not epoch * spe <= step < (epoch + 1) * spe:
+            raise RuntimeError(
+                f"epoch {epoch} starts at optimizer step {step}, but with {spe} steps per epoch it spans steps "
+                f"{epoch * spe}-{(epoch + 1) * spe - 1}: the checkpoint resumed from was written after "
+                f"trainer.max_steps stopped inside an epoch, which Lightning counts as finished. Resuming would "
+                f"train the phase of epoch {epoch} with the learning rate of epoch {step // spe}. Resume from a "
+                f"checkpoint written at an epoch end (checkpoints/phase_<i>_<name>.ckpt, or last.ckpt of a run "
+                f"whose trainer.max_steps is a multiple of {spe}), or start the run again.")
 
     def _enter_phase(self, index: int) -> None:
         """What a phase does when it starts; recorded so a resumed run does not do it twice."""
