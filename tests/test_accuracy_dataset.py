@@ -103,6 +103,27 @@ def test_plan_includes_max_min_and_is_deterministic(tiny):
     assert top[False] >= 4 and top[False] > top[True]
 
 
+def test_plan_larger_than_the_space_is_refused_instead_of_sampling_forever():
+    import signal
+
+    space = MobileNetV3Space(name="micro", kernel_sizes=(3,), expand_ratios=(3,), depths=(1, 2), n_stages=2,
+                             resolutions=(16, 24))
+    assert space.count_with_resolutions() == 8
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("plan_archs did not return within 10 s")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        assert len(set(plan_archs(space, 8, seed=0))) == 8  # the whole space is fine
+        with pytest.raises(ValueError, match=r"n=9 .* only 8 distinct archs"):
+            plan_archs(space, 9, seed=0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def test_resumed_build_has_no_duplicate_and_no_missing_row(tiny, tmp_path):
     net, loader = tiny
     out = tmp_path / "acc.csv"

@@ -57,6 +57,10 @@ def plan_archs(space: SearchSpace, n: int, seed: int, *, macs_fn: MacsFn | None 
     """
     if n < 2:
         raise ValueError(f"n must be >= 2 (the max and min archs are always included), got {n}")
+    total = space.count_with_resolutions()
+    if n > total:  # otherwise sampling for distinct archs would never finish
+        raise ValueError(f"n={n} archs asked for, but space {space.name!r} holds only {total} distinct archs "
+                         f"(resolutions included); pass n <= {total}")
     rng = np.random.default_rng(seed)
     plan: dict[Arch, None] = {space.max_arch(): None, space.min_arch(): None}
     n_strat = round((n - 2) * stratified_fraction) if macs_fn is not None else 0
