@@ -71,15 +71,22 @@ def test_few_shot_leave_one_out_mape_at_most_10pct(device, geos, note10_layer_co
 
 
 def test_few_shot_device_model_serves_both_widths_and_ranks_the_published_nets(geos):
+    from scipy.stats import kendalltau
+
     nets = load_published_nets("pixel", geos)
+    preds, trues = [], []
     for supernet, width in (("ofa_mbv3_w10", 1.0), ("ofa_mbv3_w12", 1.2)):
-        model = predictors.load_latency_model("pixel", supernet)
-        own = [n for n in nets if n.geometry.stem_chs == geos[width].stem_chs and n.r in model.space.resolutions]
-        if len(own) < 2:
-            continue
+        # the published nets' own space (resolutions up to 260): in the default 128..224 only one w1.2 net fits
+        model = predictors.load_latency_model("pixel", supernet, space=geos[width].space)
+        own = [n for n in nets if n.geometry.stem_chs == geos[width].stem_chs]
+        assert len(own) >= 2, (supernet, len(own))  # 4 at w1.0, 3 at w1.2
         pred = model.predict([model.space.arch(r=n.r, d=n.d, ks=n.ks, e=n.e) for n in own])
         true = np.array([n.latency_ms for n in own])
-        assert np.all(np.abs(pred - true) / true < 0.15)
+        assert np.all(np.abs(pred - true) / true < 0.15), (supernet, pred, true)
+        preds.extend(pred)
+        trues.extend(true)
+    # ranking over all 7 nets of both widths: tau is 1.0 now; 0.7 still allows 3 of the 21 pairs swapped
+    assert len(preds) == 7 and kendalltau(preds, trues)[0] >= 0.7
 
 
 def test_few_shot_rejects_unknown_method(geos, note10_layer_cost):
