@@ -122,6 +122,16 @@ def test_device_without_table_names_supernet_device_and_build_command():
     assert "python scripts/build_latency_table.py supernet=ofa_mbv3_w12 device=host_cpu" in msg
 
 
+@pytest.mark.parametrize("device", ["host_cpu", "pixel"])
+def test_supernet_family_without_latency_model_is_told_so_instead_of_a_build_that_fails(device):
+    with pytest.raises(NoLatencyDataError) as info:
+        predictors.load_latency_model(device, "ofa_resnet_tiny")
+    msg = str(info.value)
+    assert "supernet=ofa_resnet_tiny" not in msg  # the build would fail: the geometry is OFA-MobileNetV3 only
+    assert "no latency model exists" in msg and "OFA-MobileNetV3" in msg
+    assert "ofa_mbv3_w12 on lg_g8, note10" in msg and "ofa_mbv3_tiny on host_cpu" in msg
+
+
 @pytest.fixture
 def note10_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "tables" / "note10" / "ofa_mbv3_w12"

@@ -89,6 +89,20 @@ def geometry_for(supernet: str) -> MBv3Geometry:
     return MBv3Geometry.from_supernet(supernets.create_supernet(supernet))
 
 
+def _buildable(supernet: str) -> bool:
+    """Whether ``scripts/build_latency_table.py`` can measure ``supernet`` (it needs an OFA-MobileNetV3 geometry).
+    An unknown name counts as buildable: the build script's own error then lists the registered supernets."""
+    from supernets.registry import is_supernet
+
+    if not is_supernet(supernet):
+        return True
+    try:
+        geometry_for(supernet)
+    except ValueError:  # MBv3Geometry.from_supernet: not an OFA-MobileNetV3 supernet
+        return False
+    return True
+
+
 def _layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
                      geometry: MBv3Geometry | None = None) -> LayerCostModel:
     """The layer-cost model a meta names: inline, the device's ``layer_cost.yaml``, or (for a measured
@@ -123,6 +137,18 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
     folder = root / cfg["table_dir"] / supernet
     if not (folder / "meta.yaml").is_file():
         have = sorted(p.parent.name for p in (root / cfg["table_dir"]).glob("*/meta.yaml"))
+        if not _buildable(supernet):  # suggesting a build that fails would only send the user in circles
+            covered: dict[str, list[str]] = {}
+            for m in sorted(root.glob("*/*/meta.yaml")):
+                covered.setdefault(m.parent.name, []).append(m.parent.parent.name)
+            raise NoLatencyDataError(
+                f"device {device!r} has no latency data for supernet {supernet!r} (looked for {folder}/meta.yaml), "
+                f"and no latency model exists for that supernet's family: tables (scripts/build_latency_table.py), "
+                f"few-shot and learned models cover OFA-MobileNetV3 supernets only. Latency data exists for "
+                + "; ".join(f"{sn} on {', '.join(devs)}" for sn, devs in covered.items())
+                + f". For a latency-aware search use one of those supernets (another OFA-MobileNetV3 supernet "
+                  f"gets a table with {build_command('<name>', cfg['name'])})"
+            )
         raise NoLatencyDataError(
             f"device {device!r} has no latency data for supernet {supernet!r} (looked for {folder}/meta.yaml; "
             f"it has data for {have or 'no supernet'}). "
