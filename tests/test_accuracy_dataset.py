@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,22 @@ def test_dynast_import_dedupes_and_averages_repeats():
     assert ds.top1[0] == pytest.approx((0.75448 + 0.75462) / 2)
     assert ds.archs[0].d == (2, 3, 2, 4, 3) and ds.archs[0].r == 224
     assert ds.macs[0] == 255502624 and ds.params[0] == 5029656
+
+
+@pytest.mark.parametrize("column, value", [("Top-1 Acc (%)", "n/a"), ("MACs", "many")])
+def test_dynast_row_with_a_non_number_raises_naming_file_line_and_column(tmp_path, column, value):
+    import csv
+
+    with open(FIXTURE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[1][column] = value
+    bad = tmp_path / "bad.csv"
+    with open(bad, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(ValueError, match=rf"bad\.csv:3: {re.escape(column)} '{value}' is not a number"):
+        import_dynast([bad], MobileNetV3Space())
 
 
 def test_bundled_dynast_dataset_is_distinct_archs_at_224():

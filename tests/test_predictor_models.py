@@ -107,6 +107,19 @@ def test_corrupt_artefact_raises_clear_error(split, tmp_path):
         AccuracyPredictor.load(path)
 
 
+def test_weights_that_are_no_state_dict_or_lack_an_array_raise_naming_the_file(split, tmp_path):
+    import torch
+
+    train, _ = split
+    path = build_predictor({"kind": "ridge"}, train.space).fit(train.archs, train.top1).save(tmp_path / "p")
+    torch.save(torch.zeros(3), path)  # a bare tensor, not a dict of named tensors
+    with pytest.raises(ValueError, match=r"p\.pth hold a Tensor, expected a dict of named tensors"):
+        AccuracyPredictor.load(path)
+    torch.save({"coef": torch.zeros(len(train.space.n_choices))}, path)  # no intercept
+    with pytest.raises(ValueError, match=r"p\.pth do not fit a 'ridge' predictor .*lack \['intercept'\]"):
+        AccuracyPredictor.load(path)
+
+
 def test_shipped_imagenet_predictor_matches_its_training_set(dynast):
     model = load_predictor("ofa_mbv3_w10_imagenet", supernet="ofa_mbv3_w10")
     ts = model.metadata["training_set"]

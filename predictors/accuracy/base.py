@@ -181,10 +181,18 @@ class AccuracyPredictor(ArchModel):
             raw = torch.load(pth, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises several types for corrupt files
             raise ValueError(f"cannot read predictor weights {pth}: {err}") from None
-        state = {k: v.numpy() for k, v in raw.items()}
+        if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+            raise ValueError(f"predictor weights {pth} hold a {type(raw).__name__}, expected a dict of named tensors "
+                             f"(as predictor.save writes); re-save the predictor or retrain it with "
+                             f"scripts/train_predictor.py")
+        state = {str(k): v.numpy() for k, v in raw.items()}
         space = space_from_dict(meta["space"])
         model = KINDS[kind].from_params(space, supernet=meta.get("supernet"), params=meta.get("params") or {})
-        model.load_state(state)
+        try:
+            model.load_state(state)
+        except (KeyError, ValueError, IndexError) as err:  # a missing or misshapen array
+            raise ValueError(f"predictor weights {pth} do not fit a {kind!r} predictor ({err}; have {sorted(state)}); "
+                             f"re-save the predictor or retrain it with scripts/train_predictor.py") from None
         model.metadata = {k: v for k, v in meta.items() if k not in ("kind", "target", "supernet", "space", "params")}
         return model
 

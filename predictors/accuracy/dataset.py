@@ -230,9 +230,10 @@ def import_dynast(files: Iterable[str | os.PathLike], space: SearchSpace, *, sup
                     arch = space.from_ofa_dict(cfg)
                 except (ValueError, SyntaxError) as err:
                     raise ValueError(f"{f}:{line}: bad Sub-network {row['Sub-network']!r}: {err}") from None
-                top1 = float(row["Top-1 Acc (%)"]) / 100.0
-                macs = float(row.get("MACs") or "nan")
-                params = float(row.get("Model Parameters") or "nan")
+                where = f"{f}:{line}"
+                top1 = _number(row["Top-1 Acc (%)"], "Top-1 Acc (%)", where, optional=False) / 100.0
+                macs = _number(row.get("MACs") or "", "MACs", where, optional=True)
+                params = _number(row.get("Model Parameters") or "", "Model Parameters", where, optional=True)
                 rows.setdefault(arch, []).append((top1, macs, params))
     if not rows:
         raise ValueError("no rows in the given DyNAS-T files")

@@ -185,7 +185,10 @@ class RidgePredictor(_FeaturePredictor):
         return {"coef": self.coef, "intercept": np.array([self.intercept])}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.coef, self.intercept = state["coef"].astype(np.float64), float(state["intercept"][0])
+        missing = [k for k in ("coef", "intercept") if k not in state]
+        if missing:
+            raise ValueError(f"ridge weights lack {missing} (expected 'coef' and a one-element 'intercept')")
+        self.coef, self.intercept = state["coef"].astype(np.float64), float(state["intercept"].reshape(-1)[0])
 
 
 @register_kind
