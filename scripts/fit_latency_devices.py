@@ -31,6 +31,8 @@ from supernets.paths import LATENCY_TABLES_DIR
 FEW_SHOT_DEVICES = ("pixel", "pixel2", "note8", "s7edge", "lg_g8")
 SUPERNETS = ("ofa_mbv3_w10", "ofa_mbv3_w12")
 METHOD = "two_scales"
+#: fewest networks in a learned model's held-out fifth (its Spearman and MAPE need a few points)
+MIN_HELD_OUT = 3
 PUBLISHED_ATTRIBUTION = (
     "Whole-network latencies of the OFA specialised MobileNetV3 subnets (OFA model zoo, Cai et al., ICLR 2020; "
     "han-cai/files a7c9bcd), bundled in supernets/data/ofa_specialized_summary.csv"
@@ -108,16 +110,37 @@ def fit_learned_device(csv_path: str, device: str, supernet: str) -> None:
         rows = list(csv.DictReader(f))
     if not rows or not {"arch", "latency_ms"} <= set(rows[0]):
         raise SystemExit(f"{csv_path}: need columns arch, latency_ms (got {list(rows[0]) if rows else 'no rows'})")
-    x = g.space.encode([g.space.parse(r["arch"]) for r in rows])
-    y = np.array([float(r["latency_ms"]) for r in rows])
+    archs, lat = [], []
+    for line, r in enumerate(rows, start=2):
+        try:
+            archs.append(g.space.parse(r["arch"]))
+        except (TypeError, ValueError) as err:
+            raise SystemExit(f"{csv_path}:{line}: arch {r['arch']!r} is not an arch of {supernet} ({err})") from None
+        try:
+            ms = float(r["latency_ms"])
+        except (TypeError, ValueError):
+            ms = float("nan")
+        if not (np.isfinite(ms) and ms > 0):
+            raise SystemExit(f"{csv_path}:{line}: latency_ms {r['latency_ms']!r} is not a positive number of "
+                             f"milliseconds")
+        lat.append(ms)
+    # the held-out fifth must hold a few networks, or its Spearman/MAPE are NaN (and would be saved as such)
+    if len(lat) < 5 * MIN_HELD_OUT:
+        raise SystemExit(f"{csv_path}: {len(lat)} measured networks; need at least {5 * MIN_HELD_OUT} so that the "
+                         f"held-out fifth has >= {MIN_HELD_OUT}; measure more networks on {device}")
+    x = g.space.encode(archs)
+    y = np.array(lat)
     perm = np.random.default_rng(0).permutation(len(y))
     te, tr = perm[: len(y) // 5], perm[len(y) // 5:]
     held = LearnedLatencyModel.fit(g, x[tr], y[tr], alpha=1.0).predict(x[te])
+    rho, mape = float(spearmanr(held, y[te]).statistic), float(np.mean(np.abs(held - y[te]) / y[te]))
+    if not (np.isfinite(rho) and np.isfinite(mape)):
+        raise SystemExit(f"{csv_path}: held-out Spearman {rho} / MAPE {mape} are not finite (held-out latencies "
+                         f"{y[te].tolist()}, predictions {held.tolist()}); measure more varied networks")
     model = LearnedLatencyModel.fit(g, x, y, alpha=1.0)
     meta = {"device": device, "supernet": supernet, "source": "learned", "units": "ms",
             "trained_on": f"{len(y)} whole networks from {csv_path}",
-            "held_out": {"spearman": float(spearmanr(held, y[te]).statistic),
-                         "mape": float(np.mean(np.abs(held - y[te]) / y[te])), "n_test": len(te)},
+            "held_out": {"spearman": rho, "mape": mape, "n_test": len(te)},
             "date": dt.date.today().isoformat(),
             "command": f"python scripts/fit_latency_devices.py --learned {csv_path} --device {device} "
                        f"--supernet {supernet}"}

@@ -220,3 +220,48 @@ def test_noise_report_separates_drift_and_white_noise_and_recovers_the_ceiling()
     assert abs(a["pred_lag1_control"]) < 0.1 and abs(a["resid_corr_max"]) < 0.15
     assert a["ceiling"] == pytest.approx(spearmanr(truth, lat["lat_ms_gpu_a_1"]).statistic, abs=0.03)
     assert noise_ceiling(truth, white, 0.0, rng) == 1.0
+
+
+def _fit_latency_devices_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fit_latency_devices", REPO_ROOT / "scripts" / "fit_latency_devices.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("n, edit, match", [
+    (4, None, r"runs\.csv: 4 measured networks; need at least 15"),
+    (20, ("latency_ms", "n/a"), r"runs\.csv:4: latency_ms 'n/a' is not a positive number"),
+    (20, ("arch", "r=999_d=1"), r"runs\.csv:4: arch 'r=999_d=1' is not an arch of ofa_mbv3_tiny"),
+], ids=["too_few_rows", "bad_latency", "bad_arch"])
+def test_learned_fit_refuses_bad_or_too_few_measurements_instead_of_saving_nan_metrics(tmp_path, monkeypatch, n, edit,
+                                                                                        match):
+    script = _fit_latency_devices_script()
+    monkeypatch.setattr(script, "LATENCY_TABLES_DIR", tmp_path / "tables")
+    space = geometry_for("ofa_mbv3_tiny").space
+    rows = [{"arch": str(a), "latency_ms": 1.0 + 0.1 * i}
+            for i, a in enumerate(space.decode(space.sample_encoded(np.random.default_rng(0), n)))]
+    if edit is not None:
+        rows[2][edit[0]] = edit[1]
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["arch", "latency_ms"])
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(SystemExit, match=match):
+        script.fit_learned_device(str(path), "dev", "ofa_mbv3_tiny")
+    assert not (tmp_path / "tables").exists()  # nothing saved
+
+
+def test_learned_fit_on_enough_measurements_saves_finite_held_out_metrics(tmp_path, monkeypatch):
+    script = _fit_latency_devices_script()
+    monkeypatch.setattr(script, "LATENCY_TABLES_DIR", tmp_path / "tables")
+    space = geometry_for("ofa_mbv3_tiny").space
+    archs = space.decode(space.sample_encoded(np.random.default_rng(0), 20))
+    path = tmp_path / "runs.csv"
+    path.write_text("arch,latency_ms\n" + "".join(f"{a},{1.0 + 0.01 * sum(a.d) + 0.001 * a.r}\n" for a in archs))
+    script.fit_learned_device(str(path), "dev", "ofa_mbv3_tiny")
+    held = yaml.safe_load((tmp_path / "tables" / "dev" / "ofa_mbv3_tiny" / "meta.yaml").read_text())["held_out"]
+    assert held["n_test"] == 4 and np.isfinite(held["spearman"]) and np.isfinite(held["mape"])
