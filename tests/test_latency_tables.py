@@ -233,3 +233,31 @@ def test_model_for_a_custom_space_of_the_same_supernet():
     a = space.arch(r=260, **TUTORIAL)
     b = space.arch(r=224, **TUTORIAL)
     assert model.predict([a])[0] > model.predict([b])[0] > 0
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_give_the_usual_permissions_for_the_umask_not_mkstemps_0600(tmp_path, umask, mode):
+    import os
+    import stat
+
+    import torch
+
+    from predictors.accuracy.base import atomic_write_bytes
+    from predictors.fileio import default_file_mode
+    from predictors.latency.export import export_onnx
+    from predictors.latency.table import LatencyTable, atomic_write_text, save_table
+
+    old = os.umask(umask)
+    try:
+        assert default_file_mode() == mode
+        atomic_write_text(tmp_path / "a.yaml", "a: 1\n")
+        atomic_write_bytes(tmp_path / "b.csv", b"arch,top1\n")
+        save_table(LatencyTable({(16, "k"): 1.0}, meta={"device": "d"}), tmp_path / "t")
+        export_onnx(torch.nn.Conv2d(1, 2, 3), (1, 1, 8, 8), tmp_path / "c.onnx", check=False)
+        atomic_write_text(tmp_path / "a.yaml", "a: 2\n")  # replacing a file gives the same mode
+    finally:
+        os.umask(old)
+    files = ["a.yaml", "b.csv", "t/table.csv", "t/meta.yaml", "c.onnx"]
+    assert {f: oct(stat.S_IMODE((tmp_path / f).stat().st_mode)) for f in files} == {f: oct(mode) for f in files}
+    assert not list(tmp_path.glob(".*.tmp")) and (tmp_path / "a.yaml").read_text() == "a: 2\n"
+

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 
 from predictors.accuracy.spaces import space_from_dict, space_to_dict
 from predictors.base import ArchModel, as_encoded
+from predictors.fileio import atomic_write_bytes  # re-exported: datasets and builders write through it
 from supernets.space import Arch, SearchSpace
 
 __all__ = ["KINDS", "AccuracyPredictor", "artefact_paths", "atomic_write_bytes", "register_kind"]
@@ -40,21 +40,6 @@ def artefact_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".pth", ".yaml", ".yml") else p
     return stem.with_name(stem.name + ".pth"), stem.with_name(stem.name + ".yaml")
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then ``os.replace`` (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artefacts and datasets are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 class AccuracyPredictor(ArchModel):
     """Predicts ImageNet-style top-1 (a fraction in [0, 1]) for archs of one space.

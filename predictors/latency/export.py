@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from predictors.fileio import publish
+
 __all__ = ["DEFAULT_OPSET", "export_onnx", "onnx_max_abs_diff"]
 
 DEFAULT_OPSET = 17
@@ -63,7 +65,7 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: Path | str,
             warnings.simplefilter("ignore")  # TorchScript tracer warnings about python control flow
             torch.onnx.export(module, (x,), tmp, dynamo=False, opset_version=opset, input_names=["input"],
                               output_names=["output"], do_constant_folding=True)
-        os.replace(tmp, path)
+        publish(tmp, path)  # the usual permissions, not mkstemp's 0600
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
