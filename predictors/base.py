@@ -44,10 +44,3 @@ class ArchModel:
 
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
         raise NotImplementedError
-
-    def check_supernet(self, supernet: str) -> None:
-        """Raise if this model was built for another supernet."""
-        if self.supernet is not None and supernet != self.supernet:
-            raise ValueError(
-                f"{type(self).__name__} was built for supernet {self.supernet!r}, not {supernet!r}"
-            )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,13 +156,3 @@ def load_table(folder: Path | str) -> LatencyTable:
     entries, std, count = parse_table_csv(path.read_text(encoding="utf-8"), str(path))
     return LatencyTable(entries=entries, meta=meta, std=std, count=count, path=folder)
 
-
-def table_from_rows(rows: Iterable[Mapping[str, Any]], meta: dict[str, Any]) -> LatencyTable:
-    """Build a table from dict rows with the ``TABLE_COLUMNS`` fields."""
-    t = LatencyTable(entries={}, meta=meta)
-    for row in rows:
-        k = (int(row["resolution"]), str(row["key"]))
-        t.entries[k] = float(row["latency_ms"])
-        t.std[k] = float(row.get("std_ms", 0.0))
-        t.count[k] = int(row.get("count", 1))
-    return t
