@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from predictors.fileio import default_file_mode
+
 __all__ = ["STATE_FILE", "default_mode", "load_state", "save_state"]
 
 STATE_FILE = "search_state.npz"
@@ -34,9 +36,7 @@ def _json_default(o: Any) -> Any:
 def default_mode(path: str | os.PathLike) -> None:
     """Give a ``mkstemp`` file (created ``0600``) the mode ``open()`` would have: ``0o666`` less the umask,
     so results replaced into place are as readable as any other file the user writes."""
-    mask = os.umask(0)  # the only portable way to read the umask is to set it
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    os.chmod(path, default_file_mode())
 
 
 def save_state(path: str | os.PathLike, *, evaluator: dict[str, np.ndarray], meta: dict[str, Any],
