@@ -53,7 +53,22 @@ def _opts(argv: list[str] | None) -> dict:
     bad = [s for s in o["steps"].split(",") if s not in STEPS]
     if bad:
         raise SystemExit(f"unknown step {bad[0]!r}; steps: {list(STEPS)}")
+    _check_latency_steps(o["supernet"], o["steps"].split(","))
     return o
+
+
+def _check_latency_steps(supernet: str, steps: list[str]) -> None:
+    """Host latency tables are built from OFA-MobileNetV3 layer geometry only: refuse, before hours of training,
+    a run whose latency, search or measure step could not work for ``supernet``."""
+    from supernets import MobileNetV3Space, create_supernet, list_supernets
+
+    if supernet not in list_supernets():
+        raise SystemExit(f"unknown supernet {supernet!r}; supernets: {list_supernets()}")
+    needs_latency = [s for s in steps if s in ("latency", "search", "measure")]
+    if needs_latency and not isinstance(create_supernet(supernet).space, MobileNetV3Space):
+        raise SystemExit(
+            f"steps {needs_latency} need a host latency table, and those are built for OFA-MobileNetV3 supernets "
+            f"only (e.g. supernet=ofa_mbv3_tiny); for supernet={supernet} run steps=train,dataset,predictor")
 
 
 def train_overrides(supernet: str, train_args: str = "") -> list[str]:

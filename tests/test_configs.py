@@ -87,3 +87,11 @@ def test_pipeline_trains_each_tiny_supernet_with_a_schedule_of_its_own_genes(com
 def test_pipeline_rejects_a_non_integer_option_by_name():
     with pytest.raises(SystemExit, match="option n must be an integer, got '3OO'"):
         _pipeline_script()._opts(["n=3OO"])
+
+
+def test_pipeline_refuses_latency_steps_for_a_supernet_without_a_latency_table_up_front():
+    with pytest.raises(SystemExit, match=r"OFA-MobileNetV3 supernets only.*steps=train,dataset,predictor"):
+        _pipeline_script()._opts(["supernet=ofa_resnet_tiny"])
+    assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny", "steps=train,dataset,predictor"])["n"] == 300
+    with pytest.raises(SystemExit, match="unknown supernet 'nope'"):
+        _pipeline_script()._opts(["supernet=nope"])

@@ -76,6 +76,15 @@ def test_resume_from_a_checkpoint_written_inside_an_epoch_is_refused(compose_con
         train(_resume_cfg(compose_config, tmp_path, f"ckpt_path={ckpt}"))
 
 
+def test_resume_with_another_number_of_steps_per_epoch_is_refused(compose_config, tmp_path):
+    # A clean epoch-end checkpoint (2 epochs of 2 steps), resumed with 1 batch per epoch: phase and learning rate
+    # would disagree again, and the error must name this cause too.
+    train(_resume_cfg(compose_config, tmp_path, "trainer.max_steps=4"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(RuntimeError, match="another number of steps per epoch"):
+        train(_resume_cfg(compose_config, tmp_path, f"ckpt_path={ckpt}", "trainer.limit_train_batches=1"))
+
+
 def test_a_phase_runs_alone_from_the_previous_phase_checkpoint(compose_config, tmp_path):
     cfg = _resume_cfg(compose_config, tmp_path / "a", "schedule.end_phase=teacher")
     train(cfg)

@@ -130,7 +130,8 @@ class SupernetModule(L.LightningModule):
     def _check_step_matches_epoch(self) -> None:
         """The phase follows the epoch and the learning rate the step: they must agree. They do not after resuming
         from a checkpoint written when ``trainer.max_steps`` stopped inside an epoch (Lightning still ends that
-        epoch, and the checkpoint counts it as done)."""
+        epoch, and the checkpoint counts it as done), nor when the resumed run has another number of steps per
+        epoch."""
         spe = getattr(self, "steps_per_epoch", None)
         if not spe:
             return
@@ -138,11 +139,14 @@ class SupernetModule(L.LightningModule):
         if not epoch * spe <= step < (epoch + 1) * spe:
             raise RuntimeError(
                 f"epoch {epoch} starts at optimizer step {step}, but with {spe} steps per epoch it spans steps "
-                f"{epoch * spe}-{(epoch + 1) * spe - 1}: the checkpoint resumed from was written after "
-                f"trainer.max_steps stopped inside an epoch, which Lightning counts as finished. Resuming would "
-                f"train the phase of epoch {epoch} with the learning rate of epoch {step // spe}. Resume from a "
-                f"checkpoint written at an epoch end (checkpoints/phase_<i>_<name>.ckpt, or last.ckpt of a run "
-                f"whose trainer.max_steps is a multiple of {spe}), or start the run again.")
+                f"{epoch * spe}-{(epoch + 1) * spe - 1}. Either the checkpoint resumed from was written after "
+                f"trainer.max_steps stopped inside an epoch (Lightning counts that epoch as finished), or this run "
+                f"has another number of steps per epoch than the run that wrote it (the training batches, "
+                f"trainer.limit_train_batches, the devices, trainer.accumulate_grad_batches and the batch size must "
+                f"stay as they were). Resuming would train the phase of epoch {epoch} with the learning rate of "
+                f"epoch {step // spe}. Resume with the first run's settings from a checkpoint written at an epoch "
+                f"end (checkpoints/phase_<i>_<name>.ckpt, or last.ckpt of a run whose trainer.max_steps is a "
+                f"multiple of its steps per epoch), or start the run again.")
 
     def _enter_phase(self, index: int) -> None:
         """What a phase does when it starts; recorded so a resumed run does not do it twice."""
