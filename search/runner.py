@@ -271,7 +271,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     if cfg.get("resume"):
         if state_path.is_file():
             ev_state, saved_meta, saved_arrays = load_state(state_path)
-            if saved_meta.get("fingerprint") != _jsonable(fingerprint):
+            if not _same_search(saved_meta.get("fingerprint"), _jsonable(fingerprint)):
                 raise ValueError(f"resume=true but {state_path} belongs to another search "
                                  f"({_fingerprint_diff(saved_meta.get('fingerprint'), _jsonable(fingerprint))}); "
                                  "use another out_dir or drop resume=true")
@@ -406,6 +406,19 @@ def _model_identity(model: ArchModel, configured: str | None = None) -> str:
         if isinstance(v, (str, Path)) and str(v):
             bits.append(f"{attr}={v}")
     return " ".join(bits)
+
+
+def _same_search(saved: Any, now: dict[str, Any]) -> bool:
+    """Whether a saved state's fingerprint is this search's. A state saved before fingerprints held the space's
+    choices and the models' identities (they held the predictor's class only) is compared on what it holds."""
+    if not isinstance(saved, Mapping):
+        return False
+    if "choices" in saved:
+        return dict(saved) == now
+    older = {k: v for k, v in now.items() if k in saved}
+    if "predictor" in older:
+        older["predictor"] = str(now["predictor"]).split()[0]  # the class name leads the identity
+    return dict(saved) == older
 
 
 def _fingerprint_diff(saved: Any, now: dict[str, Any], width: int = 200) -> str:

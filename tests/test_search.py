@@ -14,7 +14,7 @@ import supernets
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives
 from search.pareto import non_dominated
-from search.state import STATE_FILE, load_state
+from search.state import STATE_FILE, load_state, save_state
 from tests.data.search.models import LinearAccuracy, TableLatency
 
 
@@ -197,6 +197,21 @@ def test_resume_refuses_a_state_of_another_predictor_artefact_of_the_same_kind(t
     search.run(cfg(tmp_path / "run", predictor=str(paths[0]), resume=True), **m)  # the same artefact resumes
     with pytest.raises(ValueError, match=r"belongs to another search \(predictor: saved .*ridge_1"):
         search.run(cfg(tmp_path / "run", predictor=str(paths[1]), resume=True), **m)
+
+
+def test_a_state_saved_with_the_older_fingerprint_still_resumes_and_is_still_checked(tiny, tmp_path):
+    algo = {"name": "nsga2", "pop_size": 20, "n_gen": 2}
+    search.run(cfg(tmp_path, algorithm=algo), **models(tiny))
+    ev, meta, arrays = load_state(tmp_path / STATE_FILE)
+    fp = meta["fingerprint"]
+    # the fingerprint as oncenas wrote it before it held the space's choices and the models' identities
+    older = {k: v for k, v in fp.items() if k not in ("choices", "latency")}
+    older["predictor"] = fp["predictor"].split()[0]
+    save_state(tmp_path / STATE_FILE, evaluator=ev, meta={**meta, "fingerprint": older}, arrays=arrays)
+    with pytest.raises(ValueError, match="belongs to another search"):  # what the older fingerprint holds counts
+        search.run(cfg(tmp_path, algorithm=algo, seed=99, resume=True), **models(tiny))
+    res = search.run(cfg(tmp_path, algorithm={**algo, "n_gen": 3}, resume=True), **models(tiny))
+    assert res["devices"]["dev_a"]["resume"] == "continued"
 
 
 def test_resume_refuses_a_state_of_another_latency_model(tiny, tmp_path):

@@ -133,3 +133,16 @@ def test_a_named_study_of_other_resolutions_is_refused_before_any_trial(tiny, tm
     old.tell(t, [0.5, 1.0])
     with pytest.raises(ValueError, match=r"optuna study 'old' .* has trials of another space \(gene r"):
         run_at(tiny, tmp_path, "c", [28, 32], storage=url, study_name="old")
+
+
+def test_a_study_under_the_default_name_it_had_before_the_space_hash_is_joined(tiny, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    old = optuna.create_study(study_name="oncenas-ofa_mbv3_tiny-dev_a-top1-latency_ms", storage=url,
+                              directions=["maximize", "minimize"])
+    t = old.ask()
+    for c in tiny.space.columns:
+        t.suggest_int(c.label, 0, len(c.choices) - 1)
+    old.tell(t, [0.5, 1.0])
+    res = run(tiny, tmp_path, "joined", storage=url)
+    assert res["devices"]["dev_a"]["n_study_trials"] == 21
+    assert optuna.get_all_study_names(url) == ["oncenas-ofa_mbv3_tiny-dev_a-top1-latency_ms"]

@@ -120,9 +120,15 @@ class OptunaSearch(SearchAlgorithm):
         obj = ctx.problem.obj
         space = ctx.problem.ev.space
         # trials hold choice indices, which mean other archs under other choices: the default name is per space
-        name = self.study_name or f"{ctx.options.get('study_name', 'oncenas')}-{choices_key(space)}"
+        base = ctx.options.get("study_name", "oncenas")
+        name = self.study_name or f"{base}-{choices_key(space)}"
+        storage = open_storage(self.storage)
+        if self.study_name is None and storage is not None:
+            names = set(optuna.get_all_study_names(storage))
+            if name not in names and base in names:
+                name = base  # a study saved under the default name it had before the hash: join it (checked below)
         study = optuna.create_study(
-            study_name=name, storage=open_storage(self.storage), load_if_exists=True,
+            study_name=name, storage=storage, load_if_exists=True,
             directions=["maximize" if n == "top1" else "minimize" for n in obj.names],
             sampler=self._make_sampler(seed, obj.n_constr > 0),
         )
