@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.state import default_mode
+from predictors.fileio import atomic_path
 from supernets.space import Arch
 
 __all__ = ["choose_spread", "export_subnets"]
@@ -69,15 +67,8 @@ def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx:
             payload = {"arch": str(arch), "supernet": getattr(supernet, "name", None), "weights": weights,
                        "bn_recalibrated_batches": len(calib) if calib else 0,
                        "state_dict": {k: v.detach().clone() for k, v in sub.state_dict().items()}}
-            fd, tmp = tempfile.mkstemp(prefix=pt.name, suffix=".tmp", dir=out_dir)
-            os.close(fd)
-            try:
+            with atomic_path(pt) as tmp:
                 torch.save(payload, tmp)
-                default_mode(tmp)
-                os.replace(tmp, pt)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             rec: dict[str, Any] = {"arch": str(arch), "pt": str(pt)}
             if onnx:
                 from predictors.latency.export import export_onnx

@@ -4,9 +4,7 @@ and the summary table printed at the end. Every file is written atomically."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from predictors.base import ArchModel
+from predictors.fileio import atomic_path, atomic_write_text
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives
-from search.state import default_mode
 
 __all__ = ["front_table", "published_reference", "summary_table", "write_atomic", "write_device_outputs"]
 
@@ -25,16 +23,8 @@ PARETO_COLUMNS = ["arch", "top1", "latency_ms", "macs", "params"]
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write a text file atomically (a temporary file beside it, then ``os.replace``)."""
+    atomic_write_text(path, text)
 
 
 def front_table(ev: ArchEvaluator, obj: DeviceObjectives, ids: np.ndarray) -> pd.DataFrame:
@@ -128,16 +118,11 @@ def _plot(path: Path, df: pd.DataFrame, obj: DeviceObjectives, sample: tuple[np.
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        default_mode(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_device_outputs(out: Path, ev: ArchEvaluator, obj: DeviceObjectives, front_ids: np.ndarray,

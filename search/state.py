@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from predictors.fileio import default_file_mode
+from predictors.fileio import atomic_path
 
-__all__ = ["STATE_FILE", "default_mode", "load_state", "save_state"]
+__all__ = ["STATE_FILE", "load_state", "save_state"]
 
 STATE_FILE = "search_state.npz"
 
@@ -33,12 +32,6 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def default_mode(path: str | os.PathLike) -> None:
-    """Give a ``mkstemp`` file (created ``0600``) the mode ``open()`` would have: ``0o666`` less the umask,
-    so results replaced into place are as readable as any other file the user writes."""
-    os.chmod(path, default_file_mode())
-
-
 def save_state(path: str | os.PathLike, *, evaluator: dict[str, np.ndarray], meta: dict[str, Any],
                arrays: dict[str, dict[str, np.ndarray]]) -> None:
     """Write the whole state atomically. ``arrays[device]`` holds the algorithm's array state."""
@@ -48,16 +41,8 @@ def save_state(path: str | os.PathLike, *, evaluator: dict[str, np.ndarray], met
         for k, v in arrs.items():
             payload[f"dev__{dev}__{k}"] = np.asarray(v)
     payload["meta"] = np.array(json.dumps(meta, default=_json_default))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.npz") as tmp:  # np.savez appends .npz to any other name
         np.savez(tmp, **payload)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, dict[str, np.ndarray]]]:

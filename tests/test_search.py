@@ -365,6 +365,7 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
     import onnxruntime as ort
     import torch
 
+    from predictors.fileio import default_file_mode
     from supernets.training.checkpoint import CKPT_KEY
 
     trained = supernets.create_supernet("ofa_mbv3_tiny")
@@ -386,6 +387,8 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
     assert [r["arch"] for r in recs] == [front["arch"].iloc[0], front["arch"].iloc[-1]]  # both ends of the front
     trained.eval()
     for rec in recs:
+        for f in (rec["pt"], rec["onnx"]):  # written atomically, with the permissions open() would give
+            assert oct(os.stat(f).st_mode & 0o777) == oct(default_file_mode())
         saved = torch.load(rec["pt"], weights_only=True)
         arch = sp.parse(saved["arch"])
         trained.set_active_subnet(arch)

@@ -8,7 +8,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.state import default_mode
+from predictors.fileio import atomic_path, atomic_write_bytes
 from supernets.paths import REPO_ROOT
 
 __all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "quiet_search", "save_figure", "table_command", "write_atomic",
@@ -80,37 +79,20 @@ def markdown(result: TableResult) -> str:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a file through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        default_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write a file atomically (a temporary file beside it, then ``os.replace``), text as UTF-8."""
+    atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def save_figure(fig: Any, path: Path) -> None:
     """Save a matplotlib figure atomically (png) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
     try:
         fig.tight_layout()
-        fig.savefig(tmp, dpi=110)
-        default_mode(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".tmp.png") as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_table(result: TableResult, out_dir: Path) -> dict[str, Path]:
