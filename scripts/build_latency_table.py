@@ -17,13 +17,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from predictors.latency.build import build_latency_table
 from predictors.latency.measure import MeasureSettings
+from predictors.latency.table import load_meta
 from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
+
+
+def measure_settings(cfg: DictConfig, out: Path) -> MeasureSettings:
+    """``cfg.measure``; ``statistic: null`` takes the statistic the table in ``out`` was built with (resuming or
+    extending it must not mix two), else the median."""
+    m = OmegaConf.to_container(cfg.measure, resolve=True)
+    if m.get("statistic") is None:
+        built = None
+        if not cfg.get("restart") and (out / "meta.yaml").is_file():
+            built = (load_meta(out).get("measurement") or {}).get("statistic")
+        m["statistic"] = built or "median"
+    return MeasureSettings(**m)
 
 
 def build(cfg: DictConfig) -> Path:
     """Importable entry point (tests call it without Hydra)."""
     out = Path(cfg.out_dir) if cfg.get("out_dir") else LATENCY_TABLES_DIR / cfg.device / cfg.supernet
-    settings = MeasureSettings(**OmegaConf.to_container(cfg.measure, resolve=True))
+    settings = measure_settings(cfg, out)
     res = list(cfg.resolutions) if cfg.get("resolutions") is not None else None
     folder = build_latency_table(
         cfg.supernet, out, device=cfg.device, settings=settings, resolutions=res,

@@ -117,3 +117,26 @@ def test_build_refuses_to_mix_measurements_from_another_host(tmp_path):
     (out / "meta.yaml").write_text(yaml.safe_dump(meta))
     with pytest.raises(LatencyTableError, match="another host"):
         build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, supernet=_micro_supernet())
+
+
+def test_build_script_resumes_a_table_with_the_statistic_it_was_built_with(tmp_path):
+    import importlib.util
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from supernets.paths import LATENCY_TABLES_DIR, REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("build_latency_table", REPO_ROOT / "scripts" / "build_latency_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = OmegaConf.load(REPO_ROOT / "configs" / "latency" / "build.yaml")
+    shipped = yaml.safe_load((LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny" / "meta.yaml").read_text())
+    (tmp_path / "meta.yaml").write_text(yaml.safe_dump(shipped))
+    assert script.measure_settings(cfg, tmp_path).statistic == shipped["measurement"]["statistic"] == "p10"
+    assert script.measure_settings(cfg, tmp_path / "new").statistic == "median"  # no table yet
+    cfg.restart = True
+    assert script.measure_settings(cfg, tmp_path).statistic == "median"  # the old measurements are discarded
+    cfg.restart = False
+    cfg.measure.statistic = "min"
+    assert script.measure_settings(cfg, tmp_path).statistic == "min"  # asked for: the build refuses to mix it
