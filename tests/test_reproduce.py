@@ -140,6 +140,15 @@ def test_imagenet_tables_say_what_they_need_without_imagenet(tmp_path, name):
     assert df.loc[0, "phase"] == "teacher" and df.loc[0, "epochs"] == 180
     assert res["result"].summary["ran"] is False and res["result"].summary["gpu_hours"] > 100
     assert "GPU-hours" in res["markdown"] and "data_root" in res["markdown"]
+    assert "trainer.accelerator=gpu trainer.devices=8 trainer.num_nodes=4" in res["markdown"]
+
+
+@pytest.mark.parametrize("name", ["ofa_imagenet", "ofa_resnet_imagenet"])
+def test_imagenet_tables_train_on_the_gpus_they_count(compose_config, name):
+    cfg = table_config(name)
+    job = compose_config("train", [f"+experiment={cfg['experiment']}", "data.root=/imagenet", *cfg["train_overrides"]])
+    t = job.trainer
+    assert (t.accelerator, t.devices * t.num_nodes) == ("gpu", 32)  # trainer=ddp alone is 2 CPU processes
 
 
 def test_table_all_writes_results_page_with_provenance(tmp_path):

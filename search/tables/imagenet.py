@@ -94,9 +94,11 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         cols = [Column("subnet", "subnet"), Column("top1", "ImageNet top-1 (%)", "pct2"), Column("train_s", "wall s", ".0f")]
         return TableResult(name, title, cols, rows, [f"command: python train.py {' '.join(ov)}"])
 
+    train_ov = " ".join(str(o) for o in cfg.get("train_overrides", []))
     needs = (f"Not run here: `data_root` is {root!r}, not an ImageNet folder with train/ and val/ class folders. "
              f"To run: `python scripts/reproduce.py table={name} table.data_root=/path/to/imagenet` (it calls "
-             f"`python train.py +experiment={experiment} data.root=<root>` with the schedule below).")
+             f"`python train.py +experiment={experiment} data.root=<root> {train_ov}` with the schedule below; "
+             f"start it on every node through your cluster's launcher, e.g. srun, which Lightning detects).")
     gpu = (f"Needs: ImageNet-1k (1.28 M training images), {cfg['gpus']}; schedule {groups.get('schedule')} "
            f"({total_epochs:g} epochs over {len(phases)} phases, supernet {groups.get('supernet')}). Expected "
            f"{total_hours:,.0f} GPU-hours at {cfg['images_per_gpu_s']} training images/s per GPU per subnet pass "
