@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS threads (1: on a shared 2-core host extra threads mostly spin-wait; 0: library default)")
     args = ap.parse_args()
+    for opt in ("n", "naive", "repeats"):
+        if getattr(args, opt) < 1:
+            ap.error(f"--{opt} must be at least 1, got {getattr(args, opt)}")
     if args.threads:
         from threadpoolctl import threadpool_limits
 

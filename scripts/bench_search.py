@@ -38,7 +38,19 @@ def _parse(argv: list[str] | None) -> dict:
         k, _, v = ov.partition("=")
         if k not in opts:
             raise SystemExit(f"unknown option {k!r}; options: {sorted(opts)}")
-        opts[k] = v if k == "device" else ast.literal_eval(v)
+        if k == "device":
+            opts[k] = v
+            continue
+        try:
+            value = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"option {k} must be a Python literal, got {v!r} (e.g. {k}={str(opts[k]).replace(' ', '')})"
+                             ) from None
+        want = list if k == "budgets" else int
+        if not isinstance(value, want) or (k == "budgets" and not all(isinstance(b, (int, float)) for b in value)):
+            raise SystemExit(f"option {k} must be {'a list of latency limits in ms' if want is list else 'an integer'}"
+                             f", got {v!r} (e.g. {k}={str(opts[k]).replace(' ', '')})")
+        opts[k] = value
     return opts
 
 

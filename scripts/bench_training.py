@@ -125,6 +125,8 @@ def main() -> None:
         print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch; seeds {seeds} ==")
         strategies = {"ps": "progressive shrinking", "ps_ofa": "PS, OFA's sampling", "sandwich": "sandwich"}
         roles = [r for r in args.roles.split(",") if r]
+        if not set(roles) <= set(archs):
+            raise SystemExit(f"--roles takes a comma-separated subset of {list(archs)}, got {args.roles!r}")
         runs: dict[str, list[str]] = {}
         for seed in seeds:
             tag = _seed_tag(seed)

@@ -95,3 +95,14 @@ def test_pipeline_refuses_latency_steps_for_a_supernet_without_a_latency_table_u
     assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny", "steps=train,dataset,predictor"])["n"] == 300
     with pytest.raises(SystemExit, match="unknown supernet 'nope'"):
         _pipeline_script()._opts(["supernet=nope"])
+
+
+def test_bench_search_options_are_checked_by_name():
+    spec = importlib.util.spec_from_file_location("bench_search", REPO_ROOT / "scripts" / "bench_search.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench._parse(["budgets=[20,30]", "n_gen=3"])["budgets"] == [20, 30]
+    for bad, msg in (("budgets=abc", "budgets must be a Python literal"), ("budgets=25", "budgets must be a list"),
+                     ("n_gen=1.5", "n_gen must be an integer")):
+        with pytest.raises(SystemExit, match=msg):
+            bench._parse([bad])
