@@ -130,7 +130,7 @@ class AccuracyPredictor(ArchModel):
         pth, meta_path = artefact_paths(path)
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.state().items()}
         meta = self.describe()
-        meta["saved"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        meta["saved"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         buf = io.BytesIO()
         torch.save(tensors, buf)
         text = yaml.safe_dump(_plain(meta), sort_keys=False)

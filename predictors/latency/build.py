@@ -224,7 +224,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
             # what the table holds: a run extending a table adds to the resolutions already measured
             "measurement": asdict(s), "resolutions": sorted({r for r, _ in entries} | set(res)),
             "n_entries": len(entries),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "geometry": geometry.description,
         }

@@ -137,7 +137,7 @@ def git_commit() -> str:
 
 def provenance(command: str, seconds: float | None = None) -> list[str]:
     """The lines printed above a table: command, date, machine, commit (and the wall time)."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"- command: `{command}`", f"- date: {now}", f"- machine: {machine()}", f"- commit: {git_commit()}"]
     if seconds is not None:
         lines.append(f"- wall time: {seconds:.1f} s")
