@@ -184,6 +184,17 @@ def test_shards_merge_into_the_full_plan(tiny, tmp_path):
         merge_shards(out)
 
 
+def test_shards_measured_with_other_data_settings_are_not_merged(tiny, tmp_path):
+    net, loader = tiny
+    out = tmp_path / "acc.csv"
+    for i, batch in enumerate((8, 16)):  # e.g. two machines given different batch_size overrides
+        build_accuracy_dataset(net, loader, loader, out, n=4, shard=f"{i}/2", calib_batches=1, progress=False,
+                               source={"ckpt_sha256": "abc", "data": {"name": "digits", "batch_size": batch}})
+    with pytest.raises(ValueError, match="different source data"):
+        merge_shards(out)
+    assert not out.exists()
+
+
 def test_script_jobs_builds_shards_in_parallel_processes_and_merges_them_like_one_process(compose_config, tmp_path):
     import subprocess
     import sys
@@ -238,3 +249,10 @@ def test_resume_from_checkpoint_with_another_batch_size_is_refused_and_the_sidec
     assert (out.read_bytes(), out.with_suffix(".yaml").read_bytes()) == before
     build_from_checkpoint(ckpt, out, batch_size=4, **kw)  # the same settings resume
     assert len(_rows(out)) == 2
+
+
+def test_space_spec_that_is_not_a_mapping_is_a_clear_error():
+    from predictors.accuracy.spaces import space_from_dict
+
+    with pytest.raises(ValueError, match=r"must be a mapping with 'family'.*got str 'ofa_mbv3'"):
+        space_from_dict("ofa_mbv3")

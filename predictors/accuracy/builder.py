@@ -345,6 +345,12 @@ def merge_shards(out: str | os.PathLike, *, k: int | None = None) -> Path:
     ks = {m["shard"].split("/")[1] for m in metas}
     if len(ks) != 1 or any(m["space"] != metas[0]["space"] or m["plan"] != metas[0]["plan"] for m in metas):
         raise ValueError(f"shards {[s.name for s in shards]} come from different plans/spaces; merge one plan at a time")
+    # the same archs measured from another checkpoint or with other data settings are other numbers
+    for key in ("ckpt_sha256", "data"):
+        got = [(m.get("source") or {}).get(key) for m in metas]
+        if any(g != got[0] for g in got):
+            raise ValueError(f"shards {[s.name for s in shards]} were measured with different source {key} "
+                             f"({got}); merge the shards of one checkpoint and data config only")
     space = space_from_dict(metas[0]["space"])
     # a shard with no rows yet (header only) contributes nothing; read_dataset would call it an error
     parts = [read_dataset(s, space=space, dedupe=False) for s in shards if len(s.read_text().splitlines()) > 1]

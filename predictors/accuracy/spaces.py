@@ -22,6 +22,9 @@ def space_to_dict(space: SearchSpace) -> dict[str, Any]:
 
 def space_from_dict(spec: dict[str, Any]) -> SearchSpace:
     """Inverse of :func:`space_to_dict`; raises ValueError for an unknown family or field."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"a search-space spec must be a mapping with 'family' and the space's fields (as "
+                         f"space_to_dict writes it), got {type(spec).__name__} {spec!r}")
     spec = dict(spec)
     family = spec.pop("family", None)
     cls = getattr(space_module, str(family), None)
