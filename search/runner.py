@@ -276,7 +276,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
                                  f"({_fingerprint_diff(saved_meta.get('fingerprint'), _jsonable(fingerprint))}); "
                                  "use another out_dir or drop resume=true")
             ev.load_state(ev_state)
-            runner.meta = saved_meta
+            runner.meta = {**saved_meta, "fingerprint": fingerprint}  # an older state is saved again in full
             runner.arrays = saved_arrays
             print(f"resuming from {state_path}: {ev.n} archs already evaluated")
         else:

@@ -212,6 +212,7 @@ def test_a_state_saved_with_the_older_fingerprint_still_resumes_and_is_still_che
         search.run(cfg(tmp_path, algorithm=algo, seed=99, resume=True), **models(tiny))
     res = search.run(cfg(tmp_path, algorithm={**algo, "n_gen": 3}, resume=True), **models(tiny))
     assert res["devices"]["dev_a"]["resume"] == "continued"
+    assert load_state(tmp_path / STATE_FILE)[1]["fingerprint"] == fp  # saved again with today's fingerprint
 
 
 def test_resume_refuses_a_state_of_another_latency_model(tiny, tmp_path):
