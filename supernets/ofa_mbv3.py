@@ -178,6 +178,7 @@ class OFAMobileNetV3(Supernet):
         self.final_conv = nn.Conv2d(c.stage_chs[-1], c.final_chs, 1, bias=False)
         self.final_bn = nn.BatchNorm2d(c.final_chs)
         self.conv_head = nn.Conv2d(c.final_chs, c.head_chs, 1, bias=False)
+        self.dropout = nn.Dropout(c.dropout)
         self.classifier = nn.Linear(c.head_chs, c.num_classes)
         self._init_weights()
         self._active_blocks: list[ElasticMBConv] = []
@@ -228,7 +229,7 @@ class OFAMobileNetV3(Supernet):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = x.mean((2, 3), keepdim=True)
         x = F.hardswish(self.conv_head(x)).flatten(1)
-        x = F.dropout(x, self.config.dropout, self.training)
+        x = self.dropout(x)
         return self.classifier(x)
 
     @torch.no_grad()

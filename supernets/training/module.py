@@ -12,7 +12,6 @@ random subnets of the phase's space, each after BN recalibration on training bat
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -47,18 +46,11 @@ def _bn_state(model: nn.Module) -> dict[str, torch.Tensor]:
             if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
 
-_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-
-
 def _without_dropout(model: Supernet) -> Supernet:
-    """``model`` with every dropout rate set to 0: dropout modules, and a dataclass ``config.dropout`` (the rate
-    OFA-MobileNetV3 passes to its functional dropout). OFA builds its teacher with ``dropout_rate=0``."""
+    """``model`` with every dropout rate set to 0 (OFA builds its teacher with ``dropout_rate=0``)."""
     for m in model.modules():
-        if isinstance(m, _DROPOUTS):
+        if isinstance(m, nn.modules.dropout._DropoutNd):
             m.p = 0.0
-        cfg = getattr(m, "config", None)
-        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) and hasattr(cfg, "dropout"):
-            m.config = dataclasses.replace(cfg, dropout=0.0)
     return model
 
 
@@ -152,11 +144,8 @@ class SupernetModule(L.LightningModule):
         """What a phase does when it starts; recorded so a resumed run does not do it twice."""
         phase = self.schedule.phases[index]
         if phase.sort_channels:
-            if phase.expand_stage:
-                # OFA's re_organize_middle_weights(expand_ratio_stage): keep the channel sets already trained.
-                self.supernet.sort_channels(expand_stage=phase.expand_stage)
-            else:
-                self.supernet.sort_channels()
+            # OFA's re_organize_middle_weights(expand_ratio_stage): k >= 1 keeps the channel sets already trained
+            self.supernet.sort_channels(expand_stage=phase.expand_stage)
         if phase.distill == "teacher" and not bool(self.teacher_ready):
             assert self.teacher is not None
             self.teacher.load_state_dict(self.supernet.state_dict())
