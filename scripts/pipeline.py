@@ -60,12 +60,13 @@ def _opts(argv: list[str] | None) -> dict:
 def _check_latency_steps(supernet: str, steps: list[str]) -> None:
     """Host latency tables are built from OFA-MobileNetV3 layer geometry only: refuse, before hours of training,
     a run whose latency, search or measure step could not work for ``supernet``."""
-    from supernets import MobileNetV3Space, create_supernet, list_supernets
+    from predictors.latency.devices import table_buildable
+    from supernets import list_supernets
 
     if supernet not in list_supernets():
         raise SystemExit(f"unknown supernet {supernet!r}; supernets: {list_supernets()}")
     needs_latency = [s for s in steps if s in ("latency", "search", "measure")]
-    if needs_latency and not isinstance(create_supernet(supernet).space, MobileNetV3Space):
+    if needs_latency and not table_buildable(supernet):
         raise SystemExit(
             f"steps {needs_latency} need a host latency table, and those are built for OFA-MobileNetV3 supernets "
             f"only (e.g. supernet=ofa_mbv3_tiny); for supernet={supernet} run steps=train,dataset,predictor")

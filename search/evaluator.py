@@ -126,9 +126,7 @@ class ArchEvaluator:
             self._check_finite(f"latency model {type(self.latency[d]).__name__} of device {d!r}", "latency_ms",
                                lat[:, k], x)
         if self.macs_params is not None:
-            macs, params = self.macs_params(x)
-            self._check_finite("macs_params", "macs", np.asarray(macs, dtype=np.float64), x)
-            self._check_finite("macs_params", "params", np.asarray(params, dtype=np.float64), x)
+            macs, params = self._costs(self.macs_params, x)
         self.X[sl] = x
         self.top1[sl] = top1
         if lat is not None:
@@ -139,6 +137,13 @@ class ArchEvaluator:
         for k, j in zip(keys, range(self.n, self.n + m)):
             self._index[k] = j
         self.n += m
+
+    def _costs(self, fn: MacsParamsFn, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``fn(x)``'s MACs and parameter counts, checked finite."""
+        macs, params = (np.asarray(v, dtype=np.float64) for v in fn(x))
+        self._check_finite("macs_params", "macs", macs, x)
+        self._check_finite("macs_params", "params", params, x)
+        return macs, params
 
     def _check_finite(self, source: str, what: str, values: np.ndarray, x: np.ndarray) -> None:
         """Raise naming ``source`` and the first arch of ``x`` whose ``what`` is NaN or infinite."""
@@ -163,10 +168,7 @@ class ArchEvaluator:
         todo = ids[np.isnan(self.macs[ids])]
         if fn is None or len(todo) == 0:
             return
-        x = self.X[todo].astype(np.int64)
-        macs, params = fn(x)
-        self._check_finite("macs_params", "macs", np.asarray(macs, dtype=np.float64), x)
-        self._check_finite("macs_params", "params", np.asarray(params, dtype=np.float64), x)
+        macs, params = self._costs(fn, self.X[todo].astype(np.int64))
         self.macs[todo] = macs
         self.params[todo] = params
 

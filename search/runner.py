@@ -20,6 +20,7 @@ import numpy as np
 
 from predictors.base import ArchModel
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.optuna_search import space_choices
 from search.components import build_algorithm, device_list, load_components
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives
@@ -255,7 +256,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     seed = int(cfg.get("seed", 0))
     fingerprint = {"supernet": comps.supernet_name, "space": comps.space.name, "n_columns": comps.space.n_columns,
                    # the choices too: the saved store's encoded rows mean other archs under other choices
-                   "choices": _space_choices(comps.space),
+                   "choices": space_choices(comps.space),
                    "devices": devices, "objectives": names, "constraints": constraints, "seed": seed,
                    # n_gen / n_trials may grow on resume: a longer run continues the same search
                    "algorithm": acfg if isinstance(acfg, str) else
@@ -378,11 +379,6 @@ def algorithm_label(acfg: Any) -> str:
         if k in acfg:
             bits.append(f"{k}={acfg[k]}")
     return " ".join(bits)
-
-
-def _space_choices(space: Any) -> dict[str, list[Any]]:
-    """Each column's choices by label (``r``, ``d[0]``, ...)."""
-    return {c.label: list(c.choices) for c in space.columns}
 
 
 def _predictor_id(predictor: Any) -> str:

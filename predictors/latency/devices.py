@@ -27,7 +27,7 @@ from predictors.latency.table import LatencyTableError, load_meta, load_table
 from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
 
 __all__ = ["DEVICE_DIR", "UnknownDeviceError", "build_command", "device_config", "geometry_for",
-           "list_devices", "load_latency_model"]
+           "list_devices", "load_latency_model", "table_buildable"]
 
 DEVICE_DIR = CONFIG_DIR / "device"
 
@@ -89,7 +89,7 @@ def geometry_for(supernet: str) -> MBv3Geometry:
     return MBv3Geometry.from_supernet(supernets.create_supernet(supernet))
 
 
-def _buildable(supernet: str) -> bool:
+def table_buildable(supernet: str) -> bool:
     """Whether ``scripts/build_latency_table.py`` can measure ``supernet`` (it needs an OFA-MobileNetV3 geometry).
     An unknown name counts as buildable: the build script's own error then lists the registered supernets."""
     from supernets.registry import is_supernet
@@ -137,7 +137,7 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
     folder = root / cfg["table_dir"] / supernet
     if not (folder / "meta.yaml").is_file():
         have = sorted(p.parent.name for p in (root / cfg["table_dir"]).glob("*/meta.yaml"))
-        if not _buildable(supernet):  # suggesting a build that fails would only send the user in circles
+        if not table_buildable(supernet):  # suggesting a build that fails would only send the user in circles
             covered: dict[str, list[str]] = {}
             for m in sorted(root.glob("*/*/meta.yaml")):
                 covered.setdefault(m.parent.name, []).append(m.parent.parent.name)

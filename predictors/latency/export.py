@@ -6,8 +6,6 @@ would keep the full elastic weights and the slicing ops, so both the file and th
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from predictors.fileio import publish
+from predictors.fileio import atomic_path
 
 __all__ = ["DEFAULT_OPSET", "export_onnx", "onnx_max_abs_diff"]
 
@@ -52,21 +50,13 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], path: Path | str,
     if opset < 17:
         raise ValueError(f"opset {opset} is too old; use >= 17 (LayerNorm/hardswish are native from there)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval()
     gen = torch.Generator().manual_seed(seed)
     p = next(iter(module.parameters()), None)
     dtype = p.dtype if p is not None else torch.float32
     x = torch.randn(*input_shape, generator=gen, dtype=dtype)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # TorchScript tracer warnings about python control flow
-            torch.onnx.export(module, (x,), tmp, dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=["output"], do_constant_folding=True)
-        publish(tmp, path)  # the usual permissions, not mkstemp's 0600
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # TorchScript tracer warnings about python control flow
+        torch.onnx.export(module, (x,), tmp, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["output"], do_constant_folding=True)
     return onnx_max_abs_diff(path, module, x) if check else 0.0

@@ -31,9 +31,14 @@ SAMPLERS = ("nsga2", "tpe")
 SPACE_ATTR = "oncenas_space_choices"
 
 
+def space_choices(space) -> dict[str, list]:
+    """Each column's choices by label (``r``, ``d[0]``, ...): what encoded choice indices mean."""
+    return {c.label: list(c.choices) for c in space.columns}
+
+
 def choices_key(space) -> str:
     """A short hash of each column's choices: equal for the same space, different when a choice differs."""
-    text = json.dumps([[c.label, list(c.choices)] for c in space.columns], default=str)
+    text = json.dumps(list(space_choices(space).items()), default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
@@ -139,7 +144,7 @@ class OptunaSearch(SearchAlgorithm):
         """Refuse a stored study of another space (before any trial runs); record this one's choices."""
         import optuna
 
-        mine = {c.label: list(c.choices) for c in space.columns}
+        mine = space_choices(space)
         theirs = study.user_attrs.get(SPACE_ATTR)
         where = f"optuna study {name!r} in storage {self.storage}"
         fix = "give another algorithm.study_name or algorithm.storage"
