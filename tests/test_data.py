@@ -31,9 +31,7 @@ def test_mnist10k_splits_8k_2k_disjoint_and_reproducible():
     assert len(a.train_set) == 8000 and len(a.val_set) == 2000
     assert (a.num_classes, a.in_chans, a.image_size) == (10, 1, 28)
     assert torch.equal(a.val_set.tensors[0], b.val_set.tensors[0])
-    train = {t.numpy().tobytes() for t in a.train_set.tensors[0][:500]}
-    val = {t.numpy().tobytes() for t in a.val_set.tensors[0]}
-    assert not train & val
+    assert _disjoint_and_whole(a, 10_000)
     x, y = next(iter(a.train_dataloader()))
     assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
     assert abs(float(a.train_set.tensors[0].mean())) < 0.05  # normalised
@@ -55,6 +53,18 @@ def test_digits_comes_from_sklearn_with_a_fixed_held_out_split():
     dm.setup()
     assert len(dm.train_set) + len(dm.val_set) == 1797 and len(dm.val_set) == 360
     assert dm.image_size == 8 and dm.in_chans == 1
+    assert _disjoint_and_whole(dm, 1797)
+    again = create_datamodule(name="digits", batch_size=32, n_val=360)
+    again.setup()
+    assert torch.equal(dm.val_set.tensors[0], again.val_set.tensors[0])
+
+
+def _disjoint_and_whole(dm, n_images: int) -> bool:
+    """No image is in both splits, and together they hold all ``n_images`` distinct images of the set (both
+    bundled sets hold no two identical images)."""
+    train = {t.numpy().tobytes() for t in dm.train_set.tensors[0]}
+    val = {t.numpy().tobytes() for t in dm.val_set.tensors[0]}
+    return not train & val and len(train | val) == n_images
 
 
 def test_synthetic_data_has_the_requested_shapes_and_is_seeded():

@@ -167,8 +167,9 @@ def test_keep_trained_sort_leaves_the_previous_phases_resnet_subnets_unchanged(p
                 out.append(net(x))
         return out
 
-    before = outputs()
+    before, weights = outputs(), {k: v.clone() for k, v in net.state_dict().items()}
     SupernetModule(net, s, optimizer=partial(torch.optim.SGD, lr=0.1))._enter_phase(0)
+    assert any(not torch.equal(v, weights[k]) for k, v in net.state_dict().items())  # it did sort (within bands)
     for a, b, arch in zip(before, outputs(), archs):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=lambda m, arch=arch: f"{arch}: {m}")
     net.sort_channels()  # a free sort re-picks the channel sets: some previously trained subnet changes
@@ -186,9 +187,10 @@ def test_keep_trained_sort_keeps_the_middle_channels_mbv3s_first_expand_phase_tr
         return [{row.numpy().tobytes() for row in blk.conv_dw.weight.detach()[: blk.mid_channels(e)]}
                 for blk in blocks for e in (4, 6)]
 
-    before = channel_sets()
+    before, order = channel_sets(), [blk.conv_dw.weight.detach().clone() for blk in blocks]
     SupernetModule(net, s, optimizer=partial(torch.optim.SGD, lr=0.1))._enter_phase(0)
     assert channel_sets() == before
+    assert any(not torch.equal(blk.conv_dw.weight, w) for blk, w in zip(blocks, order))  # it did sort (within bands)
     net.sort_channels()
     assert channel_sets() != before
 
@@ -210,15 +212,16 @@ def test_teacher_soft_targets_have_no_dropout_but_batch_statistics(name, kwargs)
     assert not torch.equal(net(x), net(x))  # the student keeps its dropout
 
 
-@pytest.mark.parametrize(("schedule", "space_", "total"), [
+@pytest.mark.parametrize(("schedule", "space_", "total", "long_phases"), [
     ("ps_ofa_mbv3", lambda: MobileNetV3Space(kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3, 4),
-                                              n_stages=5), 605),
-    ("ps_ofa_resnet", lambda: ResNetSpace(name="ofa_resnet"), 630),
+                                              n_stages=5), 605, ["kernel", "depth_2", "expand_2"]),
+    ("ps_ofa_resnet", lambda: ResNetSpace(name="ofa_resnet"), 630, ["depth_2", "expand_2", "width_2"]),
 ])
-def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedule, space_, total):
+def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedule, space_, total, long_phases):
     # OFA's progressive_shrinking.train loops over n_epochs + warmup_epochs: 5 warm-up epochs, then 120 cosine ones.
     s = build_schedule(_published(schedule, None, None), space_(), global_batch_size=2048)
     assert s.total_epochs == total
+    assert [p.name for p in s.phases if p.warmup_epochs] == long_phases  # OFA's 120-epoch phases, and only those
     spe = 10
     for i, p in enumerate(s.phases):
         if not p.warmup_epochs:
