@@ -7,9 +7,10 @@ predictor (``predictor=ofa_pretrained``) and the Note10 latency table. OFA's Evo
     python scripts/bench_search.py                      # NSGA-II pop 200 x 60 gen (12k evaluations)
     python scripts/bench_search.py pop_size=100 n_gen=500 budgets=[15,20,25,30,35]   # OFA's budget (50k)
 
-Prints: wall time for the whole front, best predicted top-1 under each budget read off that one front,
-hypervolume vs random search with the same number of evaluations, and OFA-style evolution per budget
-(time, top-1), with the ratios. Timings on a shared machine vary; all numbers come from this run.
+Prints: wall time for the whole front, best predicted top-1 under each budget read off that one front (on note10,
+against OFA's tutorial figure: the only device with a published reference), hypervolume vs random search with the
+same number of evaluations, and OFA-style evolution per budget (time, top-1), with the ratios. Timings on a shared
+machine vary; all numbers come from this run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from search.components import load_components
 
 OFA_RESOLUTIONS = [160, 176, 192, 208, 224]
 OFA_25MS_TOP1 = 0.8171
+#: the device OFA's tutorial figure was found on (its Note10 latency table)
+OFA_REFERENCE_DEVICE = "note10"
 
 
 def _parse(argv: list[str] | None) -> dict:
@@ -81,16 +84,20 @@ def main(argv: list[str] | None = None) -> dict:
         ok = front[front["latency_ms"] <= b]
         best[b] = (float(ok["top1"].max()), float(ok.loc[ok["top1"].idxmax(), "latency_ms"])) if len(ok) else (np.nan, np.nan)
         print(f"  budget {b:>3} ms: best predicted top-1 {best[b][0]:.5f} at {best[b][1]:.2f} ms")
-    ok25 = best.get(25, (np.nan,))[0] >= OFA_25MS_TOP1 if 25 in best else None
-    if ok25 is not None:
+    if dev != OFA_REFERENCE_DEVICE:  # a figure found under Note10 latencies says nothing about another device
+        print(f"  no published reference for device {dev!r} (OFA's tutorial figure, {OFA_25MS_TOP1} at 25 ms, is "
+              f"for {OFA_REFERENCE_DEVICE})")
+    elif 25 in best:
+        ok25 = best[25][0] >= OFA_25MS_TOP1
         print(f"  25 ms: {best[25][0]:.5f} vs OFA tutorial {OFA_25MS_TOP1} -> {'PASS' if ok25 else 'FAIL'}")
 
-    # --- random search with the same number of evaluations
+    # --- random search with the same number of evaluations (the last batch is smaller)
     n = int(nsga["n_evals"])
     batch = int(o["random_batch"])
-    rnd = one("random", algorithm={"name": "random", "batch_size": batch, "n_gen": max(0, -(-n // batch) - 1)})
+    rnd = one("random", algorithm={"name": "random", "batch_size": batch, "n_gen": max(0, -(-n // batch) - 1),
+                                   "max_evals": n})
     hv_n, hv_r = nsga["hypervolume"], rnd["hypervolume"]
-    print(f"\nhypervolume (same reference point): NSGA-II {hv_n:.5f} vs random {hv_r:.5f} "
+    print(f"\nhypervolume (same reference point): NSGA-II {hv_n:.5f} ({n} evaluations) vs random {hv_r:.5f} "
           f"({rnd['n_evals']} evaluations) -> ratio {hv_n / hv_r:.4f} ({'higher' if hv_n > hv_r else 'NOT higher'})")
 
     # --- OFA-style constrained evolution, one run per budget

@@ -86,6 +86,46 @@ def test_latency_fidelity_recomputes_each_device_from_its_validation_data(tmp_pa
     assert df["mape"].dropna().between(0, 1).all() and df["within_10"].dropna().between(0, 1).all()
 
 
+def test_latency_fidelity_live_row_scores_the_statistic_the_host_table_was_built_with(tmp_path, monkeypatch):
+    import predictors.latency.build
+    from predictors import load_latency_model
+    from predictors.latency.table import load_meta
+    from search.tables import latency_fidelity
+    from supernets.paths import LATENCY_TABLES_DIR
+
+    built = load_meta(LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny")["measurement"]["statistic"]
+    assert built != "median"  # the shipped table stores p10: a median-scored live row would not be like with like
+    model = load_latency_model("host_cpu", "ofa_mbv3_tiny")
+    seen = []
+
+    def measure(net, archs, settings, workdir, **kw):  # the table's statistic is exactly the model; the median not
+        seen.append(settings)
+        return [{"value_ms": float(p), "median_ms": 2 * float(p), "iqr_ms": 0.1 * float(p)} for p in model.predict(archs)]
+
+    monkeypatch.setattr(predictors.latency.build, "measure_subnets", measure)
+    cfg = table_config("latency_fidelity", {"help_devices": [], "few_shot_devices": [], "live_n": 4})
+    res = latency_fidelity.build(cfg, tmp_path)
+    assert [s.statistic for s in seen] == [built]
+    live = next(r for r in res.rows if r["model"] == "calibrated table (served)")
+    assert live["mape"] == pytest.approx(0.0) and built in live["data"]
+    assert any(f"the {built} of its timed runs" in n for n in res.notes)
+
+
+def test_latency_fidelity_resolves_help_aliases_and_rejects_unknown_selections(tmp_path):
+    from search.tables import latency_fidelity
+
+    def build(**over):
+        return latency_fidelity.build(table_config("latency_fidelity", {"few_shot_devices": [], "live_n": 0, **over}),
+                                      tmp_path)
+
+    rows = build(help_devices=["v100"]).rows  # configs/device/v100.yaml: alias_of help_v100_b64
+    assert [r["device"] for r in rows if r["model"] == "learned ridge"] == ["help_v100_b64"]
+    with pytest.raises(ValueError, match=r"\['help_v99_b1', 'pixel'\] are not HELP GPU devices.*help_v100_b64"):
+        build(help_devices=["v100", "help_v99_b1", "pixel"])
+    with pytest.raises(ValueError, match=r"'ofa_mbv3_w12' has 0 end-to-end measurements.*'ofa_mbv3_tiny'"):
+        build(help_devices=[], host_supernets=["ofa_mbv3_w12"])
+
+
 def test_predictor_quality_cross_validates_and_scores_the_transfer_predictor(tmp_path):
     cfg = table_config("predictor_quality", {"max_rows": 300, "folds": 2, "trainable": ["ridge", "mlp"],
                                              "recipe_overrides": {"mlp": {"epochs": 3, "hidden": [32]}}})

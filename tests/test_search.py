@@ -264,6 +264,14 @@ def test_other_algorithms_write_a_non_dominated_front(tiny, tmp_path, algorithm)
     assert len(pd.read_csv(tmp_path / "dev_a" / "history.csv")) == algorithm["n_gen"] + 1
 
 
+def test_random_search_max_evals_spends_exactly_that_many_evaluations(tiny, tmp_path):
+    # another search's budget is rarely a multiple of the batch: the last batch is smaller, later ones are dropped
+    res = search.run(cfg(tmp_path, algorithm={"name": "random", "batch_size": 30, "n_gen": 10, "max_evals": 70}),
+                     **models(tiny))
+    assert res["devices"]["dev_a"]["n_evals"] == 70
+    assert list(pd.read_csv(tmp_path / "dev_a" / "history.csv")["n_evals"]) == [30, 60, 70]
+
+
 def test_three_objectives_with_macs(tiny, tmp_path):
     res = search.run(cfg(tmp_path, objectives={"names": ["top1", "latency_ms", "macs"]},
                          algorithm={"name": "nsga3", "pop_size": 40, "n_gen": 2}), **models(tiny))

@@ -10,7 +10,8 @@ functions (never copied from ``meta.yaml``):
 * HELP GPUs: the held-out split of :func:`predictors.latency.help_gpu.evaluate_split` (seed and fraction from the
   model's ``meta.yaml``), refitted on the training rows;
 * ``host_cpu``: the stored end-to-end measurements (``calibration.csv``): raw table sum, and the calibrated
-  table with its 3 coefficients refitted leave-one-out; plus ``live_n`` subnets measured now on this host.
+  table with its 3 coefficients refitted leave-one-out; plus ``live_n`` subnets measured now on this host with the
+  table's own measurement settings (its statistic, e.g. p10, is what the calibrated model predicts).
 """
 
 from __future__ import annotations
@@ -87,6 +88,28 @@ def _few_shot_rows(geos, devices: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def _help_selection(names: list[str], known: list[str]) -> set[str]:
+    """``help_devices`` entries resolved to HELP device names (aliases such as ``v100`` followed); an entry that is not
+    a HELP device is a ValueError listing the valid names, never a silently empty table."""
+    from predictors.latency.devices import UnknownDeviceError, device_config, list_devices
+
+    aliases = sorted(n for n in list_devices() if n not in known and device_config(n)["name"] in known)
+    out, bad = set(), []
+    for name in names:
+        try:
+            canonical = device_config(str(name))["name"]
+        except UnknownDeviceError:
+            canonical = None
+        if canonical in known:
+            out.add(canonical)
+        else:
+            bad.append(name)
+    if bad:
+        raise ValueError(f"help_devices {bad} are not HELP GPU devices; choose from {known} or their aliases "
+                         f"{aliases} (null: all of them)")
+    return out
+
+
 def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
     from predictors.latency.devices import geometry_for
     from predictors.latency.help_gpu import HELP_CSV, evaluate_split, fit_help_model, help_devices, load_help_csv
@@ -96,9 +119,11 @@ def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
                  "pred": np.zeros(0), "true": np.zeros(0)}]
     geo = geometry_for("ofa_mbv3_w10")
     x, lat = load_help_csv(geo.space)
+    known = help_devices(list(lat))
+    wanted = set(known) if devices is None else _help_selection(list(devices), list(known))
     rows = []
-    for dev, (col, _) in help_devices(list(lat)).items():
-        if devices is not None and dev not in devices:
+    for dev, (col, _) in known.items():
+        if dev not in wanted:
             continue
         held = _meta(dev, "ofa_mbv3_w10").get("held_out", {})
         seed, frac = int(held.get("split_seed", 0)), float(held.get("n_test", 1000)) / len(x)
@@ -127,8 +152,13 @@ def _host_rows(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
     for supernet in cfg.get("host_supernets", ["ofa_mbv3_tiny"]):
         folder = LATENCY_TABLES_DIR / "host_cpu" / supernet
         calib = load_calibration(folder)
-        if len(calib) < 4:
-            continue
+        if len(calib) < 4:  # leave-one-out of the 3 calibration coefficients needs 4 subnets
+            usable = sorted(p.parent.name for p in (LATENCY_TABLES_DIR / "host_cpu").glob("*/calibration.csv")
+                            if len(load_calibration(p.parent)) >= 4)
+            raise ValueError(f"host_supernets: {supernet!r} has {len(calib)} end-to-end measurements in "
+                             f"{folder}/calibration.csv, at least 4 are needed; supernets with them: {usable} (or "
+                             f"build its table: python scripts/build_latency_table.py supernet={supernet} "
+                             f"device=host_cpu)")
         true = np.array([c["measured_ms"] for c in calib])
         tsum = np.array([c["table_sum_ms"] for c in calib])
         nb = np.array([c["n_blocks"] for c in calib])
@@ -152,11 +182,16 @@ def _host_rows(cfg: dict[str, Any], out_dir: Path) -> list[dict[str, Any]]:
             model = load_latency_model("host_cpu", supernet)
             net = supernets.create_supernet(supernet)
             archs = net.space.sample(np.random.default_rng(int(cfg.get("seed", 0))), n_live)
-            settings = MeasureSettings(repeats=int(cfg.get("live_repeats", 30)), sessions=int(cfg.get("live_sessions", 2)))
+            # like with like: the served model predicts the statistic (p10, median, ...) its table was built with
+            built = _meta("host_cpu", supernet).get("measurement") or {}
+            settings = MeasureSettings(**{**built, "repeats": int(cfg.get("live_repeats", 30)),
+                                          "sessions": int(cfg.get("live_sessions", 2))})
             res = measure_subnets(net, archs, settings, Path(out_dir) / "host_live", progress=False)
             rows.append({"device": "host_cpu", "supernet": supernet, "model": "calibrated table (served)",
-                         "data": f"{n_live} random subnets measured now with ONNX Runtime (this host, contended)",
-                         "pred": model.predict(archs), "true": np.array([r["median_ms"] for r in res]),
+                         "data": f"{n_live} random subnets measured now with ONNX Runtime, {settings.statistic} of "
+                                 f"the timed runs (this host, contended)",
+                         "pred": model.predict(archs), "true": np.array([r["value_ms"] for r in res]),
+                         "statistic": settings.statistic,
                          "noise": float(np.median([r["iqr_ms"] / r["median_ms"] for r in res]))})
     return rows
 
@@ -180,7 +215,9 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
              "0.2 at n = 4, 0.024 at n = 8."),
              "Few-shot rows: each subnet predicted by the model refitted on the device's other published subnets."]
     if live:
-        notes.append(f"host_cpu live row: median relative IQR of the repeated timings {100 * live[0]['noise']:.1f} % "
+        notes.append(f"host_cpu live row: each subnet's latency is the {live[0]['statistic']} of its timed runs, the "
+                     "statistic the table was built with (meta.yaml measurement.statistic) and so what the calibrated "
+                     f"model predicts; median relative IQR of the repeated timings {100 * live[0]['noise']:.1f} % "
                      "(the harness's noise on this contended host); it changes from run to run.")
 
     def plot(path: Path) -> None:
