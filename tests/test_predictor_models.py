@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -16,6 +21,7 @@ from predictors.accuracy import (
 )
 from predictors.accuracy.dataset import file_sha256
 from predictors.accuracy.train import train_predictor
+from supernets.paths import REPO_ROOT
 
 SMALL_MLP = {"kind": "mlp", "features": "onehot_stats", "hidden": [32, 32], "epochs": 30, "lr": 3e-3}
 
@@ -152,3 +158,34 @@ def test_script_configs_compose_with_predictor_recipes(compose_config):
     assert cfg.predictor.kind == "mlp" and cfg.folds == 5
     cfg = compose_config("build_accuracy_dataset", ["ckpt=x.ckpt", "shard=1/4"])
     assert cfg.n == 300 and cfg.shard == "1/4"
+
+
+_MLP_HASH = """
+import hashlib, importlib.util, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("numpy_mlp", sys.argv[1])  # the module alone: numpy, no torch
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+NumpyMLP = mod.NumpyMLP
+rng = np.random.default_rng(0)
+dims = [128, 400, 400, 400, 1]  # OFA's predictor's shape
+m = NumpyMLP([rng.standard_normal((a, b)).astype(np.float32) * 0.05 for a, b in zip(dims, dims[1:])],
+             [rng.standard_normal(b).astype(np.float32) * 0.01 for b in dims[1:]])
+out = m((rng.random((4000, 128)) < 0.2).astype(np.float32))
+assert out.dtype == np.float32
+print(hashlib.md5(out.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="OpenBLAS core types named for x86-64")
+def test_mlp_predictions_do_not_depend_on_the_cpus_blas_kernels():
+    # OpenBLAS picks its kernels by CPU; forcing three of them here stands for three hosts. In float32 the four
+    # kernels tried gave three different outputs, which changed RESULTS.md's Table 1 searches between two hosts.
+    outs = set()
+    for core in ("Prescott", "Sandybridge", "Haswell"):
+        env = {**os.environ, "OPENBLAS_CORETYPE": core}
+        proc = subprocess.run([sys.executable, "-c", _MLP_HASH, str(REPO_ROOT / "predictors/accuracy/numpy_mlp.py")],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.add(proc.stdout.strip())
+    assert len(outs) == 1, outs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -206,9 +207,12 @@ def test_table_all_writes_results_page_with_provenance(tmp_path):
                     f"results_md={tmp_path / 'RESULTS.md'}"])
     reproduce(cfg)
     page = (tmp_path / "RESULTS.md").read_text()
-    for needle in ("## ofa_imagenet", "## ofa_resnet_imagenet", "- command: `python scripts/reproduce.py table=all`",
-                   "- machine:", "- commit:", "- date:"):
+    for needle in ("## ofa_imagenet", "## ofa_resnet_imagenet", "- command: `python scripts/reproduce.py table=all`"):
         assert needle in page
+    for value in (r"- date: \d{4}-\d\d-\d\d \d\d:\d\d UTC\n", r"- machine: \S.*, \d+ logical cores, \S+ \S+\n",
+                  r"- software: Python 3\.\d+\.\d+, numpy \d[^,]*, torch \d[^,]*, pymoo \d.*, BLAS \w+ [\d.]+ \(\w.*\)\n",
+                  r"- commit: ([0-9a-f]{12}(\+dirty)?|unknown)\n"):
+        assert len(re.findall(value, page)) == 2, value  # one per table
     assert (tmp_path / "ofa_imagenet" / "table.csv").is_file()
 
 

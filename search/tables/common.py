@@ -1,5 +1,5 @@
 """What every reproduced table shares: the result value, markdown/CSV rendering, atomic writes, the plot
-file, and the provenance (command, date, machine, commit) printed above each table in RESULTS.md."""
+file, and the provenance (command, date, machine, software, commit) printed above each table in RESULTS.md."""
 
 from __future__ import annotations
 
@@ -135,10 +135,31 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def software() -> str:
+    """Python and the versions of the libraries a table's numbers go through, with numpy's BLAS and the kernel set it
+    chose for this CPU (kernels sum in different orders; see ``predictors.accuracy.numpy_mlp``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import threadpoolctl
+
+    parts = [f"Python {platform.python_version()}"]
+    for dist in ("numpy", "torch", "pymoo", "onnxruntime", "scikit-learn"):
+        try:
+            parts.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            parts.append(f"{dist} not installed")
+    blas = [i for i in threadpoolctl.threadpool_info() if i.get("user_api") == "blas"]
+    if blas:  # numpy's own (scipy and torch may load others)
+        b = next((i for i in blas if "numpy" in str(i.get("filepath", ""))), blas[0])
+        parts.append(f"BLAS {b.get('internal_api')} {b.get('version')} ({b.get('architecture') or 'kernels n/a'})")
+    return ", ".join(parts)
+
+
 def provenance(command: str, seconds: float | None = None) -> list[str]:
-    """The lines printed above a table: command, date, machine, commit (and the wall time)."""
+    """The lines printed above a table: command, date, machine, software, commit (and the wall time)."""
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"- command: `{command}`", f"- date: {now}", f"- machine: {machine()}", f"- commit: {git_commit()}"]
+    lines = [f"- command: `{command}`", f"- date: {now}", f"- machine: {machine()}", f"- software: {software()}",
+             f"- commit: {git_commit()}"]
     if seconds is not None:
         lines.append(f"- wall time: {seconds:.1f} s")
     return lines
