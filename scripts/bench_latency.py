@@ -104,6 +104,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
 
     if int(cfg.n_predict) < 1:
         raise SystemExit(f"n_predict must be >= 1 (archs per timed prediction call), got {cfg.n_predict}")
+    if int(cfg.n_subnets) < 3:  # a rank correlation of fewer is undefined or meaningless
+        raise SystemExit(f"n_subnets must be >= 3 (subnets measured and scored), got {cfg.n_subnets}")
     dev = device_config(cfg.device)
     folder = LATENCY_TABLES_DIR / dev["table_dir"] / cfg.supernet
     if (folder / "meta.yaml").is_file():  # without one, load_latency_model names the command that builds it

@@ -46,6 +46,7 @@ def test_bench_latency_counts_only_tables_measured_on_this_machine():
 @pytest.mark.parametrize(("override", "match"), [
     ("resolutions=[40]", r"resolutions \[40\] are not covered .* allowed: \[24, 28, 32\]"),
     ("n_predict=0", "n_predict must be >= 1"),
+    ("n_subnets=2", "n_subnets must be >= 3"),
 ])
 def test_bench_latency_rejects_bad_options_by_name(override, match):
     with pytest.raises(SystemExit, match=match):
