@@ -67,8 +67,10 @@ def _predictor_name(predictor: Any) -> str:
 
 
 def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None,
-                    latency: Mapping[str, ArchModel] | None = None, supernet: Any | None = None) -> Components:
-    """Resolve the supernet, predictor and latency models of ``cfg`` (injected objects take precedence)."""
+                    latency: Mapping[str, ArchModel] | None = None, supernet: Any | None = None,
+                    need_latency: bool = True) -> Components:
+    """Resolve the supernet, predictor and latency models of ``cfg`` (injected objects take precedence).
+    With ``need_latency=False`` (objectives and constraints without latency) no latency model is loaded."""
     import supernets
     from supernets.registry import list_supernets
 
@@ -103,7 +105,7 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
 
     supernet, space = _keep_to_trained_resolutions(cfg, accuracy, supernet, space, from_config=ckpt_meta is None and not injected)
     models: dict[str, ArchModel] = {}
-    for d in devices:
+    for d in devices if need_latency else ():
         if latency is not None and d in latency:
             models[d] = latency[d]
             continue

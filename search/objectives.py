@@ -61,6 +61,11 @@ class DeviceObjectives:
         return len(self.constraints)
 
     @property
+    def needs_latency(self) -> bool:
+        """Whether a latency model must be loaded (``accuracy_macs`` and the like need none)."""
+        return "latency_ms" in (*self.names, *self.constraints)
+
+    @property
     def needs_macs_params(self) -> bool:
         return any(n in ("macs", "params") for n in (*self.names, *self.constraints))
 
@@ -69,7 +74,7 @@ class DeviceObjectives:
         if name == "top1":
             return ev.top1[ids]
         if name == "latency_ms":
-            return ev.lat[ids, ev.device_index(self.device)]
+            return latency_values(ev, ids, self.device)
         if name == "macs":
             return ev.macs[ids]
         if name == "params":
@@ -100,3 +105,11 @@ class DeviceObjectives:
 
     def describe_constraints(self) -> str:
         return ", ".join(f"{n} {'>=' if n == 'top1' else '<='} {v:g}" for n, v in self.constraints.items())
+
+
+def latency_values(ev: ArchEvaluator, ids: np.ndarray, device: str) -> np.ndarray:
+    """Predicted latency of stored archs on ``device``; NaN when the search loaded no latency model (its
+    objectives and constraints need none)."""
+    if not ev.devices:
+        return np.full(len(np.atleast_1d(ids)), np.nan) if np.ndim(ids) else np.float64(np.nan)
+    return ev.lat[ids, ev.device_index(device)]

@@ -15,7 +15,7 @@ import pandas as pd
 from predictors.base import ArchModel
 from predictors.fileio import atomic_path, atomic_write_text
 from search.evaluator import ArchEvaluator
-from search.objectives import DeviceObjectives
+from search.objectives import DeviceObjectives, latency_values
 
 __all__ = ["front_table", "published_reference", "summary_table", "write_atomic", "write_device_outputs"]
 
@@ -34,7 +34,7 @@ def front_table(ev: ArchEvaluator, obj: DeviceObjectives, ids: np.ndarray) -> pd
     df = pd.DataFrame({
         "arch": [str(a) for a in archs],
         "top1": ev.top1[ids],
-        "latency_ms": ev.lat[ids, ev.device_index(obj.device)],
+        "latency_ms": latency_values(ev, ids, obj.device),
         "macs": ev.macs[ids],
         "params": ev.params[ids],
     })
@@ -136,7 +136,7 @@ def write_device_outputs(out: Path, ev: ArchEvaluator, obj: DeviceObjectives, fr
            "front": df.to_dict(orient="records"), "published_reference": list(refs)}
     write_atomic(out / "pareto.json", json.dumps(doc, indent=1, default=_plain))
     write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False, float_format="%.8g"))
-    if plot:
+    if plot and ev.devices:  # the plot is top-1 vs latency
         n = ev.n
         pick = np.arange(n) if n <= 5000 else (rng or np.random.default_rng(0)).choice(n, 5000, replace=False)
         sample = (ev.lat[pick, ev.device_index(obj.device)], ev.top1[pick])
@@ -162,5 +162,7 @@ def summary_table(df: pd.DataFrame, k: int = 8) -> str:
     sub["latency_ms"] = sub["latency_ms"].map("{:.2f}".format)
     for c in ("macs", "params"):
         sub[c] = (sub[c] / 1e6).map(lambda v: "-" if np.isnan(v) else f"{v:.1f}M")
-    sub = sub[["latency_ms", "top1", "macs", "params", "arch"]].rename(columns={"top1": "top1_%"})
+    cols = ["latency_ms", "top1", "macs", "params", "arch"] if df["latency_ms"].notna().any() else \
+        ["top1", "macs", "params", "arch"]  # a search without latency objectives loads no latency model
+    sub = sub[cols].rename(columns={"top1": "top1_%"})
     return sub.to_string(index=False)

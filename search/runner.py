@@ -23,7 +23,7 @@ from search.algorithms.base import SearchAlgorithm, SearchContext
 from search.algorithms.optuna_search import space_choices
 from search.components import build_algorithm, device_list, load_components
 from search.evaluator import ArchEvaluator
-from search.objectives import DeviceObjectives
+from search.objectives import DeviceObjectives, latency_values
 from search.operators import gene_layout
 from search.pareto import ParetoArchive, hypervolume, reference_point
 from search.problem import ArchProblem
@@ -244,7 +244,8 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     objs = [DeviceObjectives.build(d, names, constraints) for d in devices]  # validates before loading models
     acfg = cfg.get("algorithm") or "nsga2"
     build_algorithm(acfg)  # a bad algorithm config fails before any model loads
-    comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet)
+    comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet,
+                            need_latency=any(o.needs_latency for o in objs))
     need_mp = any(o.needs_macs_params for o in objs)
     mp_fn = comps.macs_params()
     if need_mp and mp_fn is None:
@@ -449,7 +450,7 @@ def _infeasible(ev: ArchEvaluator, obj: DeviceObjectives, archive: ParetoArchive
     if archive.closest is not None:
         j = archive.closest
         closest = {"arch": str(ev.space.decode(ev.encoded([j]))[0]), "top1": float(ev.top1[j]),
-                   "latency_ms": float(ev.lat[j, ev.device_index(obj.device)]),
+                   "latency_ms": float(latency_values(ev, j, obj.device)),
                    "macs": None if np.isnan(ev.macs[j]) else float(ev.macs[j]),
                    "params": None if np.isnan(ev.params[j]) else float(ev.params[j])}
         message += (f"; closest arch: {closest['arch']} (top1 {closest['top1']:.4f}, "
@@ -472,7 +473,9 @@ def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, to
             continue
         b = res["best"]
         lines.append(f"-- {dev}: front of {res['front_size']} archs, hypervolume {res['hypervolume']:.5g}, "
-                     f"best top-1 {100 * b['top1']:.2f}% at {b['latency_ms']:.2f} ms -> {res['pareto_csv']}")
+                     f"best top-1 {100 * b['top1']:.2f}% at "
+                     + (f"{b['latency_ms']:.2f} ms" if np.isfinite(b["latency_ms"]) else f"{b['macs'] / 1e6:.1f}M MACs")
+                     + f" -> {res['pareto_csv']}")
         lines.append(summary_table(res["front"]))
     print("\n".join(lines))
 
