@@ -4,6 +4,14 @@ Times every distinct block of the supernet's space at each resolution with ONNX 
 subnets end to end for the calibrated model; writes ``latency_tables/<device>/<supernet>/`` (table.csv,
 calibration.csv, meta.yaml). Resumable: rerun the same command after an interruption. Options: see
 ``configs/latency/build.yaml`` (``measure.threads=2``, ``resolutions=[24,32]``, ``restart=true`` ...).
+
+For another machine (a phone, a board, a GPU server), in three stages (:mod:`predictors.latency.stages`)::
+
+    python scripts/build_latency_table.py stage=export supernet=ofa_resnet50 resolutions=[224] bundle=r50 archive=true
+    # copy r50.tar.gz to the device, then there (Python + numpy + onnxruntime only):
+    python measure.py r50.tar.gz --threads 4            # r50/results/timings.csv + fingerprint.json
+    # copy r50/results back, then:
+    python scripts/build_latency_table.py stage=import bundle=r50 device=my_board device_config=configs/device
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from predictors.latency.build import build_latency_table
 from predictors.latency.measure import MeasureSettings
+from predictors.latency.stages import export_bundle, import_timings
 from predictors.latency.table import load_meta
 from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
 
@@ -35,6 +44,13 @@ def measure_settings(cfg: DictConfig, out: Path) -> MeasureSettings:
 
 def build(cfg: DictConfig) -> Path:
     """Importable entry point (tests call it without Hydra)."""
+    stage = cfg.get("stage", "all")
+    if stage == "export":
+        return export(cfg)
+    if stage == "import":
+        return import_(cfg)
+    if stage != "all":
+        raise ValueError(f"stage={stage!r}; expected all (measure here), export or import")
     out = Path(cfg.out_dir) if cfg.get("out_dir") else LATENCY_TABLES_DIR / cfg.device / cfg.supernet
     settings = measure_settings(cfg, out)
     res = list(cfg.resolutions) if cfg.get("resolutions") is not None else None
@@ -46,6 +62,31 @@ def build(cfg: DictConfig) -> Path:
     print(f"latency table for {cfg.supernet} on {cfg.device}: {folder}")
     if not (CONFIG_DIR / "device" / f"{cfg.device}.yaml").is_file():
         print(f"note: add configs/device/{cfg.device}.yaml (name: {cfg.device}, latency: table) to use device={cfg.device}")
+    return folder
+
+
+def export(cfg: DictConfig) -> Path:
+    if not cfg.get("bundle"):
+        raise ValueError("stage=export needs bundle=<folder> (written there; archive=true adds <folder>.tar.gz)")
+    res = list(cfg.resolutions) if cfg.get("resolutions") is not None else None
+    path = export_bundle(cfg.supernet, Path(cfg.bundle), resolutions=res, n_calibration=int(cfg.calibration.n_subnets),
+                         seed=int(cfg.calibration.seed), archive=bool(cfg.get("archive")), progress=bool(cfg.progress))
+    print(f"bundle for {cfg.supernet}: {path}\non the device: python measure.py {path.name} [--threads N] "
+          f"[--provider ...]; then bring back its results/ and run stage=import bundle={cfg.bundle} device=<name>")
+    return path
+
+
+def import_(cfg: DictConfig) -> Path:
+    if not cfg.get("bundle"):
+        raise ValueError("stage=import needs bundle=<folder or .tar.gz> (the exported bundle holding results/)")
+    tables = Path(cfg.out_dir) if cfg.get("out_dir") else LATENCY_TABLES_DIR
+    folder = import_timings(Path(cfg.bundle), cfg.device, tables_dir=tables, results=cfg.get("results"),
+                            device_config=cfg.get("device_config"))
+    print(f"latency table of {cfg.device}: {folder}")
+    if cfg.get("device_config"):
+        print(f"device config written under {cfg.device_config}")
+    else:
+        print(f"note: pass device_config=<folder> (configs/device to register it here) to write {cfg.device}.yaml")
     return folder
 
 

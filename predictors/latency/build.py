@@ -29,6 +29,7 @@ import yaml
 from predictors.latency.export import export_onnx
 from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx
 from predictors.latency.models import TableLatencyModel, fit_calibration
+from predictors.latency.stages import calibration_archs
 from predictors.latency.table import (
     LatencyTable,
     LatencyTableError,
@@ -199,10 +200,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
 
         table = LatencyTable(entries, std=std, count=count, path=folder)
         model = TableLatencyModel(geometry, table, resolutions=res)
-        rng = np.random.default_rng(seed)
-        enc = sp.sample_encoded(rng, n_calibration)
-        enc[:, 0] = rng.choice([sp.resolutions.index(r) for r in res], size=n_calibration)
-        archs = sp.decode(enc)
+        archs = calibration_archs(sp, res, n_calibration, seed)  # the archs stage=export bundles
         have = {row["arch"] for row in calib_rows}
         todo_archs = [a for a in archs if str(a) not in have]
 
