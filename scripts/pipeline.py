@@ -58,8 +58,8 @@ def _opts(argv: list[str] | None) -> dict:
 
 
 def _check_latency_steps(supernet: str, steps: list[str]) -> None:
-    """Host latency tables are built from OFA-MobileNetV3 layer geometry only: refuse, before hours of training,
-    a run whose latency, search or measure step could not work for ``supernet``."""
+    """Host latency tables need the family's measurable layers (supernets/measurable.py): refuse, before hours of
+    training, a run whose latency, search or measure step could not work for ``supernet``."""
     from predictors.latency.devices import table_buildable
     from supernets import list_supernets
 
@@ -68,8 +68,9 @@ def _check_latency_steps(supernet: str, steps: list[str]) -> None:
     needs_latency = [s for s in steps if s in ("latency", "search", "measure")]
     if needs_latency and not table_buildable(supernet):
         raise SystemExit(
-            f"steps {needs_latency} need a host latency table, and those are built for OFA-MobileNetV3 supernets "
-            f"only (e.g. supernet=ofa_mbv3_tiny); for supernet={supernet} run steps=train,dataset,predictor")
+            f"steps {needs_latency} need a host latency table, and those are built only for supernets whose family "
+            f"implements the measurable-layer protocol (e.g. supernet=ofa_mbv3_tiny, ofa_resnet_tiny); for "
+            f"supernet={supernet} run steps=train,dataset,predictor")
 
 
 def train_overrides(supernet: str, train_args: str = "") -> list[str]:

@@ -89,10 +89,19 @@ def test_pipeline_rejects_a_non_integer_option_by_name():
         _pipeline_script()._opts(["n=3OO"])
 
 
-def test_pipeline_refuses_latency_steps_for_a_supernet_without_a_latency_table_up_front():
-    with pytest.raises(SystemExit, match=r"OFA-MobileNetV3 supernets only.*steps=train,dataset,predictor"):
-        _pipeline_script()._opts(["supernet=ofa_resnet_tiny"])
-    assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny", "steps=train,dataset,predictor"])["n"] == 300
+def test_pipeline_refuses_latency_steps_for_a_supernet_without_a_latency_table_up_front(monkeypatch):
+    from predictors.latency.devices import geometry_for
+    from supernets.ofa_resnet import OFAResNet
+
+    assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny"])["supernet"] == "ofa_resnet_tiny"  # it has tables
+    monkeypatch.delattr(OFAResNet, "latency_layers")  # a family without the measurable-layer protocol
+    geometry_for.cache_clear()
+    try:
+        with pytest.raises(SystemExit, match=r"measurable-layer protocol.*steps=train,dataset,predictor"):
+            _pipeline_script()._opts(["supernet=ofa_resnet_tiny"])
+        assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny", "steps=train,dataset,predictor"])["n"] == 300
+    finally:
+        geometry_for.cache_clear()
     with pytest.raises(SystemExit, match="unknown supernet 'nope'"):
         _pipeline_script()._opts(["supernet=nope"])
 
