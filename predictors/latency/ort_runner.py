@@ -97,7 +97,7 @@ def open_bundle(path: Path) -> Path:
     if path.is_dir():
         return path
     if path.name.endswith((".tar.gz", ".tgz")) and path.is_file():
-        dest = path.parent / path.name.split(".t")[0]
+        dest = path.parent / path.name.removesuffix(".tar.gz").removesuffix(".tgz")
         if not (dest / "manifest.json").is_file():
             with tarfile.open(path) as tar:
                 bad = [m.name for m in tar.getmembers() if m.name.startswith(("/", "..")) or ".." in Path(m.name).parts]
