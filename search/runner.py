@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "resume": False,
     "ckpt": None,
+    "data": {"root": None},
     "checkpoint_every": 25,
     "probe": 512,
     "restrict_resolutions": True,
@@ -477,13 +478,29 @@ def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, to
     print("\n".join(lines))
 
 
-def _calibration_batches(comps, n: int) -> list | None:
-    """``n`` training batches of the checkpoint's data (for BN recalibration of exported subnets)."""
-    if n <= 0 or not comps.ckpt_meta or not comps.ckpt_meta.get("data"):
+def _calibration_batches(comps, n: int, data_root: str | None = None) -> list | None:
+    """``n`` training batches to recalibrate exported subnets' BN on: of ``data_root`` (``data.root=``, the user's
+    ``<class>/*`` image folder) when given, else of the checkpoint's own data. A checkpoint converted from OFA's
+    published supernets has no data of its own and needs ``data.root`` (OFA recalibrates every subnet)."""
+    if n <= 0:
         return None
     from supernets.training.data import create_datamodule
 
-    dm = create_datamodule(**dict(comps.ckpt_meta["data"]))
+    meta = comps.ckpt_meta or {}
+    if data_root:
+        r = comps.space.columns[comps.space.group_slices["r"].start].choices if "r" in comps.space.group_names else [224]
+        data_cfg: dict[str, Any] = {"name": "imagefolder", "root": str(data_root), "image_size": int(max(r)),
+                                    "batch_size": 32, "val_fraction": 0.0, "drop_last": False}
+    elif meta.get("data"):
+        data_cfg = dict(meta["data"])
+    elif meta.get("bn_calibration_required"):
+        raise ValueError(f"ckpt={meta.get('converted_from', 'the checkpoint')} holds OFA's published weights, whose "
+                         f"subnets need their BatchNorm recalibrated on your data before export: pass "
+                         f"data.root=<folder with <class>/*.jpg images> (or export.calib_batches=0 to export "
+                         f"without, at a large accuracy loss)")
+    else:
+        return None
+    dm = create_datamodule(**data_cfg)
     dm.setup()
     out = []
     for batch in dm.train_dataloader():
@@ -498,7 +515,8 @@ def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict,
 
     k = int(export_cfg["top_k"])
     weights = f"ckpt {cfg['ckpt']}" if cfg.get("ckpt") else "untrained (no ckpt given)"
-    calib = _calibration_batches(comps, int(export_cfg.get("calib_batches", 10) or 0))
+    calib = _calibration_batches(comps, int(export_cfg.get("calib_batches", 10) or 0),
+                                 (cfg.get("data") or {}).get("root"))
     for dev, res in results.items():
         if res.get("status") != "ok" or "front" not in res:
             continue

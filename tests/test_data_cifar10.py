@@ -169,3 +169,20 @@ def test_a_corrupt_bundled_cifar10_archive_is_refused(tmp_path):
         create_datamodule(name="cifar10_test", root=str(tmp_path)).setup()
     with pytest.raises(ValueError, match=r"n_val=10000 must lie in 1\.\.9999"):
         create_datamodule(name="cifar10_test", n_val=10000).setup()
+
+
+def test_imagefolder_reads_the_users_class_folders_with_a_seeded_held_out_split(tmp_path):
+    from PIL import Image
+
+    for c in ("cats", "dogs", "owls"):
+        (tmp_path / c).mkdir()
+        for i in range(5):
+            Image.new("RGB", (20 + i, 16), (40 * i, 0, 0)).save(tmp_path / c / f"{i}.png")
+    dm = create_datamodule(name="imagefolder", root=str(tmp_path), image_size=32, val_fraction=0.2, batch_size=4)
+    dm.setup()
+    assert dm.num_classes == 3 and len(dm.train_set) == 12 and len(dm.val_set) == 3
+    assert not set(dm.train_set.indices) & set(dm.val_set.indices)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 32, 32) and int(y.max()) <= 2
+    with pytest.raises(FileNotFoundError, match=r"image folder .*nowhere.*<class>"):
+        create_datamodule(name="imagefolder", root=str(tmp_path / "nowhere")).setup()

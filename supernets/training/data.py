@@ -7,7 +7,7 @@ The config dict a module was built from is exactly what a checkpoint stores unde
 
 Modules: ``mnist10k`` (bundled, default), ``digits`` (scikit-learn's bundled 8×8 digits), ``cifar10``
 (local files only: torchvision's binary release or the JPEG layout, folder or archive), ``cifar10_test`` (the
-bundled CIFAR-10 test set, split 8k/2k), ``imagenet`` (ImageFolder) and ``synthetic`` (random tensors for tests).
+bundled CIFAR-10 test set, split 8k/2k), ``imagefolder`` (the user's ``<class>/*`` folder), ``imagenet`` (ImageFolder) and ``synthetic`` (random tensors for tests).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "CIFARTensorDataset",
     "DigitsDataModule",
     "EpochSeededSampler",
+    "ImageFolderDataModule",
     "ImageNetDataModule",
     "MNIST10kDataModule",
     "SupernetDataModule",
@@ -516,10 +517,52 @@ class ImageNetDataModule(SupernetDataModule):
         return train, val
 
 
+class ImageFolderDataModule(SupernetDataModule):
+    """The user's own images as one folder ``root/<class>/*`` (torchvision ``ImageFolder``), split with a fixed
+    seed into train and held-out images: data for fine-tuning, accuracy datasets and BN recalibration of
+    pretrained supernets (OFA's published ones recalibrate every subnet's BatchNorm on the target data).
+    ImageNet-style transforms at ``image_size`` (training: random-resized crop + flip; held-out: resize to
+    ``image_size / 0.875`` + centre crop) and ImageNet's normalisation, which pretrained weights expect."""
+
+    name = "imagefolder"
+    in_chans = 3
+
+    HOW = "pass data.root=<folder> holding one subfolder of images per class (<folder>/<class>/*.jpg)"
+
+    def __init__(self, *, root: str | None = None, image_size: int = 224, val_fraction: float = 0.2,
+                 split_seed: int = 0, resize_scale: float = 0.08, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.root, self.image_size = root, int(image_size)
+        self.val_fraction, self.split_seed, self.resize_scale = float(val_fraction), int(split_seed), float(resize_scale)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction={val_fraction} must lie in [0, 1)")
+        self.num_classes = 0  # known once the folder is read
+
+    def _build(self) -> tuple[Dataset, Dataset]:
+        from torch.utils.data import Subset
+        from torchvision import datasets, transforms
+
+        root = _require_dir(self.root, "image", self.HOW)
+        norm = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        train_tf = transforms.Compose([transforms.RandomResizedCrop(self.image_size, scale=(self.resize_scale, 1.0)),
+                                       transforms.RandomHorizontalFlip(), *norm])
+        val_tf = transforms.Compose([transforms.Resize(round(self.image_size / 0.875)),
+                                     transforms.CenterCrop(self.image_size), *norm])
+        try:
+            train_all = datasets.ImageFolder(str(root), transform=train_tf)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"image folder {root}: {err}; {self.HOW}") from None
+        val_all = datasets.ImageFolder(str(root), transform=val_tf)
+        self.num_classes = len(train_all.classes)
+        n_val = round(len(train_all) * self.val_fraction)
+        tr, va = _seeded_split(len(train_all), n_val, self.split_seed)
+        return Subset(train_all, tr.tolist()), Subset(val_all, (va if n_val else tr).tolist())
+
+
 DATAMODULES: dict[str, type[SupernetDataModule]] = {
     m.name: m
     for m in (MNIST10kDataModule, DigitsDataModule, SyntheticDataModule, CIFAR10DataModule, CIFAR10TestDataModule,
-              ImageNetDataModule)
+              ImageNetDataModule, ImageFolderDataModule)
 }
 
 
