@@ -179,6 +179,7 @@ def test_imagefolder_reads_the_users_class_folders_with_a_seeded_held_out_split(
         for i in range(5):
             Image.new("RGB", (20 + i, 16), (40 * i, 0, 0)).save(tmp_path / c / f"{i}.png")
     dm = create_datamodule(name="imagefolder", root=str(tmp_path), image_size=32, val_fraction=0.2, batch_size=4)
+    assert dm.num_classes == 3  # before setup: the supernet's classifier is sized from it
     dm.setup()
     assert dm.num_classes == 3 and len(dm.train_set) == 12 and len(dm.val_set) == 3
     assert not set(dm.train_set.indices) & set(dm.val_set.indices)

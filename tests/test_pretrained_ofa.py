@@ -4,14 +4,16 @@ over a converted checkpoint exports subnets carrying its weights, BN-recalibrate
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from supernets import create_supernet
-from supernets.pretrained import convert_ofa_checkpoint, convert_ofa_state_dict, identify_ofa_state_dict
+from supernets.pretrained import convert_ofa_state_dict, identify_ofa_state_dict
 from supernets.pretrained.verify import build_ofa_reference, compare_with_ofa, randomise_
 
 pytest.importorskip("ofa", reason="MIT's reference code: pip install ofa --no-deps (.ci/run installs it)")
@@ -28,6 +30,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
+REPO = Path(__file__).resolve().parents[1]
 SWEEPS = {"ofa_mbv3_w10": (64, 96, 128), "ofa_mbv3_w12": (64, 96, 128), "ofa_resnet50": (48, 64)}
 
 
@@ -125,7 +128,10 @@ def test_search_over_a_converted_checkpoint_exports_its_weights_bn_recalibrated_
     src = tmp_path / "ofa_mbv3_d234_e346_k357_w1.2"
     torch.save({"state_dict": ofa_w12_state}, src)
     ckpt = tmp_path / "converted.ckpt"
-    convert_ofa_checkpoint(src, ckpt)
+    spec = importlib.util.spec_from_file_location("convert_script", REPO / "scripts" / "convert_ofa_checkpoint.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main([str(src), str(ckpt)])  # the supernet is picked from the file
     model, meta = load_supernet(ckpt)
     assert meta["supernet"] == "ofa_mbv3_w12" and meta["bn_calibration_required"]
     assert torch.equal(model.first_pw.weight, ofa_w12_state["blocks.0.conv.point_linear.conv.weight"])

@@ -536,7 +536,10 @@ class ImageFolderDataModule(SupernetDataModule):
         self.val_fraction, self.split_seed, self.resize_scale = float(val_fraction), int(split_seed), float(resize_scale)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={val_fraction} must lie in [0, 1)")
-        self.num_classes = 0  # known once the folder is read
+        # The supernet's classifier is sized from this before setup(): count the class folders now (as ImageFolder
+        # will: every subfolder is a class).
+        folder = Path(root).expanduser() if root else None
+        self.num_classes = sum(p.is_dir() for p in folder.iterdir()) if folder and folder.is_dir() else 0
 
     def _build(self) -> tuple[Dataset, Dataset]:
         from torch.utils.data import Subset
