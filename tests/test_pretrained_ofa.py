@@ -109,6 +109,12 @@ def test_pretrained_with_other_num_classes_keeps_a_fresh_classifier(tmp_path, of
     assert "classifier stays untrained" in caplog.text
     assert model.classifier.weight.shape == (10, 1536)
     assert torch.equal(model.conv_head.weight, ofa_w12_state["feature_mix_layer.conv.weight"])
+    # Training from it (train.py +supernet.pretrained=<file>): the checkpoint's kwargs rebuild it without the file.
+    from supernets.training.pipeline import build_supernet
+
+    model, _, kwargs = build_supernet({"name": "ofa_mbv3_w12", "num_classes": 10, "in_chans": 3,
+                                       "pretrained": str(path)})
+    assert "pretrained" not in kwargs and model.pretrained_from == str(path)
 
 
 def _image_folder(root, n_per_class=4, size=40):
