@@ -145,13 +145,9 @@ def test_search_over_a_converted_checkpoint_exports_its_weights_bn_recalibrated_
     cfg = {"ckpt": str(ckpt), "device": "pixel", "algorithm": {"name": "nsga2", "pop_size": 8, "n_gen": 2},
            "probe": 0, "plot": False, "progress": False, "out_dir": str(tmp_path / "out"),
            "export": {"top_k": 1, "onnx": False, "calib_batches": 1}}
-    from search.components import Components
-    from search.runner import _calibration_batches
-
-    comps = Components(supernet_name=meta["supernet"], space=model.space, accuracy=None, latency={},
-                       supernet=model, ckpt_meta=meta)
     with pytest.raises(ValueError, match=r"recalibrated on your data.*data\.root="):
-        _calibration_batches(comps, 1)  # a search without data.root that exports: refused, not exported unfitted
+        run({**cfg, "out_dir": str(tmp_path / "out0")})  # refused before searching, not exported uncalibrated
+    assert not (tmp_path / "out0" / "pixel").exists()
     res = run({**cfg, "data": {"root": str(tmp_path / "images")}})
     rec = res["devices"]["pixel"]["exported"][0]
     payload = torch.load(rec["pt"], weights_only=True)
