@@ -30,17 +30,11 @@ from torch import nn
 
 from supernets import Arch, create_supernet, list_supernets
 from supernets.cpu import tune_malloc
+from supernets.pretrained.verify import OFA_REFERENCE_ARGS
 from supernets.space import SearchSpace
 
 # Our supernets and the reference code's class and arguments for the same space (OFA's ``networks`` module).
-OFA_REFERENCE = {
-    "ofa_mbv3_w10": ("OFAMobileNetV3", {"width_mult": 1.0, "ks_list": [3, 5, 7], "expand_ratio_list": [3, 4, 6],
-                                        "depth_list": [2, 3, 4]}),
-    "ofa_mbv3_w12": ("OFAMobileNetV3", {"width_mult": 1.2, "ks_list": [3, 5, 7], "expand_ratio_list": [3, 4, 6],
-                                        "depth_list": [2, 3, 4]}),
-    "ofa_resnet50": ("OFAResNets", {"depth_list": [0, 1, 2], "expand_ratio_list": [0.2, 0.25, 0.35],
-                                    "width_mult_list": [0.65, 0.8, 1.0]}),
-}
+OFA_REFERENCE = OFA_REFERENCE_ARGS
 
 
 class Elastic(NamedTuple):

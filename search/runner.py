@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "resume": False,
     "ckpt": None,
+    "data": {"root": None},
     "checkpoint_every": 25,
     "probe": 512,
     "restrict_resolutions": True,
@@ -246,6 +247,9 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     build_algorithm(acfg)  # a bad algorithm config fails before any model loads
     comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet,
                             need_latency=any(o.needs_latency for o in objs))
+    export_cfg = dict(cfg.get("export") or {})
+    if int(export_cfg.get("top_k") or 0) > 0:  # an export that would be refused fails before the search
+        _calibration_data(comps, int(export_cfg.get("calib_batches", 10) or 0), (cfg.get("data") or {}).get("root"))
     need_mp = any(o.needs_macs_params for o in objs)
     mp_fn = comps.macs_params()
     if need_mp and mp_fn is None:
@@ -366,7 +370,6 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
                     "best": df.loc[df["top1"].idxmax()].to_dict()})
     total = time.perf_counter() - t_start
     _print_summary(results, ev, comps.supernet_name, total, t_search)
-    export_cfg = dict(cfg.get("export") or {})
     if int(export_cfg.get("top_k") or 0) > 0:
         _export(results, comps, ev, export_cfg, out, cfg)
     return {"out_dir": str(out), "devices": results, "n_evaluated": ev.n, "time_s": total}
@@ -480,13 +483,36 @@ def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, to
     print("\n".join(lines))
 
 
-def _calibration_batches(comps, n: int) -> list | None:
-    """``n`` training batches of the checkpoint's data (for BN recalibration of exported subnets)."""
-    if n <= 0 or not comps.ckpt_meta or not comps.ckpt_meta.get("data"):
+def _calibration_data(comps, n: int, data_root: str | None = None) -> dict[str, Any] | None:
+    """The data config to recalibrate exported subnets' BN on: ``data_root`` (``data.root=``, the user's
+    ``<class>/*`` image folder) when given, else the checkpoint's own data; None when there is none (or ``n`` is 0).
+    A checkpoint converted from OFA's published supernets has no data of its own and needs ``data.root`` (OFA
+    recalibrates every subnet before deploying it): refused without."""
+    if n <= 0:
+        return None
+    meta = comps.ckpt_meta or {}
+    if data_root:
+        r = comps.space.columns[comps.space.group_slices["r"].start].choices if "r" in comps.space.group_names else [224]
+        return {"name": "imagefolder", "root": str(data_root), "image_size": int(max(r)), "batch_size": 32,
+                "val_fraction": 0.0, "drop_last": False}
+    if meta.get("data"):
+        return dict(meta["data"])
+    if meta.get("bn_calibration_required"):
+        raise ValueError(f"ckpt={meta.get('converted_from', 'the checkpoint')} holds OFA's published weights, whose "
+                         f"subnets need their BatchNorm recalibrated on your data before export: pass "
+                         f"data.root=<folder with <class>/*.jpg images> (or export.calib_batches=0 to export "
+                         f"without, at a large accuracy loss)")
+    return None
+
+
+def _calibration_batches(comps, n: int, data_root: str | None = None) -> list | None:
+    """``n`` training batches of :func:`_calibration_data` (for BN recalibration of exported subnets)."""
+    data_cfg = _calibration_data(comps, n, data_root)
+    if data_cfg is None:
         return None
     from supernets.training.data import create_datamodule
 
-    dm = create_datamodule(**dict(comps.ckpt_meta["data"]))
+    dm = create_datamodule(**data_cfg)
     dm.setup()
     out = []
     for batch in dm.train_dataloader():
@@ -501,7 +527,8 @@ def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict,
 
     k = int(export_cfg["top_k"])
     weights = f"ckpt {cfg['ckpt']}" if cfg.get("ckpt") else "untrained (no ckpt given)"
-    calib = _calibration_batches(comps, int(export_cfg.get("calib_batches", 10) or 0))
+    calib = _calibration_batches(comps, int(export_cfg.get("calib_batches", 10) or 0),
+                                 (cfg.get("data") or {}).get("root"))
     for dev, res in results.items():
         if res.get("status") != "ok" or "front" not in res:
             continue

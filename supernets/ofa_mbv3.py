@@ -333,6 +333,14 @@ def _build_ofa(width_mult: float, *, num_classes: int = 1000, in_chans: int = 3,
     return OFAMobileNetV3(config, space)
 
 
+def _pretrained(model: OFAMobileNetV3, pretrained: str | None, name: str) -> OFAMobileNetV3:
+    if pretrained is None:
+        return model
+    from supernets.pretrained import load_ofa_pretrained  # imports this module
+
+    return load_ofa_pretrained(model, pretrained, name=name)
+
+
 #: ofa_mbv3_tiny: stem, first block, 3 elastic stages, final expand, feature mix; stem stride 1 for 24-32 px.
 TINY_WIDTHS = (16, 16, 24, 40, 64, 192, 256)
 TINY_STRIDES = (2, 2, 2)
@@ -343,15 +351,17 @@ TINY_RESOLUTIONS = (24, 28, 32)
 
 # ---------------------------------------------------------------------------------- registered
 @register_supernet
-def ofa_mbv3_w10(**kwargs) -> OFAMobileNetV3:
-    """OFA-MobileNetV3 w1.0 (7.67 M params max, 1000 classes); kwargs: num_classes, in_chans, resolutions."""
-    return _build_ofa(1.0, **kwargs)
+def ofa_mbv3_w10(*, pretrained: str | None = None, **kwargs) -> OFAMobileNetV3:
+    """OFA-MobileNetV3 w1.0 (7.67 M params max, 1000 classes); kwargs: num_classes, in_chans, resolutions.
+    ``pretrained``: MIT's published ``ofa_mbv3_d234_e346_k357_w1.0`` file (:mod:`supernets.pretrained`)."""
+    return _pretrained(_build_ofa(1.0, **kwargs), pretrained, "ofa_mbv3_w10")
 
 
 @register_supernet
-def ofa_mbv3_w12(**kwargs) -> OFAMobileNetV3:
-    """OFA-MobileNetV3 w1.2 (stem 24, stages 32/48/96/136/192, head 1152 -> 1536)."""
-    return _build_ofa(1.2, **kwargs)
+def ofa_mbv3_w12(*, pretrained: str | None = None, **kwargs) -> OFAMobileNetV3:
+    """OFA-MobileNetV3 w1.2 (stem 24, stages 32/48/96/136/192, head 1152 -> 1536); ``pretrained``: MIT's
+    published ``ofa_mbv3_d234_e346_k357_w1.2`` file."""
+    return _pretrained(_build_ofa(1.2, **kwargs), pretrained, "ofa_mbv3_w12")
 
 
 @register_supernet

@@ -311,10 +311,16 @@ def _space(name: str, resolutions: Sequence[int] | None, **kwargs: Any) -> ResNe
 # ------------------------------------------------------------------------------------ entry points
 @register_supernet
 def ofa_resnet50(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.0,
-                 resolutions: Sequence[int] | None = None) -> OFAResNet:
-    """OFA-ResNet50: base depths 2/2/4/2 (+0–2), expand 0.2/0.25/0.35, width ×0.65/0.8/1.0, 128–224 px."""
-    return OFAResNet(_space("ofa_resnet", resolutions), num_classes=num_classes, in_chans=in_chans,
-                     dropout=dropout)
+                 resolutions: Sequence[int] | None = None, pretrained: str | None = None) -> OFAResNet:
+    """OFA-ResNet50: base depths 2/2/4/2 (+0–2), expand 0.2/0.25/0.35, width ×0.65/0.8/1.0, 128–224 px.
+    ``pretrained``: MIT's published ``ofa_resnet50_d=0+1+2_e=0.2+0.25+0.35_w=0.65+0.8+1.0`` file."""
+    model = OFAResNet(_space("ofa_resnet", resolutions), num_classes=num_classes, in_chans=in_chans,
+                      dropout=dropout)
+    if pretrained is None:
+        return model
+    from supernets.pretrained import load_ofa_pretrained  # imports this module
+
+    return load_ofa_pretrained(model, pretrained, name="ofa_resnet50")
 
 
 @register_supernet

@@ -47,7 +47,11 @@ def build_supernet(supernet_cfg: Mapping[str, Any], datamodule: Any | None = Non
                              f"({key}={getattr(datamodule, key)}); set supernet.{key}=null to follow the data")
     if "resolutions" in kwargs and kwargs["resolutions"] is not None:
         kwargs["resolutions"] = [int(r) for r in kwargs["resolutions"]]
-    return create_supernet(name, **kwargs), name, kwargs
+    model = create_supernet(name, **kwargs)
+    # Pretrained weights (create_supernet(..., pretrained=<file>)) are the starting point only: checkpoints hold the
+    # trained weights, so the kwargs they record must rebuild the supernet without needing that file again.
+    kwargs.pop("pretrained", None)
+    return model, name, kwargs
 
 
 def _instantiate_all(group: Any) -> list[Any]:
