@@ -25,7 +25,8 @@ from torch import nn
 from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
 from supernets.space import Arch
-from supernets.training.checkpoint import CKPT_KEY
+from supernets.training.callbacks import raise_diverged
+from supernets.training.checkpoint import CKPT_KEY, resume_differences
 from supernets.training.distillation import get_distill_loss
 from supernets.training.samplers import StepPlan
 from supernets.training.schedule import Phase, Schedule
@@ -198,6 +199,8 @@ class SupernetModule(L.LightningModule):
                 soft = logits.detach()
             total = total + loss
         n = len(plan.archs)
+        if not torch.isfinite(total):
+            raise_diverged(self, float(total.detach()), batch_idx)
         self.log("train/loss", total.detach() / n, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         self.log("train/phase", float(self.phase_index), on_step=True, on_epoch=False, batch_size=len(y))
         return total
@@ -333,5 +336,10 @@ class SupernetModule(L.LightningModule):
             raise ValueError(f"checkpoint was written by a schedule with phases {meta['phase']['phases']}, this run "
                              f"has {[p.name for p in self.schedule.phases]}; resume with the same schedule, or "
                              f"start a phase from it with init_from=<ckpt> instead of ckpt_path")
+        differ = resume_differences(meta, self.meta)
+        if differ:
+            raise ValueError(f"checkpoint was written by a run with other settings that change the result "
+                             f"({'; '.join(differ)}): resume with the checkpoint's settings, or start a new run "
+                             f"(init_from=<ckpt> starts from its weights with the new settings)")
         self.entered_phase = int(meta.get("phase", {}).get("entered", -1))
         self.phase_results = dict(meta.get("phase_results", {}))
