@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard, shard_path
 from predictors.accuracy.dataset import meta_path, read_dataset
+from predictors.accuracy.workers import die_with_parent
 from supernets.paths import CONFIG_DIR
 
 
@@ -74,7 +75,9 @@ def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
         print(f"{out} holds a build started in one process (jobs=1): continuing it in this process")
         return _build(cfg, out, "0/1", progress=True)
     print(f"evaluating {cfg.n} archs in {jobs} processes (shards i/{jobs}; a rerun resumes each)", flush=True)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    # workers die with this process: orphans would keep writing the shards the rerun resumes
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         plain = OmegaConf.to_container(cfg, resolve=True)
         futures = [pool.submit(_build_job, plain, out, f"{i}/{jobs}", i == 0) for i in range(jobs)]
         for fut in futures:
