@@ -69,3 +69,24 @@ def test_resuming_a_build_with_other_measurement_settings_is_refused_naming_the_
         script.build(_cfg(device="mine", out_dir=str(tmp_path), **{f"measure.{key}": value}))
     with pytest.raises(AssertionError, match="started measuring"):  # restart=true discards the rows: allowed
         script.build(_cfg(device="mine", out_dir=str(tmp_path), restart=True, **{f"measure.{key}": value}))
+
+
+@pytest.mark.parametrize("calib,message", [
+    ({"a": float("nan"), "b": 0.0, "c": 0.0}, r"calibration needs finite a, b, c with a > 0 .*got a=nan"),
+    ({"a": -1.0, "b": 0.0, "c": 0.0}, r"calibration needs finite a, b, c with a > 0 .*got a=-1.0"),
+    ({"a": 1.0, "b": 0.0, "c": -1000.0}, r"predicts -\d+.* ms for some smallest/largest arch"),
+])
+def test_a_calibration_giving_nan_or_negative_latencies_is_refused(tmp_path, calib, message):
+    import shutil
+
+    from predictors.latency.devices import load_latency_model
+
+    src = LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny"
+    shutil.copytree(src, tmp_path / "host_cpu" / "ofa_mbv3_tiny")
+    load_latency_model("host_cpu", "ofa_mbv3_tiny", tables_dir=tmp_path)  # the shipped calibration loads
+    meta_file = tmp_path / "host_cpu" / "ofa_mbv3_tiny" / "meta.yaml"
+    meta = yaml.safe_load(meta_file.read_text())
+    meta["calibration"].update(calib)
+    meta_file.write_text(yaml.safe_dump(meta))
+    with pytest.raises(LatencyTableError, match=message):
+        load_latency_model("host_cpu", "ofa_mbv3_tiny", tables_dir=tmp_path)
