@@ -50,6 +50,8 @@ def create_supernet(name: str, **kwargs) -> Supernet:
     try:
         model = _REGISTRY[name](**kwargs)
     except TypeError as e:  # an option the family does not take: name it instead of a constructor's traceback
+        if "unexpected keyword argument" not in str(e):
+            raise
         raise ValueError(f"supernet {name!r}: {e}; see configs/supernet/{name}.yaml for its options") from None
     model.name = name
     return model

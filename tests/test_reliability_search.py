@@ -77,3 +77,10 @@ def test_an_out_dir_with_a_comma_or_that_cannot_be_written_is_refused_before_the
     with pytest.raises(ValueError, match=r"out_dir=.*file/out is not a writable folder"):
         search.run(cfg(tmp_path / "file" / "out", algorithm=SMALL), **m)
     assert m["accuracy"].rows == 0  # refused before the first prediction, not after the search
+
+
+def test_a_supernet_config_that_takes_its_classes_from_data_asks_for_a_ckpt(compose_config, tmp_path):
+    cfg = compose_config("search", ["supernet=ofa_mbv3_tiny", f"out_dir={tmp_path}"])  # no ckpt=: used to be a TypeError
+    with pytest.raises(ValueError, match=r"supernet=ofa_mbv3_tiny takes num_classes and in_chans from its training "
+                                         r"data .*pass ckpt=<a checkpoint of train.py>"):
+        search.run(cfg)
