@@ -17,7 +17,8 @@ import torch
 from supernets.base import Supernet
 from supernets.registry import create_supernet
 
-__all__ = ["CKPT_KEY", "load_checkpoint", "load_supernet", "resume_differences", "supernet_state_dict"]
+__all__ = ["CKPT_KEY", "load_checkpoint", "load_supernet", "mid_epoch_batches", "resume_differences",
+           "supernet_state_dict"]
 
 CKPT_KEY = "oncenas"
 _PREFIX = "supernet."
@@ -69,6 +70,17 @@ def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
         if key in saved and key in now:  # a checkpoint written before a key was recorded is checked on the rest
             cmp("supernet" if key == "supernet_kwargs" else key, saved[key], now[key], free)
     return out
+
+
+def mid_epoch_batches(checkpoint: dict[str, Any]) -> int:
+    """Batches of an unfinished epoch a checkpoint was written after (0 at an epoch's end or start): Lightning's own
+    loop state says whether the epoch finished, the oncenas metadata how many batches it had trained on."""
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epochs = (loop.get("epoch_progress") or {}).get("current") or {}
+    started, processed = int(epochs.get("started", 0)), int(epochs.get("processed", 0))
+    if started <= processed:  # the epoch of this checkpoint was completed (or not begun)
+        return 0
+    return int((checkpoint.get(CKPT_KEY) or {}).get("batches_in_epoch", 0))
 
 
 def supernet_state_dict(ckpt: dict[str, Any], prefix: str = _PREFIX) -> dict[str, torch.Tensor]:

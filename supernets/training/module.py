@@ -26,7 +26,7 @@ from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
 from supernets.space import Arch
 from supernets.training.callbacks import raise_diverged
-from supernets.training.checkpoint import CKPT_KEY, resume_differences
+from supernets.training.checkpoint import CKPT_KEY, mid_epoch_batches, resume_differences
 from supernets.training.distillation import get_distill_loss
 from supernets.training.samplers import StepPlan
 from supernets.training.schedule import Phase, Schedule
@@ -179,6 +179,7 @@ class SupernetModule(L.LightningModule):
         # Dropout draws from torch's global generator: re-seed it per step so a resumed run matches.
         torch.manual_seed(int(np.random.default_rng([self.seed, int(self.global_step), 1]).integers(2**62)))
         x, y = batch
+        self.batches_in_epoch = batch_idx + 1  # recorded in a checkpoint written after this batch
         cache: dict[int, torch.Tensor] = {}
         teacher_logits: dict[int, torch.Tensor] = {}
         soft: torch.Tensor | None = None
@@ -279,6 +280,7 @@ class SupernetModule(L.LightningModule):
         if self._val is None:
             return
         x, y = batch
+        self.batches_in_epoch = batch_idx + 1  # recorded in a checkpoint written after this batch
         cache: dict[int, torch.Tensor] = {}
         for k, (_, arch, bn) in enumerate(self._val["subnets"]):
             self.supernet.load_state_dict(bn, strict=False)
@@ -319,6 +321,9 @@ class SupernetModule(L.LightningModule):
             "sampler": {**phase.sampler.state(), "seed": self.seed},
             "teacher_ready": bool(self.teacher_ready),
             "phase_results": self.phase_results,
+            # batches of the current epoch trained on; a checkpoint written mid-epoch (every N steps) resumes after
+            # them, with the same data order (EpochSeededSampler), subnets (a function of the step) and dropout
+            "batches_in_epoch": int(getattr(self, "batches_in_epoch", 0)),
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -342,4 +347,5 @@ class SupernetModule(L.LightningModule):
                              f"({'; '.join(differ)}): resume with the checkpoint's settings, or start a new run "
                              f"(init_from=<ckpt> starts from its weights with the new settings)")
         self.entered_phase = int(meta.get("phase", {}).get("entered", -1))
+        self.resume_batches = mid_epoch_batches(checkpoint)
         self.phase_results = dict(meta.get("phase_results", {}))
