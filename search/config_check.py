@@ -11,7 +11,7 @@ from typing import Any
 
 from supernets.config_checks import ConfigError, check_float, check_int, reject_comma
 
-__all__ = ["check_search_config", "check_devices"]
+__all__ = ["check_devices", "check_search_config"]
 
 #: algorithm keys that count things: (minimum, key)
 _ALGO_INTS = {"pop_size": 2, "n_gen": 0, "n_trials": 1, "batch_size": 1, "n_workers": 1, "refill_rounds": 0,
