@@ -114,6 +114,10 @@ class SupernetModule(L.LightningModule):
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
 
+    def on_train_start(self) -> None:
+        # the train loader has read it (SupernetDataModule.train_dataloader): a reloaded loader starts epochs whole
+        self.resume_batches = 0
+
     def on_train_epoch_start(self) -> None:
         self._check_step_matches_epoch()
         i = self.phase_index
