@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import search
+import supernets
 from search.state import LOCK_FILE, STATE_FILE, load_state
 from tests.test_search import cfg, models, tiny  # noqa: F401 - tiny is a fixture
 
@@ -84,3 +85,20 @@ def test_a_supernet_config_that_takes_its_classes_from_data_asks_for_a_ckpt(comp
     with pytest.raises(ValueError, match=r"supernet=ofa_mbv3_tiny takes num_classes and in_chans from its training "
                                          r"data .*pass ckpt=<a checkpoint of train.py>"):
         search.run(cfg)
+
+
+def test_export_refuses_a_subnet_whose_onnx_output_is_not_finite(tmp_path):
+    import copy
+
+    import torch
+
+    from search.export import export_subnets
+
+    net = copy.deepcopy(supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=1))
+    with torch.no_grad():
+        next(iter(net.parameters())).fill_(float("nan"))  # what a diverged checkpoint holds
+    arch = net.space.min_arch()
+    with pytest.raises(ValueError, match=rf"export of subnet {arch} refused: ONNX Runtime and PyTorch outputs differ "
+                                         r"by nan .*tolerance 0.001 \(non-finite outputs"):
+        export_subnets(net, [arch], tmp_path / "export", in_chans=1)
+    assert not list((tmp_path / "export").iterdir())  # nothing left that looks exported
