@@ -63,3 +63,14 @@ def test_a_truncated_checkpoint_is_named_with_what_to_do(compose_config, tmp_pat
 def test_bad_supernet_options_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         supernets.create_supernet("ofa_mbv3_tiny", **kwargs)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.batch_size=0", r"data.batch_size must be an integer >= 1, got 0"),
+    ("data.num_workers=-1", r"data.num_workers must be an integer >= 0, got -1"),
+    ("threads=0", r"threads must be an integer >= 1, got 0"),
+    ("seed=-1", r"seed must be an integer >= 0, got -1"),
+])
+def test_bad_training_options_are_named_before_training(compose_config, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        train(_cfg(compose_config, tmp_path, override))

@@ -86,10 +86,12 @@ class SupernetDataModule(L.LightningDataModule):
         super().__init__()
         if unused:
             raise TypeError(f"data module {self.name!r} got unknown options {sorted(unused)}")
-        self.batch_size = int(batch_size)
-        self.val_batch_size = int(val_batch_size or batch_size)
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
+        from supernets.config_checks import check_int
+
+        self.batch_size = check_int("data.batch_size", batch_size, min=1)
+        self.val_batch_size = check_int("data.val_batch_size", val_batch_size or batch_size, min=1)
+        self.num_workers = check_int("data.num_workers", num_workers, min=0)
+        self.seed = check_int("data.seed", seed, min=0)
         self.pin_memory = bool(pin_memory)
         self.drop_last = bool(drop_last)
         self.train_set: Dataset | None = None

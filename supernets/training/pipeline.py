@@ -84,8 +84,8 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     seed = check_int("seed", cfg.get("seed", 0), min=0)
     L.seed_everything(seed, workers=True)
     tune_malloc()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    if cfg.get("threads") is not None:
+        torch.set_num_threads(check_int("threads", cfg.threads, min=1))
 
     data_cfg = _plain(cfg.data)
     dm = create_datamodule(**data_cfg)
