@@ -21,10 +21,34 @@ from omegaconf import DictConfig, OmegaConf
 
 from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard, shard_path
 from predictors.accuracy.dataset import meta_path, read_dataset
+from predictors.accuracy.workers import die_with_parent
 from supernets.paths import CONFIG_DIR
 
 
+def check_options(cfg: DictConfig) -> None:
+    """Every option by name, before the checkpoint loads (``limit=-3`` or ``jobs=0`` used to run on)."""
+    import torch
+
+    from supernets.config_checks import ConfigError, check_int, reject_comma
+
+    check_int("n", cfg.n, min=1)
+    check_int("seed", cfg.seed, min=0)
+    check_int("jobs", cfg.jobs, min=1, allow_none=True)
+    check_int("limit", cfg.limit, min=1, allow_none=True)
+    check_int("calib_batches", cfg.calib_batches, min=0)
+    check_int("eval_batches", cfg.eval_batches, min=1, allow_none=True)
+    check_int("batch_size", cfg.batch_size, min=1, allow_none=True)
+    check_int("threads", cfg.threads, min=1, allow_none=True)
+    if cfg.out:
+        reject_comma("out", cfg.out)
+    try:
+        torch.device(str(cfg.device))
+    except RuntimeError:
+        raise ConfigError(f"device={cfg.device!r} is not a torch device; use cpu, cuda or cuda:<i>") from None
+
+
 def run(cfg: DictConfig) -> Path:
+    check_options(cfg)
     if cfg.merge:
         if not cfg.out:
             raise ValueError("merge=true needs out=<dataset.csv> (the path the shards were written beside)")
@@ -74,7 +98,9 @@ def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
         print(f"{out} holds a build started in one process (jobs=1): continuing it in this process")
         return _build(cfg, out, "0/1", progress=True)
     print(f"evaluating {cfg.n} archs in {jobs} processes (shards i/{jobs}; a rerun resumes each)", flush=True)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+    # workers die with this process: orphans would keep writing the shards the rerun resumes
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         plain = OmegaConf.to_container(cfg, resolve=True)
         futures = [pool.submit(_build_job, plain, out, f"{i}/{jobs}", i == 0) for i in range(jobs)]
         for fut in futures:
@@ -86,7 +112,9 @@ def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
     return merged
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="build_accuracy_dataset")
+# configs/scripts/: a folder without config groups, so that `device=cpu` sets this script's torch device instead
+# of selecting a latency device from configs/device/ ("Could not override 'device'")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR / "scripts"), config_name="build_accuracy_dataset")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -24,6 +24,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from predictors.latency.build import build_latency_table
+from predictors.latency.build_guard import check_build_target
 from predictors.latency.measure import MeasureSettings
 from predictors.latency.stages import export_bundle, import_timings
 from predictors.latency.table import load_meta
@@ -53,6 +54,8 @@ def build(cfg: DictConfig) -> Path:
         raise ValueError(f"stage={stage!r}; expected all (measure here), export or import")
     out = Path(cfg.out_dir) if cfg.get("out_dir") else LATENCY_TABLES_DIR / cfg.device / cfg.supernet
     settings = measure_settings(cfg, out)
+    check_build_target(cfg.supernet, cfg.device, out, settings, restart=bool(cfg.restart), tables_dir=LATENCY_TABLES_DIR,
+                       device_dir=CONFIG_DIR / "device", out_given=bool(cfg.get("out_dir")))
     res = list(cfg.resolutions) if cfg.get("resolutions") is not None else None
     folder = build_latency_table(
         cfg.supernet, out, device=cfg.device, settings=settings, resolutions=res,

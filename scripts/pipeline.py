@@ -50,6 +50,9 @@ def _opts(argv: list[str] | None) -> dict:
                 raise SystemExit(f"option {k} must be an integer, got {v!r} (e.g. {k}={o[k]})") from None
         else:
             o[k] = v
+    if "," in o["out"]:  # every step's command line passes out on as Hydra overrides, which read a,b as a list
+        raise SystemExit(f"out={o['out']} contains a comma, which Hydra command lines read as a list; pick a path "
+                         f"without commas")
     bad = [s for s in o["steps"].split(",") if s not in STEPS]
     if bad:
         raise SystemExit(f"unknown step {bad[0]!r}; steps: {list(STEPS)}")
@@ -89,18 +92,43 @@ def _run(cmd: list[str]) -> None:
     print(f"  ({time.perf_counter() - t:.0f} s)", flush=True)
 
 
+#: the options each step's result depends on, its own and its inputs' (a changed one reruns it and what follows)
+STEP_OPTIONS = {"train": ("supernet", "train_args"), "dataset": ("supernet", "train_args", "n"),
+                "predictor": ("supernet", "train_args", "n", "predictor"), "latency": ("supernet",),
+                "search": ("supernet", "train_args", "n", "predictor", "top_k", "search_args")}
+_OPTS: dict = {}  # this run's options (set by main)
+
+
 def _done(out: Path, step: str) -> bool:
-    return (out / f"{step}.done").is_file()
+    """Finished with this run's options; a step finished with others (``predictor=mlp`` after ``predictor=ridge``)
+    is not done: it reruns, and so do the steps that depend on it."""
+    path = out / f"{step}.done"
+    if not path.is_file():
+        return False
+    want = {k: _OPTS.get(k) for k in STEP_OPTIONS.get(step, ())}
+    had = json.loads(path.read_text()).get("options")
+    if had != want:
+        print(f"{step}: finished with other options ({had} -> {want}): running it again", flush=True)
+        return False
+    return True
 
 
 def _mark(out: Path, step: str, info: dict) -> None:
+    info = {**info, "options": {k: _OPTS.get(k) for k in STEP_OPTIONS.get(step, ())}}
     tmp = out / f".{step}.done.tmp"
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, out / f"{step}.done")
 
 
+def _rerun(out: Path, step: str) -> bool:
+    """Whether ``step`` ran before with other options: its outputs are replaced instead of resumed."""
+    return (out / f"{step}.done").is_file()
+
+
 def main(argv: list[str] | None = None) -> None:
     o = _opts(argv)
+    _OPTS.clear()
+    _OPTS.update(o)
     out = Path(o["out"]).resolve()
     out.mkdir(parents=True, exist_ok=True)
     steps = o["steps"].split(",")
@@ -113,12 +141,15 @@ def main(argv: list[str] | None = None) -> None:
 
     if "train" in steps and not _done(out, "train"):
         cmd = [py, "train.py", *train_overrides(o["supernet"], o["train_args"]), f"hydra.run.dir={out / 'train'}"]
-        if ckpt.is_file():
+        if ckpt.is_file() and not _rerun(out, "train"):
             cmd.append(f"ckpt_path={ckpt}")  # resume mid-phase
         _run(cmd)
         _mark(out, "train", {"ckpt": str(ckpt)})
     if "dataset" in steps and not _done(out, "dataset"):
         _need(ckpt, "train")
+        if _rerun(out, "dataset"):  # another plan or checkpoint: the builder refuses to append to the old rows
+            for f in out.glob("accuracy*"):
+                f.unlink()
         _run([py, "scripts/build_accuracy_dataset.py", f"ckpt={ckpt}", f"n={o['n']}", f"out={dataset}",
               f"hydra.run.dir={out / 'dataset'}"])
         _mark(out, "dataset", {"dataset": str(dataset)})
@@ -141,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         _need(ckpt, "train")
         _need(predictor, "predictor")
         _run([py, "search.py", "device=host_cpu", f"supernet={o['supernet']}", f"ckpt={ckpt}",
-              f"predictor_path={predictor}", f"export.top_k={o['top_k']}", "resume=true",
+              f"predictor_path={predictor}", f"export.top_k={o['top_k']}",
+              "overwrite=true" if _rerun(out, "search") else "resume=true",
               f"hydra.run.dir={search_dir}", *o["search_args"].split()])
         _mark(out, "search", {"search": str(search_dir)})
     if "measure" in steps:

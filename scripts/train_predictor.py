@@ -21,10 +21,22 @@ from supernets.paths import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train_predictor")
 def main(cfg: DictConfig) -> dict[str, Any]:
-    out = cfg.out or Path(HydraConfig.get().runtime.output_dir) / "predictor.pth"
+    return run(cfg, cfg.out or Path(HydraConfig.get().runtime.output_dir) / "predictor.pth")
+
+
+def run(cfg: DictConfig, out: str | Path) -> dict[str, Any]:
+    """The script without Hydra's run directory (tests compose the config and call this)."""
+    from supernets.config_checks import check_int, reject_comma
+
+    check_int("folds", cfg.folds, min=2)  # one fold has nothing to validate on
+    check_int("seed", cfg.seed, min=0)
+    reject_comma("out", out)
     spec = OmegaConf.to_container(cfg.predictor, resolve=True)
     assert isinstance(spec, dict)
-    return train_predictor(cfg.dataset, spec, out, folds=cfg.folds, seed=cfg.seed, supernet=cfg.supernet,
+    supernet = cfg.get("supernet")
+    if isinstance(supernet, DictConfig):  # supernet=<name> selected configs/supernet/<name>.yaml
+        supernet = supernet.name
+    return train_predictor(cfg.dataset, spec, out, folds=cfg.folds, seed=cfg.seed, supernet=supernet,
                            overwrite=cfg.overwrite)
 
 

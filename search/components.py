@@ -89,6 +89,11 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
         name, kwargs = supernet_spec(cfg.get("supernet", "ofa_mbv3_w12"))
         if not supernets.is_supernet(name):
             raise ValueError(f"unknown supernet {name!r}; registered supernets: {list_supernets()}")
+        unset = [k for k in ("num_classes", "in_chans") if k in kwargs and kwargs[k] is None]
+        if unset:  # null in configs/supernet/<name>.yaml: "from the training data", which a search has not
+            raise ValueError(f"supernet={name} takes {' and '.join(unset)} from its training data (null in "
+                             f"configs/supernet/{name}.yaml): pass ckpt=<a checkpoint of train.py> to search the "
+                             f"trained supernet, or set " + " ".join(f"supernet.{k}=<n>" for k in unset))
         supernet = supernets.create_supernet(name, **kwargs)
     name = getattr(supernet, "name", None) or supernet_spec(cfg.get("supernet"))[0]
     space = supernet.space

@@ -17,6 +17,9 @@ __all__ = ["choose_spread", "export_subnets"]
 
 log = logging.getLogger(__name__)
 
+#: max |ORT - torch| on a subnet's logits: float32 reorderings stay near 1e-5; a wrong graph is far above
+ONNX_ATOL = 1e-3
+
 
 def choose_spread(n: int, k: int) -> np.ndarray:
     """``k`` indices spread evenly over a front of ``n`` points sorted by latency (both ends included)."""
@@ -37,12 +40,16 @@ def resize_to(x, r: int):
 
 def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx: bool = True,
                    in_chans: int | None = None, weights: str = "untrained",
-                   calib: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+                   calib: Sequence[Any] | None = None, onnx_atol: float = ONNX_ATOL) -> list[dict[str, Any]]:
     """Export each arch as ``<i>_r<r>.pt`` (+ ``.onnx``) in ``out_dir``; returns one record per arch.
 
     ``calib``: input batches (e.g. the checkpoint's training data) to recalibrate each static subnet's
     BatchNorm statistics on, at the subnet's resolution, before saving (OFA's step before deploying a
-    subnet: the supernet's running statistics belong to no particular subnet)."""
+    subnet: the supernet's running statistics belong to no particular subnet).
+
+    An ONNX model whose ONNX Runtime output differs from PyTorch's by more than ``onnx_atol`` (absolute, on
+    the logits of a random input), or is not finite, is refused: its files are removed and a ``ValueError``
+    names the arch."""
     import torch
 
     if supernet is None:
@@ -75,7 +82,14 @@ def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx:
 
                 path = out_dir / f"{stem}.onnx"
                 rec["onnx"] = str(path)
-                rec["onnx_max_abs_diff"] = float(export_onnx(sub, (1, in_chans, arch.r, arch.r), path))
+                rec["onnx_max_abs_diff"] = diff = float(export_onnx(sub, (1, in_chans, arch.r, arch.r), path))
+                if not np.isfinite(diff) or diff > onnx_atol:
+                    path.unlink(missing_ok=True)
+                    pt.unlink(missing_ok=True)
+                    why = ("non-finite outputs: the weights hold NaN/inf (a diverged checkpoint?)"
+                           if not np.isfinite(diff) else "ONNX Runtime computes another function than PyTorch")
+                    raise ValueError(f"export of subnet {arch} refused: ONNX Runtime and PyTorch outputs differ by "
+                                     f"{diff} (max abs), tolerance {onnx_atol:g} ({why})")
             records.append(rec)
     finally:
         supernet.train(was_training)

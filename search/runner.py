@@ -22,13 +22,14 @@ from predictors.base import ArchModel
 from search.algorithms.base import SearchAlgorithm, SearchContext
 from search.algorithms.optuna_search import space_choices
 from search.components import build_algorithm, device_list, load_components
+from search.config_check import check_devices, check_search_config
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives, latency_values
 from search.operators import gene_layout
 from search.pareto import ParetoArchive, hypervolume, reference_point
 from search.problem import ArchProblem
 from search.report import published_reference, summary_table, write_device_outputs
-from search.state import STATE_FILE, load_state, save_state
+from search.state import STATE_FILE, exclusive_run_dir, load_state, save_state
 
 __all__ = ["DEFAULTS", "from_hydra", "run"]
 
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "export": {"top_k": 0, "onnx": True},
     "seed": 0,
     "resume": False,
+    "overwrite": False,
     "ckpt": None,
     "data": {"root": None},
     "checkpoint_every": 25,
@@ -229,10 +231,11 @@ def run(cfg: Any, *, accuracy: ArchModel | None = None, latency: Mapping[str, Ar
     """
     from threadpoolctl import threadpool_limits
 
-    cfg = _plain(cfg)
+    cfg = check_search_config(_plain(cfg))
     # A generation is a few hundred rows: one BLAS thread is fastest, and on a shared machine OpenBLAS's
     # spinning worker threads made the predictor's matmuls ~50x slower (measured: 190 ms vs 4 ms).
-    with threadpool_limits(limits=int(cfg.get("blas_threads") or 1), user_api="blas"):
+    with threadpool_limits(limits=int(cfg.get("blas_threads") or 1), user_api="blas"), \
+            exclusive_run_dir(_out_dir(cfg), keep_state=bool(cfg.get("resume") or cfg.get("overwrite"))):
         return _run(cfg, accuracy=accuracy, latency=latency, supernet=supernet)
 
 
@@ -240,6 +243,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
          supernet: Any | None) -> dict[str, Any]:
     t_start = time.perf_counter()
     devices = device_list(cfg["device"])
+    check_devices(devices)
     names = _objective_names(cfg.get("objectives"))
     constraints = {k: v for k, v in dict(cfg.get("constraints") or {}).items() if v is not None}
     objs = [DeviceObjectives.build(d, names, constraints) for d in devices]  # validates before loading models
@@ -310,6 +314,12 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
             d.history, d.n_evals = saved["history"], saved["n_evals"]
             results[obj.device] = {"status": "ok", "resumed": True, "resume": "complete"}
             continue
+        if saved and not saved.get("done") and int(saved["gen"]) > algorithm.total_generations:
+            # continuing would run no generation and save the state as "generation -1": the next resume would
+            # start from 0. Refused rather than cut: the saved generations stay as they are.
+            raise ValueError(f"resume=true: {state_path} holds generation {saved['gen']} of device {obj.device!r}, "
+                             f"more than this run's {algorithm.total_generations} (algorithm.n_gen / n_trials); "
+                             f"pass at least algorithm.n_gen={saved['gen']} to continue it (the state is unchanged)")
         if saved and saved.get("exact") and algorithm.exact_resume:
             resume_state = {**saved["scalars"], **saved_arrays.get(obj.device, {})}
             d.history, d.n_evals = saved["history"], saved["n_evals"]
@@ -536,7 +546,8 @@ def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict,
         pick = choose_spread(len(df), k)
         archs = [comps.space.parse(a) for a in df["arch"].iloc[pick]]
         recs = export_subnets(comps.supernet, archs, out / dev / "export", onnx=bool(export_cfg.get("onnx", True)),
-                              weights=weights, calib=calib)
+                              weights=weights, calib=calib, **({"onnx_atol": export_cfg["onnx_atol"]}
+                                                               if export_cfg.get("onnx_atol") is not None else {}))
         for rec, i in zip(recs, pick):
             rec.update({"top1": float(df["top1"].iloc[i]), "latency_ms": float(df["latency_ms"].iloc[i])})
         res["exported"] = recs

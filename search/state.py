@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,39 @@ import numpy as np
 
 from predictors.fileio import atomic_path
 
-__all__ = ["STATE_FILE", "load_state", "save_state"]
+__all__ = ["LOCK_FILE", "STATE_FILE", "exclusive_run_dir", "load_state", "save_state"]
 
 STATE_FILE = "search_state.npz"
+LOCK_FILE = ".search.lock"
+
+
+@contextmanager
+def exclusive_run_dir(out: str | os.PathLike, *, keep_state: bool) -> Iterator[Path]:
+    """Hold ``<out>/.search.lock`` for the whole search: a second search into the same folder would overwrite
+    this one's state and outputs, so it is refused at once. Also refuses, without ``resume``, a folder that
+    already holds a state (a finished or interrupted search that would be silently replaced), and a folder
+    that cannot be written (found now, not after an hour of search).
+
+    The lock is an OS file lock (``filelock``): a killed run releases it, no stale lock file to delete.
+    """
+    from filelock import FileLock, Timeout
+
+    from supernets.config_checks import check_writable_dir
+
+    out = check_writable_dir("out_dir", out)
+    lock = FileLock(out / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RuntimeError(f"another search is running into out_dir={out} (it holds {out / LOCK_FILE}); wait for it "
+                           f"to finish or pick another out_dir") from None
+    try:
+        if not keep_state and (out / STATE_FILE).exists():
+            raise ValueError(f"out_dir={out} already holds a search state ({STATE_FILE}); pass resume=true to "
+                             f"continue that search, overwrite=true to start over, or another out_dir")
+        yield out
+    finally:
+        lock.release()
 
 
 def _json_default(o: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from supernets.base import Supernet
 
-__all__ = ["create_supernet", "is_supernet", "list_supernets", "register_supernet"]
+__all__ = ["checked_supernet_kwargs", "create_supernet", "is_supernet", "list_supernets", "register_supernet"]
 
 _REGISTRY: dict[str, Callable[..., Supernet]] = {}
 F = TypeVar("F", bound=Callable[..., "Supernet"])
@@ -46,6 +46,30 @@ def create_supernet(name: str, **kwargs) -> Supernet:
     _ensure_families_imported()
     if name not in _REGISTRY:
         raise ValueError(f"unknown supernet {name!r}; registered supernets: {list_supernets()}")
-    model = _REGISTRY[name](**kwargs)
+    kwargs = checked_supernet_kwargs(name, kwargs)
+    try:
+        model = _REGISTRY[name](**kwargs)
+    except TypeError as e:  # an option the family does not take: name it instead of a constructor's traceback
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ValueError(f"supernet {name!r}: {e}; see configs/supernet/{name}.yaml for its options") from None
     model.name = name
     return model
+
+
+def checked_supernet_kwargs(name: str, kwargs: dict) -> dict:
+    """Counts and image sizes every family takes, checked by name (``num_classes=0`` or ``resolutions=[-32]``
+    would otherwise build a network that fails on its first batch, or never)."""
+    from supernets.config_checks import ConfigError, check_int
+
+    kwargs = dict(kwargs)
+    for key in ("num_classes", "in_chans"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = check_int(f"supernet.{key}", kwargs[key], min=1)
+    res = kwargs.get("resolutions")
+    if res is not None:
+        if isinstance(res, (str, int)) or not list(res):
+            raise ConfigError(f"supernet.resolutions of {name!r} must be a non-empty list of image sizes, got {res!r}")
+        # below 8 pixels a stride-32 network has no spatial extent left
+        kwargs["resolutions"] = [check_int("supernet.resolutions[]", r, min=8) for r in res]
+    return kwargs

@@ -36,7 +36,9 @@ __all__ = [
 #: Index stored in an encoded matrix for a slot the arch does not use.
 UNUSED = -1
 _UNUSED_TOKEN = "x"
-_GROUP_RE = re.compile(r"^([a-z]+)=(.+)$")
+_GROUP_RE = re.compile(r"^([a-z]+)=(.+)\Z")
+_INT_TOKEN = re.compile(r"0|[1-9][0-9]*", re.ASCII)
+_FLOAT_TOKEN = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -385,13 +387,15 @@ def _fmt(v: Any) -> str:
 
 
 def _parse_number(token: str, choices: tuple[Any, ...], group: str, text: str) -> Any:
-    try:
-        return float(token) if isinstance(choices[0], float) else int(token)
-    except ValueError:
+    # ASCII digits only, integers without sign or leading zeros: int() also takes '٣', '+3', ' 3' and '03', and
+    # an arch that does not print back as the string given is another row, another cache key, another file name
+    is_float = isinstance(choices[0], float)
+    if not (_FLOAT_TOKEN if is_float else _INT_TOKEN).fullmatch(token):
         raise ValueError(
-            f"malformed arch string {text!r}: gene {group!r} value {token!r} is not a number "
-            f"(allowed choices {list(choices)})"
-        ) from None
+            f"malformed arch string {text!r}: gene {group!r} value {token!r} is not a number written in ASCII "
+            f"digits{'' if is_float else ' without sign or leading zero'} (allowed choices {list(choices)})"
+        )
+    return float(token) if is_float else int(token)
 
 
 def _stage_slot_mask(depth: np.ndarray, slots_per_stage: Sequence[int]) -> np.ndarray:

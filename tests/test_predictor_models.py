@@ -156,7 +156,12 @@ def test_train_predictor_cross_validates_saves_and_never_overwrites(split, tmp_p
 def test_script_configs_compose_with_predictor_recipes(compose_config):
     cfg = compose_config("train_predictor", ["dataset=dynast_ofa_mbv3_w10", "predictor=mlp"])
     assert cfg.predictor.kind == "mlp" and cfg.folds == 5
-    cfg = compose_config("build_accuracy_dataset", ["ckpt=x.ckpt", "shard=1/4"])
+    from hydra import compose, initialize_config_dir
+
+    from supernets.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR / "scripts"), version_base="1.3"):  # the script's folder
+        cfg = compose(config_name="build_accuracy_dataset", overrides=["ckpt=x.ckpt", "shard=1/4"])
     assert cfg.n == 300 and cfg.shard == "1/4"
 
 

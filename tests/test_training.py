@@ -67,6 +67,28 @@ def test_resume_mid_phase_gives_the_same_weights_as_an_uninterrupted_run(compose
     assert logged[0]["step"].max() < 4 <= logged[1]["step"].min()
 
 
+def test_resume_mid_epoch_from_a_step_checkpoint_gives_the_same_weights_as_an_uninterrupted_run(compose_config,
+                                                                                                 tmp_path):
+    # 3 batches per epoch, a checkpoint every 2 steps, preempted at step 5: the last checkpoint (step 4) lies one
+    # batch into epoch 1. Resuming must skip that batch of the same permutation, not replay the epoch from its start.
+    every = ["data.n_train=24", "trainer.limit_train_batches=3", "callbacks.step_checkpoint.every_n_train_steps=2",
+             "schedule.phases=[{name: teacher, epochs: 1, lr: 0.05, distill: none}, {name: kernel, epochs: 1, "
+             "lr: 0.02, choices: {ks: all}, sampler: {type: uniform, n_subnets: 2}}]"]
+    m_full = train(_resume_cfg(compose_config, tmp_path / "full", *every))
+    assert m_full["trainer/global_step"] == 6
+    with pytest.raises(RuntimeError, match="preempted at step 5"):
+        train(_resume_cfg(compose_config, tmp_path / "part", *every, "+callbacks.kill._target_=tests.training_utils.KillAt",
+                          "+callbacks.kill.step=5"))
+    ckpt = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(ckpt)
+    assert (saved["global_step"], saved["epoch"], saved["oncenas"]["batches_in_epoch"]) == (4, 1, 1)  # mid-epoch
+    m_second = train(_resume_cfg(compose_config, tmp_path / "part", *every, f"ckpt_path={ckpt}"))
+    assert m_second["trainer/global_step"] == 6
+    a, _ = load_supernet(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    b, _ = load_supernet(ckpt)
+    assert weights_digest(a) == weights_digest(b)
+
+
 def test_resume_from_a_checkpoint_written_inside_an_epoch_is_refused(compose_config, tmp_path):
     # max_steps=3 with 2 steps per epoch stops inside epoch 1; Lightning still ends the epoch and the checkpoint
     # counts it as done, so a resumed run would take the phase from epoch 2 and the learning rate from step 3.

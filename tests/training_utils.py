@@ -34,3 +34,18 @@ def tiny_overrides(output_dir: Path, *, resolutions: tuple[int, ...] = (20, 24),
         "threads=1",  # one intra-op thread: tiny tensors gain nothing from more, and shared CPUs lose a lot
         f"paths.output_dir={output_dir}",
     ]
+
+
+class KillAt:
+    """A callback that raises at the start of optimizer step ``step``: a preempted run (nothing of that step saved).
+    Built lazily from Lightning so that importing this module stays cheap."""
+
+    def __new__(cls, step: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class _Kill(Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                if trainer.global_step == step:
+                    raise RuntimeError(f"preempted at step {step}")
+
+        return _Kill()

@@ -26,6 +26,7 @@ from predictors.accuracy.base import atomic_write_bytes
 from predictors.accuracy.dataset import COLUMNS, AccuracyDataset, _format_row, meta_path, read_dataset, write_dataset
 from predictors.accuracy.models import torch_threads
 from predictors.accuracy.spaces import space_from_dict, space_to_dict
+from predictors.accuracy.workers import exclusive_writer
 from supernets.bn import recalibrate_bn
 from supernets.cpu import tune_malloc
 from supernets.space import Arch, SearchSpace
@@ -131,11 +132,16 @@ class ResumableCSV:
         self.space = space
         self.done: set[str] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size > 0:
-            self._recover()
-        else:
-            atomic_write_bytes(self.path, (",".join(COLUMNS) + "\n").encode())
-        self._fh = open(self.path, "a", newline="")  # kept open across appends; closed by close()
+        self._lock = exclusive_writer(self.path, "build")  # one writer per shard: two would interleave rows
+        try:
+            if self.path.exists() and self.path.stat().st_size > 0:
+                self._recover()
+            else:
+                atomic_write_bytes(self.path, (",".join(COLUMNS) + "\n").encode())
+            self._fh = open(self.path, "a", newline="")  # kept open across appends; closed by close()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def _recover(self) -> None:
         raw = self.path.read_bytes()
@@ -152,13 +158,27 @@ class ResumableCSV:
         if header != ",".join(COLUMNS):
             raise ValueError(f"{self.path} exists but its header is {header!r}, not {','.join(COLUMNS)!r}; "
                              f"it is not an accuracy dataset being built; choose another out=")
-        for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+        keep, dropped = [header], []
+        for line, raw_row in enumerate(text.split("\n")[1:], start=2):
+            if not raw_row:
+                continue
             try:
-                arch = self.space.parse(row["arch"])
-                float(row["top1"])
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"{self.path}:{line}: corrupt row ({err}); fix or move the file and rerun") from None
-            self.done.add(str(arch))
+                row = next(csv.DictReader(io.StringIO(header + "\n" + raw_row + "\n")))
+                arch = str(self.space.parse(row["arch"]))
+                if None in row or not np.isfinite(float(row["top1"])):
+                    raise ValueError("wrong number of fields or a non-finite top1")
+            except (ValueError, TypeError, StopIteration) as err:
+                dropped.append(f"line {line}: corrupt ({err})")
+                continue
+            if arch in self.done:  # two writers (before the lock) evaluated it twice: the first row counts
+                dropped.append(f"line {line}: {arch} again")
+                continue
+            self.done.add(arch)
+            keep.append(raw_row)
+        if dropped:  # repaired in place; the dropped archs are evaluated again if missing
+            atomic_write_bytes(self.path, ("\n".join(keep) + "\n").encode())
+            print(f"{self.path}: repaired, dropped {len(dropped)} rows ({'; '.join(dropped[:3])}"
+                  f"{'; ...' if len(dropped) > 3 else ''})")
 
     def append(self, arch: Arch, top1: float, macs: float, params: float) -> None:
         key = str(arch)
@@ -173,6 +193,7 @@ class ResumableCSV:
 
     def close(self) -> None:
         self._fh.close()
+        self._lock.release()
 
     def __enter__(self) -> ResumableCSV:
         return self

@@ -155,7 +155,10 @@ def read_dataset(path: str | os.PathLike, *, space: SearchSpace | None = None, s
         raise ValueError(f"dataset {p} was measured on supernet {meta.get('supernet')!r}, not {supernet!r}")
     sp = space if space is not None else file_space
     assert sp is not None
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # a binary file or a cut multi-byte character
+        raise ValueError(f"dataset {p} is not UTF-8 text ({err}); expected a CSV with header {','.join(COLUMNS)}") from None
     if not text.strip():
         raise ValueError(f"dataset {p} is empty; expected a header {','.join(COLUMNS)} and one row per arch")
     reader = csv.DictReader(io.StringIO(text))
@@ -166,7 +169,9 @@ def read_dataset(path: str | os.PathLike, *, space: SearchSpace | None = None, s
     for line, row in enumerate(reader, start=2):
         where = f"{p}:{line}"
         if None in row or any(v is None for v in row.values()):
-            raise ValueError(f"{where}: row has {len(row)} fields, expected {len(reader.fieldnames or [])} "
+            # DictReader fills a short row's missing keys with None and files a long row's extras under None
+            n_fields = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None) or [])
+            raise ValueError(f"{where}: row has {n_fields} fields, expected {len(reader.fieldnames or [])} "
                              f"(a truncated or corrupt line)")
         try:
             arch = sp.parse(row["arch"])

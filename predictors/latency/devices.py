@@ -14,9 +14,11 @@ how its latency is known, ``description``). Its data for a supernet lives in
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from predictors.base import ArchModel
@@ -177,6 +179,7 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
         if meta.get("fallback") == "layer_cost" and not model.covered.all():
             lc = _layer_cost_from(meta, folder, table, g)
             model = model.fill_missing(lc.dense(g, supernet=supernet, device=name))
+        _check_positive(model, folder)
         return model
     if kind == "layer_cost":
         return _layer_cost_from(meta, folder).dense(g, name=str(meta.get("method", "layer_cost")), supernet=supernet,
@@ -194,4 +197,21 @@ def _calibration(calib: Any, folder: Path) -> tuple[float, float, float]:
     except (KeyError, TypeError, ValueError):
         raise LatencyTableError(f"{folder}/meta.yaml: calibration must be a mapping with numbers a, b, c "
                                 f"(latency = a*sum + b*n_blocks + c), got {calib!r}") from None
+    if not all(map(math.isfinite, (a, b, c))) or a <= 0:  # b, c may be negative: fitted intercepts
+        raise LatencyTableError(f"{folder}/meta.yaml: calibration needs finite a, b, c with a > 0 (latency = a*sum + "
+                                f"b*n_blocks + c), got a={a}, b={b}, c={c}; refit it (scripts/build_latency_table.py)")
     return a, b, c
+
+
+def _check_positive(model: DenseLatencyModel, folder: Path) -> None:
+    """The smallest and largest arch at every resolution must get a positive latency: a calibration whose
+    intercept overshoots would put negative latencies on a Pareto front."""
+    space = model.geometry.space
+    r_col = space.group_slices["r"].start
+    x = np.concatenate([np.repeat(base[None, :], space.n_choices[r_col], axis=0)
+                        for base in (np.zeros(space.n_columns, dtype=np.int64), space.n_choices - 1)])
+    x[:, r_col] = np.tile(np.arange(space.n_choices[r_col]), 2)
+    lat = np.asarray(model.predict(space.normalize(x)), dtype=float)
+    if not (np.isfinite(lat) & (lat > 0)).all():
+        raise LatencyTableError(f"{folder}: the model predicts {lat.min():.4g} ms for some smallest/largest arch; "
+                                f"latencies must be positive and finite: check meta.yaml's calibration or rebuild")

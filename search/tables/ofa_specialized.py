@@ -73,7 +73,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
             "algorithm": dict(cfg["algorithm"]),
             "seed": int(cfg.get("seed", 0)),
             "probe": 0, "plot": bool(cfg.get("search_plots", False)), "progress": False,
-            "out_dir": str(out),
+            "out_dir": str(out), "overwrite": True,  # a reproduction recomputes its searches
         }, out / "search.log", accuracy=search_pred)
         for dev in devices.values():
             fronts[(dev, w)] = res["devices"][dev]["front"]

@@ -43,7 +43,8 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         parts, t, n_evals = [], 0.0, 0
         for lim, acfg in runs:
             sub = Path(out_dir) / "search" / (label if lim is None else f"{label}_{lim:g}ms")
-            res = quiet_search({**base, "algorithm": acfg, "constraints": {"latency_ms": lim}, "out_dir": str(sub)},
+            res = quiet_search({**base, "algorithm": acfg, "constraints": {"latency_ms": lim}, "out_dir": str(sub),
+                                "overwrite": True},
                                sub / "search.log")
             d = res["devices"][device]
             if d.get("status") != "ok":

@@ -12,7 +12,29 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-__all__ = ["PhaseCheckpoint", "PhaseProgressBar", "SubnetTrace", "weights_digest"]
+__all__ = ["PhaseCheckpoint", "PhaseProgressBar", "SubnetTrace", "TrainingDiverged", "raise_diverged",
+           "weights_digest"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss is NaN or infinite: every later step would only spread it into the weights."""
+
+
+def raise_diverged(module: Any, loss: float, batch_idx: int) -> None:
+    """Stop the run at the first non-finite loss, naming the phase, the step and the likely cause. Raised inside
+    the training step, before the optimizer step and before any checkpoint of this epoch or phase is written, so
+    nothing diverged is saved as a finished phase (earlier epochs' checkpoints stay valid)."""
+    phase = module.phase
+    trainer = getattr(module, "_trainer", None)
+    lrs = []
+    if trainer is not None:
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups][:1]
+    lr = f"{lrs[0]:.4g}" if lrs else "?"
+    raise TrainingDiverged(
+        f"training diverged: the loss is {loss} in phase {module.phase_index} {phase.name!r} at optimizer step "
+        f"{int(module.global_step)} (epoch {int(module.current_epoch)}, batch {batch_idx}). The likely cause is a "
+        f"learning rate too high for this batch (now {lr}; schedule.phases[{module.phase_index}].lr={phase.lr:g}): "
+        f"lower it and start again from the last good checkpoint. No checkpoint of this epoch was written.")
 
 
 class PhaseProgressBar(TQDMProgressBar):

@@ -8,6 +8,7 @@ supernet's registry name and kwargs, its space, the schedule phase reached, the 
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import torch
 from supernets.base import Supernet
 from supernets.registry import create_supernet
 
-__all__ = ["CKPT_KEY", "load_checkpoint", "load_supernet", "supernet_state_dict"]
+__all__ = ["CKPT_KEY", "load_checkpoint", "load_supernet", "mid_epoch_batches", "resume_differences",
+           "supernet_state_dict"]
 
 CKPT_KEY = "oncenas"
 _PREFIX = "supernet."
@@ -29,11 +31,56 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; pass the .ckpt a training run wrote "
                                 f"(<run dir>/checkpoints/last.ckpt or phase_*.ckpt)")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        # a copy cut short or a disk that filled up: torch says "PytorchStreamReader failed reading zip archive"
+        raise ValueError(f"checkpoint {path} cannot be read ({str(e).splitlines()[0][:160]}): it is truncated or "
+                         f"not a torch checkpoint; use an earlier checkpoint of the run (checkpoints/epoch*.ckpt) "
+                         f"or train again") from None
     if not isinstance(ckpt, dict) or CKPT_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path} is not an oncenas training checkpoint (no {CKPT_KEY!r} metadata); "
                          f"train one with `python train.py`")
     return ckpt
+
+
+#: data keys that do not change what is trained: where the files are and how many processes load them
+_DATA_KEYS_FREE = frozenset({"num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "root",
+                             "data_dir", "path"})
+#: schedule keys a resumed run may change: which phases this invocation runs
+_SCHEDULE_KEYS_FREE = frozenset({"start_phase", "end_phase"})
+
+
+def resume_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between the run that wrote a checkpoint (its ``"oncenas"`` metadata) and the run resuming
+    it, among what changes the result: the supernet's kwargs (e.g. ``resolutions``), the data settings, the
+    schedule and the seed. Each entry names the key, the checkpoint's value and this run's."""
+    out: list[str] = []
+
+    def cmp(prefix: str, a: Any, b: Any, free: frozenset[str] = frozenset()) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in dict.fromkeys([*a, *b]):
+                if k not in free:
+                    cmp(f"{prefix}.{k}", a.get(k), b.get(k))
+        elif a != b:
+            out.append(f"{prefix}: checkpoint {a!r}, now {b!r}")
+
+    for key, free in (("supernet_kwargs", frozenset()), ("data", _DATA_KEYS_FREE),
+                      ("schedule", _SCHEDULE_KEYS_FREE), ("seed", frozenset())):
+        if key in saved and key in now:  # a checkpoint written before a key was recorded is checked on the rest
+            cmp("supernet" if key == "supernet_kwargs" else key, saved[key], now[key], free)
+    return out
+
+
+def mid_epoch_batches(checkpoint: dict[str, Any]) -> int:
+    """Batches of an unfinished epoch a checkpoint was written after (0 at an epoch's end or start): Lightning's own
+    loop state says whether the epoch finished, the oncenas metadata how many batches it had trained on."""
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epochs = (loop.get("epoch_progress") or {}).get("current") or {}
+    started, processed = int(epochs.get("started", 0)), int(epochs.get("processed", 0))
+    if started <= processed:  # the epoch of this checkpoint was completed (or not begun)
+        return 0
+    return int((checkpoint.get(CKPT_KEY) or {}).get("batches_in_epoch", 0))
 
 
 def supernet_state_dict(ckpt: dict[str, Any], prefix: str = _PREFIX) -> dict[str, torch.Tensor]:

@@ -57,15 +57,18 @@ class EpochSeededSampler(Sampler[int]):
     order as an uninterrupted one (a ``RandomSampler`` with a running generator would not).
     """
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    def __init__(self, n: int, seed: int = 0, skip: int = 0) -> None:
         self.n, self.seed, self.epoch = int(n), int(seed), 0
+        #: indices to leave out of the next epoch's start: a run resumed mid-epoch goes on where it stopped
+        self.skip = int(skip)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        return iter(rng.permutation(self.n).tolist())
+        skip, self.skip = self.skip, 0  # once: the following epochs are whole
+        return iter(rng.permutation(self.n)[skip:].tolist())
 
     def __len__(self) -> int:
         return self.n
@@ -88,10 +91,12 @@ class SupernetDataModule(L.LightningDataModule):
         super().__init__()
         if unused:
             raise TypeError(f"data module {self.name!r} got unknown options {sorted(unused)}")
-        self.batch_size = int(batch_size)
-        self.val_batch_size = int(val_batch_size or batch_size)
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
+        from supernets.config_checks import check_int
+
+        self.batch_size = check_int("data.batch_size", batch_size, min=1)
+        self.val_batch_size = check_int("data.val_batch_size", val_batch_size or batch_size, min=1)
+        self.num_workers = check_int("data.num_workers", num_workers, min=0)
+        self.seed = check_int("data.seed", seed, min=0)
         self.pin_memory = bool(pin_memory)
         self.drop_last = bool(drop_last)
         self.train_set: Dataset | None = None
@@ -109,8 +114,10 @@ class SupernetDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         assert self.train_set is not None
+        # a module resumed from a mid-epoch checkpoint says how many batches of the epoch it already trained on
+        done = int(getattr(getattr(self.trainer, "lightning_module", None), "resume_batches", 0) or 0)
         return DataLoader(self.train_set, batch_size=self.batch_size,
-                          sampler=EpochSeededSampler(len(self.train_set), self.seed),
+                          sampler=EpochSeededSampler(len(self.train_set), self.seed, skip=done * self.batch_size),
                           num_workers=self.num_workers, pin_memory=self.pin_memory, drop_last=self.drop_last,
                           persistent_workers=self.num_workers > 0)
 

@@ -25,7 +25,8 @@ from torch import nn
 from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
 from supernets.space import Arch
-from supernets.training.checkpoint import CKPT_KEY
+from supernets.training.callbacks import raise_diverged
+from supernets.training.checkpoint import CKPT_KEY, mid_epoch_batches, resume_differences
 from supernets.training.distillation import get_distill_loss
 from supernets.training.samplers import StepPlan
 from supernets.training.schedule import Phase, Schedule
@@ -113,6 +114,10 @@ class SupernetModule(L.LightningModule):
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
 
+    def on_train_start(self) -> None:
+        # the train loader has read it (SupernetDataModule.train_dataloader): a reloaded loader starts epochs whole
+        self.resume_batches = 0
+
     def on_train_epoch_start(self) -> None:
         self._check_step_matches_epoch()
         i = self.phase_index
@@ -178,6 +183,7 @@ class SupernetModule(L.LightningModule):
         # Dropout draws from torch's global generator: re-seed it per step so a resumed run matches.
         torch.manual_seed(int(np.random.default_rng([self.seed, int(self.global_step), 1]).integers(2**62)))
         x, y = batch
+        self.batches_in_epoch = batch_idx + 1  # recorded in a checkpoint written after this batch
         cache: dict[int, torch.Tensor] = {}
         teacher_logits: dict[int, torch.Tensor] = {}
         soft: torch.Tensor | None = None
@@ -198,6 +204,8 @@ class SupernetModule(L.LightningModule):
                 soft = logits.detach()
             total = total + loss
         n = len(plan.archs)
+        if not torch.isfinite(total):
+            raise_diverged(self, float(total.detach()), batch_idx)
         self.log("train/loss", total.detach() / n, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(y))
         self.log("train/phase", float(self.phase_index), on_step=True, on_epoch=False, batch_size=len(y))
         return total
@@ -276,6 +284,7 @@ class SupernetModule(L.LightningModule):
         if self._val is None:
             return
         x, y = batch
+        self.batches_in_epoch = batch_idx + 1  # recorded in a checkpoint written after this batch
         cache: dict[int, torch.Tensor] = {}
         for k, (_, arch, bn) in enumerate(self._val["subnets"]):
             self.supernet.load_state_dict(bn, strict=False)
@@ -316,6 +325,9 @@ class SupernetModule(L.LightningModule):
             "sampler": {**phase.sampler.state(), "seed": self.seed},
             "teacher_ready": bool(self.teacher_ready),
             "phase_results": self.phase_results,
+            # batches of the current epoch trained on; a checkpoint written mid-epoch (every N steps) resumes after
+            # them, with the same data order (EpochSeededSampler), subnets (a function of the step) and dropout
+            "batches_in_epoch": int(getattr(self, "batches_in_epoch", 0)),
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -333,5 +345,11 @@ class SupernetModule(L.LightningModule):
             raise ValueError(f"checkpoint was written by a schedule with phases {meta['phase']['phases']}, this run "
                              f"has {[p.name for p in self.schedule.phases]}; resume with the same schedule, or "
                              f"start a phase from it with init_from=<ckpt> instead of ckpt_path")
+        differ = resume_differences(meta, self.meta)
+        if differ:
+            raise ValueError(f"checkpoint was written by a run with other settings that change the result "
+                             f"({'; '.join(differ)}): resume with the checkpoint's settings, or start a new run "
+                             f"(init_from=<ckpt> starts from its weights with the new settings)")
         self.entered_phase = int(meta.get("phase", {}).get("entered", -1))
+        self.resume_batches = mid_epoch_batches(checkpoint)
         self.phase_results = dict(meta.get("phase_results", {}))

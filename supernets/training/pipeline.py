@@ -14,8 +14,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from supernets.config_checks import check_int
 from supernets.cpu import tune_malloc
-from supernets.registry import create_supernet
+from supernets.registry import checked_supernet_kwargs, create_supernet
 from supernets.training.checkpoint import load_checkpoint, supernet_state_dict
 from supernets.training.data import create_datamodule
 from supernets.training.module import SupernetModule
@@ -37,6 +38,7 @@ def build_supernet(supernet_cfg: Mapping[str, Any], datamodule: Any | None = Non
     name = kwargs.pop("name", None)
     if not name:
         raise ValueError(f"supernet config needs a 'name' (one of the registered supernets), got {kwargs}")
+    kwargs = checked_supernet_kwargs(name, kwargs)  # also what the checkpoint records: ints, checked
     for key in ("num_classes", "in_chans"):
         if kwargs.get(key) is None:
             if datamodule is None:
@@ -85,11 +87,11 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     ``val/top1_random``, per-phase copies ``<phase>/val/...``, ``train/loss``, ``time/fit_s``)."""
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(dict(cfg))
-    seed = int(cfg.get("seed", 0))
+    seed = check_int("seed", cfg.get("seed", 0), min=0)
     L.seed_everything(seed, workers=True)
     tune_malloc()
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    if cfg.get("threads") is not None:
+        torch.set_num_threads(check_int("threads", cfg.threads, min=1))
 
     data_cfg = _plain(cfg.data)
     dm = create_datamodule(**data_cfg)
@@ -127,6 +129,8 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     )
     if cfg.get("init_from"):
         _init_from(module, str(cfg.init_from), name)
+    if cfg.get("ckpt_path"):
+        load_checkpoint(str(cfg.ckpt_path))  # a missing, truncated or foreign file is named before Lightning reads it
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

@@ -1,0 +1,50 @@
+"""scripts/pipeline.py reruns a finished step whose options changed, and what depends on it (issue #27 item 5);
+an out path with a comma is refused before the first step (item 7)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from supernets.paths import REPO_ROOT
+
+
+@pytest.fixture
+def pipeline(monkeypatch):
+    spec = importlib.util.spec_from_file_location("pipeline", REPO_ROOT / "scripts" / "pipeline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(mod, "_run", ran.append)  # the commands, not hours of training
+    mod.ran = ran
+    return mod
+
+
+def _steps(ran):
+    return [next(a.split("/")[-1] for a in cmd if a.endswith(".py")) for cmd in ran]
+
+
+def test_a_finished_step_reruns_when_its_options_change_and_so_does_what_follows(pipeline, tmp_path):
+    for f in ("accuracy.csv", "predictor.pth", "train/checkpoints/last.ckpt"):  # earlier steps' outputs
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    run = [f"out={tmp_path}", "steps=predictor,search"]
+    pipeline.main([*run, "predictor=ridge"])
+    assert _steps(pipeline.ran) == ["train_predictor.py", "search.py"] and "resume=true" in pipeline.ran[1]
+    pipeline.ran.clear()
+    pipeline.main([*run, "predictor=ridge"])  # same options: nothing to do
+    assert pipeline.ran == []
+    pipeline.main([*run, "predictor=mlp"])
+    assert _steps(pipeline.ran) == ["train_predictor.py", "search.py"]
+    assert "predictor=mlp" in pipeline.ran[0]
+    assert "overwrite=true" in pipeline.ran[1] and "resume=true" not in pipeline.ran[1]  # not resumed as another search
+    pipeline.ran.clear()
+    pipeline.main([*run, "predictor=mlp", "top_k=2"])  # an option of the search only
+    assert _steps(pipeline.ran) == ["search.py"]
+
+
+def test_an_out_path_with_a_comma_is_refused_before_any_step(pipeline, tmp_path):
+    with pytest.raises(SystemExit, match=r"out=.*a,b contains a comma"):
+        pipeline.main([f"out={tmp_path / 'a,b'}", "steps=predictor"])
+    assert pipeline.ran == [] and not (tmp_path / "a,b").exists()
