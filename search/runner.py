@@ -243,7 +243,13 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     constraints = {k: v for k, v in dict(cfg.get("constraints") or {}).items() if v is not None}
     objs = [DeviceObjectives.build(d, names, constraints) for d in devices]  # validates before loading models
     acfg = cfg.get("algorithm") or "nsga2"
-    build_algorithm(acfg)  # a bad algorithm config fails before any model loads
+    algo0 = build_algorithm(acfg)  # a bad algorithm config fails before any model loads
+    measures = bool(getattr(algo0, "measures_accuracy", False))
+    if measures and accuracy is None:  # real evaluations in the loop: the accuracy model measures ckpt's subnets
+        out0 = _out_dir(cfg)
+        out0.mkdir(parents=True, exist_ok=True)
+        accuracy = algo0.real_accuracy(cfg.get("ckpt"), str(out0 / "measured.csv"))
+        supernet = accuracy.net if supernet is None else supernet
     comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet)
     need_mp = any(o.needs_macs_params for o in objs)
     mp_fn = comps.macs_params()
@@ -291,7 +297,9 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
         dev_runs.append(d)
         saved = saved_meta.get("devices", {}).get(obj.device)
         rng = np.random.default_rng([seed, dev_i])
-        _, problem_msg = _probe(ev, obj, np.random.default_rng([seed, dev_i, 1]), int(cfg.get("probe", 512)))
+        problem_msg = None
+        if not measures:  # a probe of hundreds of archs is cheap on predictors, not on real evaluations
+            _, problem_msg = _probe(ev, obj, np.random.default_rng([seed, dev_i, 1]), int(cfg.get("probe", 512)))
         d.archive.update(np.arange(ev.n))  # archs evaluated so far (probe, other devices) count for this device
         d.ref = reference_point(ev, obj)
         if problem_msg is not None:
@@ -360,6 +368,13 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
                 "hypervolume": hypervolume(d.archive.F(), d.ref), "reference_point": d.ref.tolist()}
         df = write_device_outputs(out / obj.device, ev, obj, ids, d.history, meta, refs=refs,
                                   plot=bool(cfg.get("plot", True)), rng=refs_rng)
+        extra = getattr(d.algorithm, "extra_columns", None)
+        if extra is not None:  # e.g. LINAS: the predicted top-1 beside each measured one
+            from search.report import write_atomic
+
+            for col, vals in extra(list(df["arch"])).items():
+                df[col] = vals
+            write_atomic(out / obj.device / "pareto.csv", df.to_csv(index=False, float_format="%.6g"))
         res.update({"front_size": len(df), "hypervolume": meta["hypervolume"], "n_evals": d.n_evals,
                     "pareto_csv": str(out / obj.device / "pareto.csv"), "front": df,
                     "best": df.loc[df["top1"].idxmax()].to_dict()})
