@@ -218,7 +218,6 @@ class GBMPredictor(_FeaturePredictor):
 
     def _fit(self, encoded: np.ndarray, y: np.ndarray) -> None:
         from sklearn.ensemble import HistGradientBoostingRegressor
-
         from threadpoolctl import threadpool_limits
 
         f = self.featurize(encoded).astype(np.float64)
