@@ -194,7 +194,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         save_figure(fig, path)
 
     measured.close()
-    return TableResult("linas", "Table 6: LINAS, measured hypervolume vs real evaluations", columns, rows, notes, plot,
+    return TableResult("linas", "Table 7: LINAS, measured hypervolume vs real evaluations", columns, rows, notes, plot,
                        summary={"linas_wins_every_budget": bool(wins)})
 
 
