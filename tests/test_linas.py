@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,3 +137,14 @@ def test_resolution_free_features_hold_the_resolution_as_numbers_not_a_one_hot_s
 def test_evaluator_keys_are_the_rows_bytes(tiny):
     X = tiny.space.normalize(tiny.space.sample_encoded(np.random.default_rng(0), 50))
     assert ArchEvaluator.keys(X) == [r.tobytes() for r in np.ascontiguousarray(X, dtype=np.int16)]
+
+
+def test_linas_table_reads_hypervolume_per_budget_from_the_evaluation_order():
+    from search.pareto import hypervolume
+    from search.tables.linas import hv_curve
+
+    F = np.array([[0.5, 0.5], [0.2, 0.9], [0.9, 0.1], [0.1, 0.1]])
+    ref = np.array([1.0, 1.0])
+    curve = hv_curve(np.zeros(len(F)), F, ref, [1, 2, 3, 4])
+    assert curve[0] == pytest.approx(0.25) and curve[-1] == pytest.approx(hypervolume(F[3:], ref))
+    assert all(a <= b for a, b in itertools.pairwise(curve))  # a longer run only adds archs
