@@ -17,7 +17,7 @@ __all__ = ["Components", "build_algorithm", "device_list", "load_components", "s
 
 log = logging.getLogger(__name__)
 
-ALGORITHMS = ("nsga2", "random", "ofa_evolution", "optuna", "pymoo_nsga2", "nsga3", "smsemoa", "agemoea")
+ALGORITHMS = ("nsga2", "random", "ofa_evolution", "optuna", "pymoo_nsga2", "nsga3", "smsemoa", "agemoea", "linas")
 
 
 @dataclass
@@ -160,6 +160,14 @@ def build_algorithm(acfg: Mapping[str, Any] | str):
     if isinstance(acfg, str):
         acfg = {"name": acfg}
     kw = {k: v for k, v in dict(acfg).items() if k not in ("name", "description")}
+    if "_target_" in kw:  # configs/algorithm/<name>.yaml built by Hydra (e.g. linas)
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        try:
+            return instantiate(kw, _convert_="all")
+        except InstantiationException as e:
+            raise ValueError(f"algorithm {acfg.get('name', kw['_target_'])!r}: {e}; see configs/algorithm/") from None
     name = acfg.get("name", "nsga2")
     classes = {"nsga2": NSGA2, "random": RandomSearch, "ofa_evolution": OFAEvolution, "optuna": OptunaSearch}
     try:

@@ -88,7 +88,11 @@ class ArchEvaluator:
     def keys(normalized: np.ndarray) -> list[bytes]:
         """Cache keys of normalised rows."""
         x = np.ascontiguousarray(normalized, dtype=np.int16)
-        return [r.tobytes() for r in x]
+        if x.ndim != 2 or x.shape[1] == 0:
+            return [r.tobytes() for r in x]
+        # one tobytes() and slicing: ~5x faster than a tobytes() per row (the search's hottest Python loop)
+        b, w = x.tobytes(), 2 * x.shape[1]
+        return [b[i : i + w] for i in range(0, len(b), w)]
 
     # ----------------------------------------------------------------------------- evaluation
     def evaluate(self, encoded: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ __all__ = [
     "gene_layout",
     "mutate",
     "sample_genomes",
+    "sample_ladder",
 ]
 
 
@@ -92,6 +93,18 @@ def _relabel(ids: np.ndarray) -> np.ndarray:
 def sample_genomes(layout: GeneLayout, rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` genomes drawn uniformly gene by gene (hidden genes included)."""
     return rng.integers(0, layout.n_choices[None, :], size=(n, len(layout.n_choices)))
+
+
+def sample_ladder(layout: GeneLayout, rng: np.random.Generator, n: int, spread: float = 0.25) -> np.ndarray:
+    """``n`` genomes from small to large: row ``i`` draws every unit around the level ``i / (n - 1)`` of its choices
+    (``spread``: standard deviation of a unit's level; choices are ordered small to large). Uniform sampling puts
+    almost every arch mid-range (a sum of independent units); a few real evaluations spread along the cost range
+    tell a predictor more about the front."""
+    if n <= 0:
+        return np.zeros((0, len(layout.n_choices)), dtype=np.int64)
+    level = np.linspace(0.0, 1.0, n)[:, None] + rng.normal(0.0, spread, size=(n, layout.n_units))
+    level = np.clip(level, 0.0, 1.0)[:, layout.unit]  # a unit's columns (kernel, expand) move together
+    return np.rint(level * (layout.n_choices[None, :] - 1)).astype(np.int64)
 
 
 def mutate(X: np.ndarray, layout: GeneLayout, rng: np.random.Generator, prob: float) -> np.ndarray:

@@ -248,12 +248,19 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     constraints = {k: v for k, v in dict(cfg.get("constraints") or {}).items() if v is not None}
     objs = [DeviceObjectives.build(d, names, constraints) for d in devices]  # validates before loading models
     acfg = cfg.get("algorithm") or "nsga2"
-    build_algorithm(acfg)  # a bad algorithm config fails before any model loads
+    algo0 = build_algorithm(acfg)  # a bad algorithm config fails before any model loads
+    measures = bool(getattr(algo0, "measures_accuracy", False))
+    if measures and accuracy is None:  # real evaluations in the loop: the accuracy model measures ckpt's subnets
+        out0 = _out_dir(cfg)
+        out0.mkdir(parents=True, exist_ok=True)
+        accuracy = algo0.real_accuracy(cfg.get("ckpt"), str(out0 / "measured.csv"))
+        supernet = accuracy.net if supernet is None else supernet
     comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet,
                             need_latency=any(o.needs_latency for o in objs))
     export_cfg = dict(cfg.get("export") or {})
     if int(export_cfg.get("top_k") or 0) > 0:  # an export that would be refused fails before the search
         _calibration_data(comps, int(export_cfg.get("calib_batches", 10) or 0), (cfg.get("data") or {}).get("root"))
+    t_loaded = time.perf_counter()  # the summary's "search" time leaves out loading the models
     need_mp = any(o.needs_macs_params for o in objs)
     mp_fn = comps.macs_params()
     if need_mp and mp_fn is None:
@@ -300,7 +307,9 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
         dev_runs.append(d)
         saved = saved_meta.get("devices", {}).get(obj.device)
         rng = np.random.default_rng([seed, dev_i])
-        _, problem_msg = _probe(ev, obj, np.random.default_rng([seed, dev_i, 1]), int(cfg.get("probe", 512)))
+        problem_msg = None
+        if not measures:  # a probe of hundreds of archs is cheap on predictors, not on real evaluations
+            _, problem_msg = _probe(ev, obj, np.random.default_rng([seed, dev_i, 1]), int(cfg.get("probe", 512)))
         d.archive.update(np.arange(ev.n))  # archs evaluated so far (probe, other devices) count for this device
         d.ref = reference_point(ev, obj)
         if problem_msg is not None:
@@ -353,7 +362,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
                                "n_study_trials": ctx.options.get("n_study_trials"), "resume": resume_how}
 
     # every device's front from every arch evaluated in the run
-    t_search = time.perf_counter() - t_start
+    t_search = time.perf_counter() - t_loaded
     refs_rng = np.random.default_rng(seed)
     for d in dev_runs:
         obj = d.obj
@@ -375,11 +384,18 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
                 "hypervolume": hypervolume(d.archive.F(), d.ref), "reference_point": d.ref.tolist()}
         df = write_device_outputs(out / obj.device, ev, obj, ids, d.history, meta, refs=refs,
                                   plot=bool(cfg.get("plot", True)), rng=refs_rng)
+        extra = getattr(d.algorithm, "extra_columns", None)
+        if extra is not None:  # e.g. LINAS: the predicted top-1 beside each measured one
+            from search.report import write_atomic
+
+            for col, vals in extra(list(df["arch"])).items():
+                df[col] = vals
+            write_atomic(out / obj.device / "pareto.csv", df.to_csv(index=False, float_format="%.6g"))
         res.update({"front_size": len(df), "hypervolume": meta["hypervolume"], "n_evals": d.n_evals,
                     "pareto_csv": str(out / obj.device / "pareto.csv"), "front": df,
                     "best": df.loc[df["top1"].idxmax()].to_dict()})
     total = time.perf_counter() - t_start
-    _print_summary(results, ev, comps.supernet_name, total, t_search)
+    _print_summary(results, ev, comps.supernet_name, total, t_search, t_loaded - t_start)
     if int(export_cfg.get("top_k") or 0) > 0:
         _export(results, comps, ev, export_cfg, out, cfg)
     return {"out_dir": str(out), "devices": results, "n_evaluated": ev.n, "time_s": total}
@@ -477,9 +493,10 @@ def _infeasible(ev: ArchEvaluator, obj: DeviceObjectives, archive: ParetoArchive
     return {"status": "infeasible", "message": message, "closest": closest, "front_size": 0}
 
 
-def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, total: float, t_search: float) -> None:
+def _print_summary(results: dict[str, Any], ev: ArchEvaluator, supernet: str, total: float, t_search: float,
+                   t_load: float = 0.0) -> None:
     lines = [f"\n== search summary: {supernet}, {ev.n} distinct archs evaluated "
-             f"({ev.n_requested} requested), search {t_search:.2f} s, total {total:.2f} s =="]
+             f"({ev.n_requested} requested), load {t_load:.2f} s, search {t_search:.2f} s, total {total:.2f} s =="]
     for dev, res in results.items():
         if res.get("status") == "infeasible":
             lines.append(f"-- {dev}: INFEASIBLE: {res['message']}")

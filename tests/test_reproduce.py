@@ -130,10 +130,14 @@ def test_latency_fidelity_resolves_help_aliases_and_rejects_unknown_selections(t
 def test_predictor_quality_cross_validates_and_scores_the_transfer_predictor(tmp_path):
     cfg = table_config("predictor_quality", {"max_rows": 300, "folds": 2, "trainable": ["ridge", "mlp"],
                                              "recipe_overrides": {"mlp": {"epochs": 3, "hidden": [32]}}})
+    cfg["resolution_transfer"] = {**cfg["resolution_transfer"], "recipes": ["ridge"],
+                                  "splits": cfg["resolution_transfer"]["splits"][:1]}
     res = run_table("predictor_quality", cfg, tmp_path, echo=lambda s: None)
-    df = _files_ok(res, 3)
-    assert list(df["predictor"]) == ["ridge", "mlp", "ofa_pretrained"]
-    assert (df["n"] == 300).all()
+    df = _files_ok(res, 5)
+    assert list(df["predictor"]) == ["ridge", "mlp", "ofa_pretrained", "ridge (onehot_stats)", "ridge (resolution_free)"]
+    assert (df["n"].iloc[:3] == 300).all()
+    held_out = df.iloc[3:]  # fitted at r=24 and 32 of the tiny supernet's measured subnets, scored at r=28 only
+    assert held_out["protocol"].str.contains("test at r=28").all() and (held_out["kendall_tau"] > 0.3).all()
     ridge = df.iloc[0]
     assert ridge["kendall_tau"] > 0.5 and ridge["rmse_points"] > 0
     assert df.iloc[2]["kendall_tau"] > 0.5 and pd.isna(df.iloc[2]["time_s"])

@@ -25,6 +25,7 @@ __all__ = [
     "ofa_resnet_features",
     "onehot_features",
     "onehot_stats_features",
+    "resolution_free_features",
 ]
 
 #: The resolutions OFA's ResNet50 predictor was built with (its one-hot order).
@@ -126,9 +127,35 @@ def onehot_stats_features(space: SearchSpace, encoded: np.ndarray) -> np.ndarray
     return np.concatenate([onehot_features(space, encoded), _group_stats(space, encoded)], axis=1)
 
 
+def resolution_free_features(space: SearchSpace, encoded: np.ndarray) -> np.ndarray:
+    """Features that carry across resolutions: one-hot of every gene but the resolution, the per-group stats of
+    the other genes, and the resolution as numbers (``r / 224``, its square, its log) times the arch's size.
+
+    A one-hot resolution slot that training never saw keeps its initial weight (OFA's w1.2 predictor scores r=128
+    archs 76-80 % for that reason): nothing is learnt about it. As numbers, a held-out resolution sits between or
+    beyond trained ones, where a ridge model interpolates linearly and trees take the nearest trained side. The
+    products with the total depth and expand ratio let the model learn that a resolution changes accuracy more for
+    small nets than for large ones; MACs scale with r^2 times the arch's width and depth (analytically), which
+    these terms can express.
+    """
+    cols = [c for c, col in enumerate(space.columns) if col.group != "r"]
+    n = encoded.shape[0]
+    pos = np.where(encoded[:, cols] >= 0, space.one_hot_offsets[None, cols] + encoded[:, cols], -1)
+    onehot = _scatter(n, space.one_hot_size, [pos])
+    stats = _group_stats(space, encoded)
+    keep = [j for j, g in enumerate(np.repeat(space.group_names, 3)) if g != "r"]
+    if "r" not in space.group_names:
+        return np.concatenate([onehot, stats[:, keep]], axis=1)
+    r = space.values(encoded, "r")[:, 0] / 224.0
+    size = [space.values(encoded, g) for g in ("d", "e") if g in space.group_names]
+    extra = [r, r * r, np.log(r)] + [np.nansum(v, axis=1) * r * r for v in size]
+    return np.concatenate([onehot, stats[:, keep], np.stack(extra, axis=1).astype(np.float32)], axis=1)
+
+
 FEATURES: dict[str, Callable[[SearchSpace, np.ndarray], np.ndarray]] = {
     "onehot": onehot_features,
     "onehot_stats": onehot_stats_features,
+    "resolution_free": resolution_free_features,
 }
 
 

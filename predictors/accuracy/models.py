@@ -1,4 +1,4 @@
-"""Trainable accuracy predictors: an OFA-style MLP, a ridge regression and a bootstrap ensemble.
+"""Trainable accuracy predictors: an OFA-style MLP, a ridge regression, gradient-boosted trees and a bootstrap ensemble.
 
 All predict in numpy (the MLP trains in torch, then its input standardisation and output scaling are folded
 into the first and last layers so inference is plain matmuls over the feature matrix).
@@ -21,7 +21,7 @@ from predictors.accuracy.numpy_mlp import NumpyMLP
 from predictors.base import as_encoded
 from supernets.space import SearchSpace
 
-__all__ = ["EnsemblePredictor", "MLPPredictor", "RidgePredictor", "build_predictor", "torch_threads"]
+__all__ = ["EnsemblePredictor", "GBMPredictor", "MLPPredictor", "RidgePredictor", "build_predictor", "torch_threads"]
 
 
 @contextmanager
@@ -189,6 +189,94 @@ class RidgePredictor(_FeaturePredictor):
         if missing:
             raise ValueError(f"ridge weights lack {missing} (expected 'coef' and a one-element 'intercept')")
         self.coef, self.intercept = state["coef"].astype(np.float64), float(state["intercept"].reshape(-1)[0])
+
+
+@register_kind
+class GBMPredictor(_FeaturePredictor):
+    """scikit-learn's ``HistGradientBoostingRegressor`` on arch features; inference walks the fitted trees in numpy.
+
+    The trees are kept as flat arrays (feature, threshold, children, leaf value per node, plus each tree's root),
+    so a saved artefact is plain tensors (loaded with ``weights_only=True``) and prediction is a vectorised walk over
+    all rows and trees at once, in float64 (no dependence on scikit-learn's version at load time).
+    """
+
+    kind: ClassVar[str] = "gbm"
+
+    def __init__(self, space: SearchSpace, *, supernet: str | None = None, features: str = "onehot_stats",
+                 max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 15,
+                 min_samples_leaf: int = 5, l2_regularization: float = 0.0, seed: int = 0) -> None:
+        super().__init__(space, supernet=supernet, features=features)
+        self.max_iter, self.learning_rate = int(max_iter), float(learning_rate)
+        self.max_leaf_nodes, self.min_samples_leaf = int(max_leaf_nodes), int(min_samples_leaf)
+        self.l2_regularization, self.seed = float(l2_regularization), int(seed)
+        self.trees: dict[str, np.ndarray] | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"features": self.features, "max_iter": self.max_iter, "learning_rate": self.learning_rate,
+                "max_leaf_nodes": self.max_leaf_nodes, "min_samples_leaf": self.min_samples_leaf,
+                "l2_regularization": self.l2_regularization, "seed": self.seed}
+
+    def _fit(self, encoded: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from threadpoolctl import threadpool_limits
+
+        f = self.featurize(encoded).astype(np.float64)
+        model = HistGradientBoostingRegressor(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=min(self.min_samples_leaf, max(1, len(y) // 4)), l2_regularization=self.l2_regularization,
+            early_stopping=False, random_state=self.seed)
+        # one OpenMP thread: a few hundred rows gain nothing from more, and on a shared 2-core host OpenMP's spinning
+        # workers made a 50-tree fit take 78 s instead of well under one
+        with threadpool_limits(limits=1, user_api="openmp"):
+            model.fit(f, y)
+        nodes = [tree.nodes for trees in model._predictors for tree in trees]  # one tree per iteration (regression)
+        roots = np.cumsum([0] + [len(n) for n in nodes[:-1]]).astype(np.int64)
+        allnodes = np.concatenate(nodes)
+        offset = np.repeat(roots, [len(n) for n in nodes])
+        self.trees = {
+            "feature": allnodes["feature_idx"].astype(np.int64),
+            "threshold": allnodes["num_threshold"].astype(np.float64),
+            "left": allnodes["left"].astype(np.int64) + offset,
+            "right": allnodes["right"].astype(np.int64) + offset,
+            "leaf": allnodes["is_leaf"].astype(bool),
+            "value": allnodes["value"].astype(np.float64),
+            "roots": roots,
+            "baseline": np.asarray(model._baseline_prediction, dtype=np.float64).reshape(-1)[:1],
+            "n_features": np.array([f.shape[1]]),
+        }
+
+    def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        return self.predict_features(self.featurize(encoded))
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        t = self.trees
+        if t is None:
+            raise RuntimeError("GBMPredictor is not fitted; call fit(...) or load a saved artefact")
+        x = np.asarray(features, dtype=np.float64)
+        if x.shape[1] != int(t["n_features"][0]):
+            raise ValueError(f"GBM predictor was fitted on {int(t['n_features'][0])} features, got {x.shape[1]}")
+        node = np.broadcast_to(t["roots"][None, :], (len(x), len(t["roots"]))).copy()
+        rows = np.arange(len(x))[:, None]
+        while True:
+            inner = ~t["leaf"][node]
+            if not inner.any():
+                break
+            go_left = x[rows, t["feature"][node]] <= t["threshold"][node]  # features are never NaN here
+            node = np.where(inner, np.where(go_left, t["left"][node], t["right"][node]), node)
+        return t["value"][node].sum(axis=1) + t["baseline"][0]
+
+    def state(self) -> dict[str, np.ndarray]:
+        if self.trees is None:
+            raise RuntimeError("cannot save an unfitted GBMPredictor")
+        return {k: np.asarray(v) for k, v in self.trees.items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        need = ("feature", "threshold", "left", "right", "leaf", "value", "roots", "baseline", "n_features")
+        missing = [k for k in need if k not in state]
+        if missing:
+            raise ValueError(f"gbm weights lack {missing} (expected {list(need)})")
+        self.trees = {k: np.asarray(state[k]) for k in need}
+        self.trees["leaf"] = self.trees["leaf"].astype(bool)
 
 
 @register_kind

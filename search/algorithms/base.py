@@ -39,12 +39,33 @@ class SearchContext:
     def evaluate(self, X: np.ndarray) -> np.ndarray:
         ids = self.problem.evaluate_ids(X)
         self.seen.update(ids.tolist())
+        mask = self._seen_mask()
+        if len(mask) <= self.problem.ev.n:
+            mask = np.concatenate([mask, np.zeros(max(len(mask), self.problem.ev.n + 1 - len(mask)), dtype=bool)])
+        mask[ids] = True
+        self._mask = (len(self.seen), mask)
         return ids
 
     def is_seen(self, keys: list[bytes]) -> np.ndarray:
         """Whether each arch (cache key) was already evaluated by this search."""
         ids = self.problem.ev.lookup(keys)
-        return np.fromiter((i >= 0 and i in self.seen for i in ids.tolist()), dtype=bool, count=len(keys))
+        mask = self._seen_mask()
+        ok = (ids >= 0) & (ids < len(mask))
+        out = np.zeros(len(ids), dtype=bool)
+        out[ok] = mask[ids[ok]]
+        return out
+
+    def _seen_mask(self) -> np.ndarray:
+        """``seen`` as a boolean array over store ids, rebuilt only when ``seen`` grew (a membership test per id
+        in Python was a tenth of a generation's time)."""
+        cached = getattr(self, "_mask", None)
+        if cached is None or cached[0] != len(self.seen):  # first call, or ``seen`` restored by the runner
+            mask = np.zeros(self.problem.ev.n + 1, dtype=bool)
+            if self.seen:
+                mask[np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))] = True
+            cached = (len(self.seen), mask)
+            self._mask = cached
+        return cached[1]
 
     def F(self, ids: np.ndarray) -> np.ndarray:
         return self.problem.obj.F(self.problem.ev, ids)

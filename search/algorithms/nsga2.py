@@ -93,6 +93,8 @@ class NSGA2(SearchAlgorithm):
         self.mutation_prob = float(mutation_prob)
         self.seed_extremes = bool(seed_extremes)
         self.refill_rounds = int(refill_rounds)
+        #: genomes put first in the initial population (e.g. archs already measured); the rest is sampled
+        self.initial_genomes: np.ndarray | None = None
 
     # ---------------------------------------------------------------------------------- pieces
     def _initial(self, ctx: SearchContext) -> np.ndarray:
@@ -101,6 +103,8 @@ class NSGA2(SearchAlgorithm):
         if self.seed_extremes:
             X[0] = 0
             X[1] = layout.n_choices - 1
+        if self.initial_genomes is not None and len(self.initial_genomes):
+            X = np.concatenate([np.asarray(self.initial_genomes, dtype=np.int64), X])  # more than pop_size: survival picks
         return self._unique_new(ctx, X, known_ok=False)
 
     def _unique_new(self, ctx: SearchContext, X: np.ndarray, *, known_ok: bool = False) -> np.ndarray:

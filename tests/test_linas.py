@@ -1,0 +1,150 @@
+"""LINAS (real evaluations in the loop), the measured-accuracy model, the GBM predictor and resolution-free features."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import search
+import supernets
+from predictors.accuracy.features import resolution_free_features
+from predictors.accuracy.models import GBMPredictor, build_predictor
+from search.algorithms.linas import spread_pick
+from search.components import build_algorithm
+from search.evaluator import ArchEvaluator
+from search.measured import MeasuredAccuracy
+from search.state import STATE_FILE, load_state
+from tests.data.search.models import LinearAccuracy, TableLatency
+
+
+class CountingTruth(LinearAccuracy):
+    """The 'real' accuracy of the tests: counts the archs it is asked about (each one a real evaluation)."""
+
+    def __init__(self, space) -> None:
+        super().__init__(space)
+        self.rows = 0
+
+    def _predict(self, x):
+        self.rows += len(x)
+        return super()._predict(x)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return supernets.create_supernet("ofa_mbv3_tiny")
+
+
+LINAS = {"_target_": "search.algorithms.linas.LINAS", "name": "linas", "n_evals": 30, "batch_size": 6, "n_init": 6,
+         "inner": {"pop_size": 24, "n_gen": 4}}
+
+
+def _cfg(tmp_path, **over):
+    return {"device": "dev_a", "supernet": "ofa_mbv3_tiny", "progress": False, "plot": False, "out_dir": str(tmp_path),
+            "seed": 1, "checkpoint_every": 1, "algorithm": LINAS, **over}
+
+
+def test_linas_spends_exactly_its_budget_and_reports_measured_top1_with_the_predicted_beside(tiny, tmp_path):
+    truth = CountingTruth(tiny.space)
+    res = search.run(_cfg(tmp_path), accuracy=truth, latency={"dev_a": TableLatency(tiny.space, "dev_a")},
+                     supernet=tiny)
+    assert res["n_evaluated"] == 30 and truth.rows == 30  # the reference extremes count: no probe of 512 archs
+    front = pd.read_csv(tmp_path / "dev_a" / "pareto.csv")
+    archs = [tiny.space.parse(a) for a in front["arch"]]
+    np.testing.assert_allclose(front["top1"], truth.predict(archs), rtol=1e-5)  # measured, not predicted
+    assert "top1_predicted" in front and front["top1_predicted"].notna().any()
+
+
+def test_linas_proposes_better_fronts_than_its_initial_sample(tiny, tmp_path):
+    truth = CountingTruth(tiny.space)
+    search.run(_cfg(tmp_path), accuracy=truth, latency={"dev_a": TableLatency(tiny.space, "dev_a")}, supernet=tiny)
+    hist = pd.read_csv(tmp_path / "dev_a" / "history.csv")
+    assert hist["hypervolume"].iloc[-1] > hist["hypervolume"].iloc[0]
+
+
+def test_resumed_linas_measures_nothing_again(tiny, tmp_path):
+    lat = {"dev_a": TableLatency(tiny.space, "dev_a")}
+    first = search.run(_cfg(tmp_path), accuracy=CountingTruth(tiny.space), latency=lat, supernet=tiny)
+    truth = CountingTruth(tiny.space)
+    again = search.run(_cfg(tmp_path, resume=True), accuracy=truth, latency=lat, supernet=tiny)
+    assert truth.rows == 0
+    assert again["devices"]["dev_a"]["hypervolume"] == first["devices"]["dev_a"]["hypervolume"]
+    ev, _, _ = load_state(tmp_path / STATE_FILE)
+    assert len(ev["X"]) == 30
+
+
+def test_linas_config_builds_through_hydra_target_and_bad_options_name_the_algorithm():
+    algo = build_algorithm(LINAS)
+    assert algo.name == "linas" and algo.n_gen == 4  # (30 - 6) / 6 iterations after the initial batch
+    with pytest.raises(ValueError, match="linas"):
+        build_algorithm({**LINAS, "n_init": 50})
+    with pytest.raises(ValueError, match="ckpt"):
+        algo.real_accuracy(None, None)
+
+
+def test_spread_pick_takes_whole_fronts_first_then_spreads_along_the_cost():
+    F = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0], [0.0, 4.0], [0.0, 5.0], [1.0, 1.0]])
+    rank = np.array([0, 0, 0, 0, 0, 1])
+    assert spread_pick(F, rank, 3).tolist() == [0, 2, 4]
+    assert sorted(spread_pick(F, rank, 6).tolist()) == list(range(6))
+
+
+def test_measured_accuracy_evaluates_each_arch_once_and_resumes_from_its_csv(tmp_path):
+    torch.manual_seed(0)
+    net = supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=1)
+    batches = [(torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,)))]
+    m = MeasuredAccuracy(net, batches, batches, cache=tmp_path / "m.csv")
+    archs = [net.space.min_arch(), net.space.max_arch()]
+    first = m.predict(archs + archs)
+    assert m.n_measured == 2 and first[0] == first[2]
+    m.close()
+    again = MeasuredAccuracy(net, batches, batches, cache=tmp_path / "m.csv")
+    np.testing.assert_array_equal(again.predict(archs), first[:2])
+    assert again.n_measured == 0
+
+
+def test_gbm_walks_the_fitted_trees_exactly_as_sklearn_and_round_trips(tiny, tmp_path):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    X = tiny.space.sample_encoded(rng, 200)
+    y = LinearAccuracy(tiny.space).predict(X) + rng.normal(0, 0.01, 200)
+    g = build_predictor({"kind": "gbm", "max_iter": 50}, tiny.space).fit(X, y)
+    f = g.featurize(tiny.space.normalize(X)).astype(np.float64)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        ref = HistGradientBoostingRegressor(max_iter=50, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=5,
+                                            early_stopping=False, random_state=0).fit(f, y)
+    np.testing.assert_allclose(g.predict(X), ref.predict(f), atol=1e-12)
+    path = g.save(tmp_path / "gbm.pth")
+    np.testing.assert_allclose(GBMPredictor.load(path).predict(X), g.predict(X), atol=0)
+
+
+def test_resolution_free_features_hold_the_resolution_as_numbers_not_a_one_hot_slot(tiny):
+    space = tiny.space
+    X = space.normalize(space.sample_encoded(np.random.default_rng(0), 20))
+    X24, X28 = X.copy(), X.copy()
+    X24[:, 0], X28[:, 0] = 0, 1  # the same archs at r=24 and r=28
+    f24, f28 = resolution_free_features(space, X24), resolution_free_features(space, X28)
+    differ = np.flatnonzero((f24 != f28).any(axis=0))
+    assert len(differ) == 5 and (differ >= f24.shape[1] - 5).all()  # r, r^2, log r, depth*r^2, expand*r^2
+    np.testing.assert_allclose(f28[:, -5], 28 / 224, rtol=1e-6)
+
+
+def test_evaluator_keys_are_the_rows_bytes(tiny):
+    X = tiny.space.normalize(tiny.space.sample_encoded(np.random.default_rng(0), 50))
+    assert ArchEvaluator.keys(X) == [r.tobytes() for r in np.ascontiguousarray(X, dtype=np.int16)]
+
+
+def test_linas_table_reads_hypervolume_per_budget_from_the_evaluation_order():
+    from search.pareto import hypervolume
+    from search.tables.linas import hv_curve
+
+    F = np.array([[0.5, 0.5], [0.2, 0.9], [0.9, 0.1], [0.1, 0.1]])
+    ref = np.array([1.0, 1.0])
+    curve = hv_curve(np.zeros(len(F)), F, ref, [1, 2, 3, 4])
+    assert curve[0] == pytest.approx(0.25) and curve[-1] == pytest.approx(hypervolume(F[3:], ref))
+    assert all(a <= b for a, b in itertools.pairwise(curve))  # a longer run only adds archs
