@@ -81,7 +81,7 @@ class TimmSpace(SearchSpace):
         k = self.block_kernels[slot]
         if k == 0:
             return (0,)
-        return tuple(c for c in self.kernel_sizes if c < k and (k - c) % 2 == 0) + (k,)
+        return (*(c for c in self.kernel_sizes if c < k and (k - c) % 2 == 0), k)
 
     def expand_choices(self, slot: int) -> tuple[float, ...]:
         return tuple(self.expand_ratios) if self.block_elastic[slot] else (1.0,)

@@ -192,7 +192,7 @@ class TimmSupernet(Supernet):
             setattr(parent, attr, stage)
             stages.append(stage)
         min_depths, kernels, elastic = [], [], []
-        for s, stage in enumerate(stages):
+        for stage in stages:
             fixed = max((j for j, b in enumerate(stage) if not _keeps_shape(b)), default=0)
             min_depths.append(max(fixed + 1, len(stage) - int(depth_drop), 1))
             for b, kind in zip(stage, stage.kinds):
@@ -301,7 +301,7 @@ class TimmSupernet(Supernet):
     def _fixed_params(self) -> int:
         total = sum(p.numel() for p in self.model.parameters())
         one = np.ones(1, dtype=np.int64)
-        for s, stage in enumerate(self.stages):
+        for stage in self.stages:
             for blk, kind in zip(stage, stage.kinds):
                 if kind != "fixed":
                     mid, _ = _mid_layers(blk, kind)

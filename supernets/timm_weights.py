@@ -109,7 +109,10 @@ def load_pretrained(model: nn.Module, pretrained: str, model_name: str) -> None:
         if not hasattr(model, "blocks"):
             raise ValueError(f"{path} is in efficientnet-pytorch naming (_conv_stem, _blocks.<n>...), which maps "
                              f"onto timm's EfficientNet family only, not {model_name!r}")
-        state = efficientnet_pytorch_to_timm(state, model)
+        try:
+            state = efficientnet_pytorch_to_timm(state, model)
+        except ValueError as err:
+            raise ValueError(f"pretrained weights {path} do not fit timm model {model_name!r}: {err}") from None
     own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     head = model.pretrained_cfg.get("classifier", "classifier") if hasattr(model, "pretrained_cfg") else "classifier"
     first = model.pretrained_cfg.get("first_conv") if hasattr(model, "pretrained_cfg") else None
