@@ -254,6 +254,12 @@ class TimmSupernet(Supernet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def latency_layers(self) -> Any:
+        """The measurable-layer protocol (:mod:`supernets.measurable`) for latency tables and models."""
+        from supernets.timm_measurable import TimmMeasurable
+
+        return TimmMeasurable(self)
+
     # -- channel sorting -----------------------------------------------------------------------
     @torch.no_grad()
     def sort_channels(self, expand_stage: int = 0) -> None:
@@ -336,32 +342,30 @@ class TimmSupernet(Supernet):
         return h_in, (h_in - 1) // _stride(self.stages[s][j]) + 1
 
     def _stage_input_size(self, s: int, r: np.ndarray) -> np.ndarray:
-        sizes = self._probe_sizes(int(max(self.space.resolutions)))
-        # Every stride is "same"-like (odd kernels, padding k // 2 or TF same): sizes divide by the stride, rounded up.
-        return -(-r // sizes[s])
+        return np.array([self._probe_sizes(int(v))[s] for v in r], dtype=np.int64)
 
-    @functools.lru_cache(maxsize=1)  # noqa: B019 - one entry, the supernet lives as long as its cache
     def _probe_sizes(self, r: int) -> tuple[int, ...]:
-        """The total stride in front of each stage, found by one forward pass of the largest subnet."""
+        """The side of each stage's input at resolution ``r``, from one forward pass of the largest subnet
+        (cached: the stem's strides and paddings are the model's own)."""
+        cache = self.__dict__.setdefault("_sizes", {})
+        if r in cache:
+            return cache[r]
         seen: list[int] = []
         hooks = [st.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[-1])) for st in self.stages]
-        arch = self.active_arch
+        arch, was = self.active_arch, self.training
         try:
             self.set_max_net()
+            self.eval()
+            p = next(self.parameters())
             with torch.no_grad():
-                was = self.training
-                self.eval()
-                p = next(self.parameters())
                 self(torch.zeros(1, self.in_chans, r, r, device=p.device, dtype=p.dtype))
-                self.train(was)
         finally:
             for h in hooks:
                 h.remove()
+            self.train(was)
             self.set_active_subnet(arch)
-        strides = tuple(round(r / h) for h in seen)
-        if any(-(-r // st) != h for st, h in zip(strides, seen)):
-            raise RuntimeError(f"stage input sizes {seen} at {r} px are not the input divided by a stride")
-        return strides
+        cache[r] = tuple(seen)
+        return cache[r]
 
     # -- extraction --------------------------------------------------------------------------
     @torch.no_grad()
@@ -390,12 +394,8 @@ def _first_conv(model: nn.Module) -> nn.Conv2d:
 
 
 def _stride(blk: nn.Module) -> int:
-    kind = _kind(blk)
-    if kind == "ir":
-        return blk.conv_dw.stride[0]
-    if kind == "bottleneck":
-        return blk.conv2.stride[0]
-    raise AssertionError("strides are only needed for elastic blocks")
+    """A block's stride: the largest stride of its convs (every supported block strides once)."""
+    return max(m.stride[0] for m in blk.modules() if isinstance(m, nn.Conv2d))
 
 
 def _block_costs(blk: nn.Module, kind: str, mid: np.ndarray, k: np.ndarray, h_in: np.ndarray,

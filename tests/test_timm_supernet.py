@@ -123,3 +123,22 @@ def test_instatune_distils_from_the_frozen_finetuned_original_model(compose_conf
     # The teacher is the model the first phase fine-tuned, frozen; the supernet trained on.
     assert all(torch.equal(teacher[k], finetuned[k]) for k in weights)
     assert any(not torch.equal(student[k], finetuned[k]) for k in weights)
+
+
+@pytest.fixture(scope="module", params=["timm_tiny"])
+def measurable(request):
+    from supernets.measurable import measurable_for
+
+    torch.manual_seed(0)
+    kwargs = {} if request.param == "timm_tiny" else {"resolutions": (32, 48), "num_classes": 10}
+    net = create_supernet(request.param, **kwargs).eval()
+    return request.param, net, measurable_for(net)
+
+
+def test_measurable_layers_chain_to_the_subnet_sum_to_its_macs_and_gather_densely(measurable):
+    """The latency protocol's family-agnostic checks (tests/test_latency_protocol.py) on timm supernets."""
+    from tests import test_latency_protocol as protocol
+
+    protocol.test_static_layers_chained_in_network_order_compute_the_extracted_subnet(measurable)
+    protocol.test_layer_macs_sum_to_the_supernets_analytic_macs(measurable)
+    protocol.test_dense_gather_equals_the_python_walk_over_layer_keys(measurable)
