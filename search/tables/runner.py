@@ -21,6 +21,7 @@ TABLES: dict[str, str] = {
     "small_scale_training": "search.tables.small_scale_training",
     "ofa_imagenet": "search.tables.imagenet",
     "ofa_resnet_imagenet": "search.tables.imagenet",
+    "timm_cifar10": "search.tables.timm_cifar10",
 }
 
 
