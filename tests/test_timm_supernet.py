@@ -142,3 +142,17 @@ def test_measurable_layers_chain_to_the_subnet_sum_to_its_macs_and_gather_densel
     protocol.test_static_layers_chained_in_network_order_compute_the_extracted_subnet(measurable)
     protocol.test_layer_macs_sum_to_the_supernets_analytic_macs(measurable)
     protocol.test_dense_gather_equals_the_python_walk_over_layer_keys(measurable)
+
+
+def test_cifar10_table_says_what_it_needs_without_the_training_set(tmp_path):
+    from search.tables import run_table
+    from search.tables.runner import table_config
+    from search.tables.timm_cifar10 import role_arch
+
+    res = run_table("timm_cifar10", table_config("timm_cifar10", {"data_root": str(tmp_path / "none")}), tmp_path,
+                    echo=lambda s: None)
+    assert res["result"].rows == [] and "table.data_root=" in res["markdown"] and "none" in res["markdown"]
+    space = create_supernet("timm_tiny").space
+    assert role_arch(space, "max", 24) == space.max_arch(24) and role_arch(space, "min", 28) == space.min_arch(28)
+    mid = role_arch(space, "mid", 32)
+    assert mid.d == (1, 2, 2, 2) and set(mid.e) - {None} == {0.75, 1.0}
