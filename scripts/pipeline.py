@@ -47,7 +47,7 @@ def _opts(argv: list[str] | None) -> dict:
                                                   "search_args, latency (recalibrate|rebuild|keep), probe_k, recal_k")
     o = {"out": "outputs/pipeline", "steps": ",".join(STEPS), "n": 300, "predictor": "mlp", "top_k": 3,
          "supernet": "ofa_mbv3_tiny", "train_args": "", "search_args": "", "latency": "recalibrate",
-         "probe_k": 3, "recal_k": 10}
+         "probe_k": 3, "recal_k": 20}
     for ov in p.parse_args(argv).overrides:
         k, _, v = ov.partition("=")
         if k not in o:

@@ -10,7 +10,7 @@ import yaml
 
 import supernets
 from predictors.latency.measure import HOST_FIELDS, environment_fingerprint, fingerprint_diff, isa_from_cpuinfo
-from predictors.latency.probe import probe_host_table, recalibrate_here, warn_if_stale
+from predictors.latency.probe import probe_host_table, recalibrate_here, refit_calibration, warn_if_stale
 from supernets.paths import LATENCY_TABLES_DIR, REPO_ROOT
 
 SHIPPED = LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny"
@@ -50,6 +50,26 @@ def test_shipped_host_table_is_never_silently_this_machines(tiny, caplog):
     assert warn_if_stale("pixel", "ofa_mbv3_w12", k=3) is None
 
 
+def test_refit_scales_the_old_calibration_from_few_subnets_and_refits_it_from_many():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    tsum, nb = rng.uniform(0.1, 0.4, 20), rng.integers(3, 9, 20)
+    old = (0.9, -0.001, -0.008)
+    noise = rng.normal(1, 0.02, 20)
+    # this machine 1.4x slower than the old calibration: five subnets give a scale, never a wild affine fit
+    y = 1.4 * (old[0] * tsum + old[1] * nb + old[2]) * noise
+    rows = [{"measured_ms": v, "table_sum_ms": t, "n_blocks": n} for v, t, n in zip(y, tsum, nb)]
+    few = refit_calibration(rows[:5], old)
+    assert few["fit"].startswith("the previous calibration scaled") and few["loo_mape_affine"] is None
+    assert few["a"] / old[0] == pytest.approx(1.4, rel=0.05) and few["c"] / old[2] == pytest.approx(few["a"] / old[0])
+    # another cost structure (a per-block overhead the old one lacks), seen on 20 subnets: refitted
+    y2 = (0.5 * tsum + 0.02 * nb + 0.01) * noise
+    many = refit_calibration([{**r, "measured_ms": v} for r, v in zip(rows, y2)], old)
+    assert many["fit"].startswith("latency = a*sum") and many["loo_mape_affine"] < many["loo_mape_scale"]
+    assert many["b"] == pytest.approx(0.02, rel=0.3) and many["train_mape"] < 0.05
+
+
 def test_recalibration_refuses_too_few_subnets_and_writing_over_its_source(tmp_path):
     with pytest.raises(ValueError, match="k >= 3"):
         recalibrate_here("host_cpu", "ofa_mbv3_tiny", tmp_path, k=2)
@@ -87,8 +107,10 @@ def test_pipeline_recalibrates_a_foreign_host_table_into_its_out_dir_and_a_scale
     assert meta["calibration"]["n_subnets"] == 5 and meta["refreshed"]["k"] == 5 and meta["status"] == "complete"
     assert meta["calibration"]["fingerprint"]["isa"] == environment_fingerprint()["isa"]
     assert meta["fingerprint"] == yaml.safe_load((SHIPPED / "meta.yaml").read_text())["fingerprint"]
-    # the pipeline's own probe after recalibrating: this machine's, within ±10 % (the shipped table: 1.5x here)
-    assert not rec["after"]["foreign"] and not rec["after"]["stale"], rec["after"]
+    # the pipeline's own probe after recalibrating: timed under this machine's fingerprint, and closer to the
+    # measurements than the shipped table was (1.5-2x off here; 5 subnets give a scale only, see the bench)
+    assert not rec["after"]["foreign"], rec["after"]
+    assert abs(rec["after"]["median_ratio"] - 1) < abs(rec["probe"]["median_ratio"] - 1), (rec["probe"], rec["after"])
     # the same table on a machine twice as fast as its calibration says: stale, and the message says how much
     calib = meta["calibration"]
     calib.update(a=calib["a"] / 2, b=calib["b"] / 2, c=calib["c"] / 2)

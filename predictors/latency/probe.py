@@ -37,7 +37,7 @@ from predictors.latency.table import LatencyTableError, atomic_write_text, load_
 from supernets.paths import LATENCY_TABLES_DIR
 
 __all__ = ["ProbeResult", "is_host_device", "probe_host_table", "rebuild_command", "recalibrate_here",
-           "served_fingerprint", "warn_if_stale"]
+           "refit_calibration", "served_fingerprint", "warn_if_stale"]
 
 log = logging.getLogger(__name__)
 _SETTING_KEYS = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "batch", "statistic")
@@ -192,6 +192,40 @@ def warn_if_stale(device: str, supernet: str, *, tables_dir: Path | str | None =
     return res
 
 
+def refit_calibration(rows: list[dict[str, Any]], old: tuple[float, float, float]) -> dict[str, Any]:
+    """New ``(a, b, c)`` from whole subnets timed here: the old calibration rescaled by the median
+    measured/predicted ratio (one parameter), or ``a*sum + b*n_blocks + c`` refitted (three), whichever predicts
+    the subnets better left out one at a time. With 5-10 subnets a free three-parameter fit extrapolates wildly
+    (half or double the latency of a subnet outside their range); a scale cannot, and where enough subnets pin the
+    three down they win."""
+    from predictors.latency.models import fit_calibration
+
+    y = np.array([r["measured_ms"] for r in rows])
+    tsum = np.array([r["table_sum_ms"] for r in rows])
+    nb = np.array([r["n_blocks"] for r in rows], dtype=np.float64)
+    a0, b0, c0 = old
+    base = a0 * tsum + b0 * nb + c0
+    idx = np.arange(len(y))
+    loo_scale = np.array([abs(np.median(y[idx != i] / base[idx != i]) * base[i] / y[i] - 1) for i in idx])
+    loo_affine = np.full(len(y), np.inf)
+    if len(y) >= 6:  # fewer leaves each three-parameter fit with at most 2 spare points
+        for i in idx:
+            a, b, c = fit_calibration(tsum[idx != i], nb[idx != i], y[idx != i])
+            loo_affine[i] = abs((a * tsum[i] + b * nb[i] + c) / y[i] - 1)
+    if loo_affine.mean() < loo_scale.mean():
+        a, b, c = fit_calibration(tsum, nb, y)
+        how = "latency = a*sum + b*n_blocks + c refitted (relative residuals, soft-L1 loss)"
+    else:
+        s = float(np.median(y / base))
+        a, b, c = a0 * s, b0 * s, c0 * s
+        how = f"the previous calibration scaled by the median measured/predicted ratio {s:.4f}"
+    rel = np.abs((a * tsum + b * nb + c) / y - 1)
+    return {"a": float(a), "b": float(b), "c": float(c), "n_subnets": len(y), "fit": how,
+            "train_mape": float(rel.mean()), "loo_mape_scale": float(loo_scale.mean()),
+            "loo_mape_affine": float(loo_affine.mean()) if np.isfinite(loo_affine).all() else None,
+            "table_sum_ratio_median": float(np.median(y / tsum))}
+
+
 def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables_dir: Path | str | None = None,
                      k: int = 10, seed: int = 1, supernet_obj: Any | None = None,
                      command: str | None = None) -> dict[str, Any]:
@@ -200,7 +234,7 @@ def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables
     the table's measurement settings. The per-block entries are kept; ``meta.yaml`` records this machine's
     fingerprint under ``calibration`` and what was done under ``refreshed``. Returns that ``refreshed`` record."""
     import predictors
-    from predictors.latency.build import CALIBRATION_COLUMNS, calibration_summary
+    from predictors.latency.build import CALIBRATION_COLUMNS
     from predictors.latency.devices import device_config
 
     if k < 3:
@@ -235,7 +269,7 @@ def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables
     refreshed = {"how": f"recalibrated on {k} whole subnets timed on this machine; per-block table kept",
                  "from": str(src), "table_fingerprint": meta.get("fingerprint"), "k": k, "seed": seed,
                  "seconds": round(time.perf_counter() - t0, 2), "command": command}
-    meta["calibration"] = {**calibration_summary(rows), "fingerprint": env}
+    meta["calibration"] = {**refit_calibration(rows, model.calibration), "fingerprint": env}
     meta["refreshed"] = refreshed
     meta["status"] = "complete"
     atomic_write_text(dst / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
