@@ -119,5 +119,6 @@ def test_pipeline_recalibrates_a_foreign_host_table_into_its_out_dir_and_a_scale
     assert slow.stale and not slow.foreign and 1.5 < slow.median_ratio < 3.0, slow.summary()
     assert "does not describe this machine" in slow.message() and "restart=true" in slow.message()
     # latency=rebuild runs the build script into the out dir (never over the repository's table)
-    cmd = pipe.host_build_command(folder, "ofa_mbv3_tiny")
+    cmd = pipe.host_build_command(folder, "ofa_mbv3_tiny", "p10")
     assert cmd[1] == "scripts/build_latency_table.py" and "restart=true" in cmd and f"out_dir={folder}" in cmd
+    assert "measure.statistic=p10" in cmd
