@@ -7,8 +7,13 @@ Steps (each is the command it prints, so it can also be run by hand):
   train      python train.py +experiment=<supernet's tiny one> -> <out>/train/checkpoints/last.ckpt
   dataset    scripts/build_accuracy_dataset.py ckpt=... n=N    -> <out>/accuracy.csv   (resumes itself)
   predictor  scripts/train_predictor.py dataset=... predictor=P -> <out>/predictor.pth
-  latency    scripts/build_latency_table.py device=host_cpu    (skipped when the table exists)
+  latency    probe the host_cpu table (a few whole subnets timed now vs its prediction); when it was built on
+             another machine or no longer matches this one, refresh a copy in <out>/latency_tables: recalibrate
+             it on recal_k whole subnets timed here (latency=recalibrate, the default; a full rebuild follows if
+             the probe still disagrees) or rebuild it (latency=rebuild: scripts/build_latency_table.py ...
+             out_dir=<out>/latency_tables/host_cpu/<supernet>); latency=keep serves the table as it is
   search     search.py device=host_cpu ckpt=... predictor_path=... export.top_k=K resume=true
+             [latency_tables_dir=<out>/latency_tables]
   measure    ONNX Runtime latency of each exported subnet vs the predicted one, and the exported ONNX model's
              top-1 on the checkpoint's held-out split vs the predicted top-1
 
@@ -32,13 +37,17 @@ STEPS = ("train", "dataset", "predictor", "latency", "search", "measure")
 # The experiment the train step runs for each CPU-sized supernet (train.py's default schedule, ps_tiny, names
 # MobileNetV3 genes such as ks, which OFA-ResNet does not have).
 TINY_EXPERIMENTS = {"ofa_mbv3_tiny": "tiny_ps", "ofa_resnet_tiny": "tiny_resnet_ps"}
+# How the latency step makes the host table this machine's when the probe says it is not (see the docstring).
+LATENCY_REFRESH = ("recalibrate", "rebuild", "keep")
 
 
 def _opts(argv: list[str] | None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("overrides", nargs="*", help="key=value: out, steps, n, predictor, top_k, supernet, train_args")
+    p.add_argument("overrides", nargs="*", help="key=value: out, steps, n, predictor, top_k, supernet, train_args, "
+                                                  "search_args, latency (recalibrate|rebuild|keep), probe_k, recal_k")
     o = {"out": "outputs/pipeline", "steps": ",".join(STEPS), "n": 300, "predictor": "mlp", "top_k": 3,
-         "supernet": "ofa_mbv3_tiny", "train_args": "", "search_args": ""}
+         "supernet": "ofa_mbv3_tiny", "train_args": "", "search_args": "", "latency": "recalibrate",
+         "probe_k": 3, "recal_k": 20}
     for ov in p.parse_args(argv).overrides:
         k, _, v = ov.partition("=")
         if k not in o:
@@ -53,6 +62,11 @@ def _opts(argv: list[str] | None) -> dict:
     if "," in o["out"]:  # every step's command line passes out on as Hydra overrides, which read a,b as a list
         raise SystemExit(f"out={o['out']} contains a comma, which Hydra command lines read as a list; pick a path "
                          f"without commas")
+    if o["latency"] not in LATENCY_REFRESH:
+        raise SystemExit(f"option latency must be one of {list(LATENCY_REFRESH)}, got {o['latency']!r}")
+    if o["probe_k"] < 1 or o["recal_k"] < 3:
+        raise SystemExit(f"probe_k must be >= 1 and recal_k >= 3 (3 calibration coefficients), got "
+                         f"probe_k={o['probe_k']}, recal_k={o['recal_k']}")
     bad = [s for s in o["steps"].split(",") if s not in STEPS]
     if bad:
         raise SystemExit(f"unknown step {bad[0]!r}; steps: {list(STEPS)}")
@@ -159,26 +173,21 @@ def main(argv: list[str] | None = None) -> None:
               "overwrite=true", f"hydra.run.dir={out / 'predictor'}"])
         _mark(out, "predictor", {"predictor": str(predictor)})
     if "latency" in steps and not _done(out, "latency"):
-        from predictors import load_latency_model
-
-        try:
-            load_latency_model("host_cpu", o["supernet"])
-            print(f"host_cpu latency table for {o['supernet']} found: not rebuilt")
-        except ValueError as e:
-            print(f"no usable host_cpu table ({e}); building it")
-            _run([py, "scripts/build_latency_table.py", f"supernet={o['supernet']}", "device=host_cpu"])
-        _mark(out, "latency", {})
+        _mark(out, "latency", latency_step(out, o["supernet"], o["latency"], o["probe_k"], o["recal_k"]))
+    tables_dir = _latency_tables_dir(out)
     if "search" in steps and not _done(out, "search"):
         _need(ckpt, "train")
         _need(predictor, "predictor")
         _run([py, "search.py", "device=host_cpu", f"supernet={o['supernet']}", f"ckpt={ckpt}",
               f"predictor_path={predictor}", f"export.top_k={o['top_k']}",
               "overwrite=true" if _rerun(out, "search") else "resume=true",
-              f"hydra.run.dir={search_dir}", *o["search_args"].split()])
+              f"hydra.run.dir={search_dir}", *([f"latency_tables_dir={tables_dir}"] if tables_dir else []),
+              *o["search_args"].split()])
         _mark(out, "search", {"search": str(search_dir)})
     if "measure" in steps:
         _need(search_dir / "host_cpu" / "export" / "exported.json", "search")
-        measure(search_dir / "host_cpu" / "export" / "exported.json", ckpt, out / "report.csv", o["supernet"])
+        measure(search_dir / "host_cpu" / "export" / "exported.json", ckpt, out / "report.csv", o["supernet"],
+                tables_dir)
         _mark(out, "measure", {"report": str(out / "report.csv")})
     print(f"pipeline finished in {time.perf_counter() - t0:.0f} s (outputs in {out})")
 
@@ -188,19 +197,73 @@ def _need(path: Path, step: str) -> None:
         raise SystemExit(f"{path} does not exist: run the {step!r} step first (steps={step})")
 
 
-def _table_settings(supernet: str) -> dict:
+def latency_step(out: Path, supernet: str, how: str = "recalibrate", probe_k: int = 3, recal_k: int = 20) -> dict:
+    """Make sure the host_cpu table the search will serve describes this machine (see the module docstring).
+    Returns what ``latency.done`` records: ``tables_dir`` (null: the repository's), how and how long."""
+    from predictors import load_latency_model
+    from predictors.latency.probe import probe_host_table, recalibrate_here
+
+    t0 = time.perf_counter()
+    tables = out / "latency_tables"
+    folder = tables / "host_cpu" / supernet
+    try:
+        load_latency_model("host_cpu", supernet)
+    except ValueError as e:
+        print(f"no usable host_cpu table in the repository ({e}); building one for this machine")
+        _run(host_build_command(folder, supernet))
+        return {"tables_dir": str(tables), "how": "built", "seconds": round(time.perf_counter() - t0, 1)}
+    probe = probe_host_table("host_cpu", supernet, k=probe_k)
+    print(probe.message(), flush=True)
+    rec: dict = {"probe": probe.summary()}
+    if probe.ok or how == "keep":
+        if not probe.ok:
+            print("latency=keep: serving it as it is")
+        return {**rec, "tables_dir": None, "how": "kept", "seconds": round(time.perf_counter() - t0, 1)}
+    if how == "recalibrate":
+        print(f"recalibrating a copy on {recal_k} whole subnets timed here -> {folder}", flush=True)
+        recalibrate_here("host_cpu", supernet, tables, k=recal_k,
+                         command=f"python scripts/pipeline.py ... latency=recalibrate recal_k={recal_k}")
+        check = probe_host_table("host_cpu", supernet, tables_dir=tables, k=probe_k, seed=54321)
+        print("after recalibration: " + check.message(), flush=True)
+        rec.update(how=f"recalibrated on {recal_k} whole subnets", after=check.summary())
+        if not check.stale:
+            return {**rec, "tables_dir": str(tables), "seconds": round(time.perf_counter() - t0, 1)}
+        print("recalibration was not enough: rebuilding the table on this machine", flush=True)
+    # the statistic the shipped table stores (p10 repeats better than the median on a contended host)
+    _run(host_build_command(folder, supernet, _table_settings(supernet).get("statistic")))
+    check = probe_host_table("host_cpu", supernet, tables_dir=tables, k=probe_k, seed=54321)
+    print("after the rebuild: " + check.message(), flush=True)
+    rec.update(how="rebuilt" if how == "rebuild" else f"{rec['how']}, then rebuilt", after=check.summary())
+    return {**rec, "tables_dir": str(tables), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def host_build_command(folder: Path, supernet: str, statistic: str | None = None) -> list[str]:
+    """The full rebuild of the host table on this machine, into ``folder`` (the out dir, never the repository's)."""
+    return [sys.executable, "scripts/build_latency_table.py", f"supernet={supernet}", "device=host_cpu",
+            f"out_dir={folder}", "restart=true", "progress=false", *([f"measure.statistic={statistic}"] if statistic else [])]
+
+
+def _latency_tables_dir(out: Path) -> Path | None:
+    """The tables folder the latency step chose (``latency.done``), None for the repository's."""
+    done = out / "latency.done"
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    return Path(info["tables_dir"]) if info.get("tables_dir") else None
+
+
+def _table_settings(supernet: str, tables_dir: Path | None = None) -> dict:
     """The measurement settings the host_cpu table was built with (so measured and predicted agree on
     provider, threads, batch and statistic)."""
     import yaml
 
     from supernets.paths import LATENCY_TABLES_DIR
 
-    meta = yaml.safe_load((LATENCY_TABLES_DIR / "host_cpu" / supernet / "meta.yaml").read_text()) or {}
+    root = LATENCY_TABLES_DIR if tables_dir is None else tables_dir
+    meta = yaml.safe_load((root / "host_cpu" / supernet / "meta.yaml").read_text()) or {}
     keys = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "batch", "statistic")
     return {k: v for k, v in (meta.get("measurement") or {}).items() if k in keys}
 
 
-def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str) -> None:
+def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables_dir: Path | None = None) -> None:
     """Measured vs predicted latency and evaluated vs predicted top-1 of the exported subnets."""
     import numpy as np
     import onnxruntime as ort
@@ -216,7 +279,7 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str) -> Non
     dm = create_datamodule(**dict(meta["data"]))
     dm.setup()
     val = list(dm.val_dataloader())
-    settings = _table_settings(supernet)
+    settings = _table_settings(supernet, tables_dir)
     rows = []
     for rec in recs:
         m = measure_onnx(rec["onnx"], **settings)

@@ -115,8 +115,12 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
             models[d] = latency[d]
             continue
         from predictors import load_latency_model
+        from predictors.latency.probe import warn_if_stale
 
-        models[d] = load_latency_model(d, name)
+        tables_dir = cfg.get("latency_tables_dir") or None
+        models[d] = load_latency_model(d, name, tables_dir=tables_dir)
+        # a host table is only true of the machine it was timed on: check it before serving it (seconds)
+        warn_if_stale(d, name, tables_dir=tables_dir, k=int(cfg.get("latency_probe", 3) or 0))
     # models built for the family's full space also serve a supernet configured with fewer choices
     accuracy = adapt(accuracy, space)
     models = {d: adapt(m, space) for d, m in models.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from predictors.latency.learned import LearnedLatencyModel
 from predictors.latency.models import fit_calibration
 from predictors.latency.published import PUBLISHED_SOURCE, load_published_nets, published_geometries
 from predictors.latency.table import load_table
-from supernets.paths import LATENCY_TABLES_DIR, REPO_ROOT, SHARED_DATA_DIR
+from supernets.paths import LATENCY_TABLES_DIR, REPO_ROOT
+from tests.bundled import specialized_zoo
 
 FEW_SHOT = {"pixel": 7, "pixel2": 4, "note8": 4, "s7edge": 4, "lg_g8": 4}
 
@@ -32,15 +34,34 @@ def note10_layer_cost(geos):
 
 
 def test_published_subnets_are_ofas_summary_rows_unchanged():
-    src = SHARED_DATA_DIR / "ofa_published" / "specialized" / "_summary.csv"
-    if not src.is_file():
-        pytest.skip("shared reference data not present")
-    with open(src, newline="") as f:
-        ref = list(csv.DictReader(f))
+    zoo = specialized_zoo()
+    ref = list(csv.DictReader(io.StringIO(zoo[""]["_summary.csv"])))
     with open(REPO_ROOT / PUBLISHED_SOURCE, newline="") as f:
         ours = list(csv.DictReader(f))
     assert ours == ref
+    # and the summary is the zoo's folders: one row per subnet folder, named as the folder says
+    assert {r["name"] for r in ours} == set(zoo) - {""}
+    for r in ours:
+        assert r["name"].startswith(r["device"]) and r["name"].endswith(f"_top1-{r['top1']}_finetune-{r['finetune_epochs']}")
+        assert yaml.safe_load(zoo[r["name"]]["run.config"])["image_size"] == int(r["image_size"]), r["name"]
     assert sum(r["net"] == "MobileNetV3" and bool(r["latency_ms"]) for r in ours) == 31
+
+
+def test_shipped_note10_table_is_the_bundled_published_tables_converted(geos):
+    from predictors.latency.convert_note10 import SOURCE_DIR, convert_note10
+
+    assert SOURCE_DIR.is_relative_to(REPO_ROOT) and SOURCE_DIR.is_file()
+    converted = convert_note10(geos[1.2], SOURCE_DIR)
+    shipped = load_table(LATENCY_TABLES_DIR / "note10" / "ofa_mbv3_w12")
+    assert converted.entries == shipped.entries and len(shipped.entries) == 470
+    assert converted.std == pytest.approx(shipped.std, rel=1e-6)
+
+
+def test_a_missing_bundled_archive_is_an_error_naming_it(tmp_path):
+    from supernets.paths import archive_texts
+
+    with pytest.raises(FileNotFoundError, match=r"bundled archive .*nope\.tar\.xz is missing"):
+        archive_texts(tmp_path / "nope.tar.xz")
 
 
 def test_note10_layer_cost_predicts_all_8_published_note10_subnets_within_10pct(geos, note10_layer_cost):
@@ -113,8 +134,7 @@ def test_calibration_fit_recovers_an_affine_relation():
 
 @pytest.fixture(scope="module")
 def help_data():
-    if not HELP_CSV.is_file():
-        pytest.skip("shared HELP data not present")
+    assert HELP_CSV.is_file(), f"{HELP_CSV} ships with the repository"
     g = geometry_for("ofa_mbv3_w10")
     x, lat = load_help_csv(g.space)
     return g, x, lat

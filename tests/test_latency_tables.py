@@ -19,7 +19,7 @@ from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
 
 NOTE10 = LATENCY_TABLES_DIR / "note10" / "ofa_mbv3_w12"
 HOST_TINY = LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny"
-# The OFA tutorial's subnet found under a 25 ms Note10 budget (shared/data/README.md).
+# The OFA tutorial's subnet found under a 25 ms Note10 budget (the reference data's README).
 TUTORIAL = {"d": [2, 2, 3, 4, 3],
             "ks": [5, 3, None, None, 5, 3, None, None, 7, 7, 3, None, 5, 5, 7, 3, 3, 3, 5, None],
             "e": [3, 3, None, None, 4, 4, None, None, 6, 3, 4, None, 4, 4, 4, 3, 6, 6, 6, None]}

@@ -17,12 +17,11 @@ from torch import nn
 
 from supernets import Arch, MobileNetV3Space, count_macs, count_params, create_supernet
 from supernets.ofa_mbv3 import MobileNetV3Config, OFAMobileNetV3
-from supernets.paths import SHARED_DATA_DIR
 from supernets.published import PUBLISHED_RESOLUTIONS, published_mbv3_subnets
 from supernets.utils import make_divisible, make_divisible_np
+from tests.bundled import specialized_zoo
 
 DYNAST_DIR = Path(__file__).parent / "data" / "dynast_ofa_mbv3_w10"
-SPECIALIZED_DIR = SHARED_DATA_DIR / "ofa_published" / "specialized"
 
 
 @cache
@@ -125,17 +124,17 @@ def test_arch_outside_the_configured_resolutions_raises() -> None:
         default.from_ofa_dict(arch.to_ofa_dict())
 
 
-def _net_config_blocks(folder: Path) -> tuple[dict, list[dict]]:
-    config = json.loads((folder / "net.config").read_text())
+def _net_config_blocks(files: dict[str, str]) -> tuple[dict, list[dict]]:
+    config = json.loads(files["net.config"])
     return config, [b["mobile_inverted_conv"] for b in config["blocks"]]
 
 
-@pytest.mark.skipif(not SPECIALIZED_DIR.is_dir(), reason=f"OFA model zoo configs not found at {SPECIALIZED_DIR}")
 def test_published_archs_rebuild_the_published_net_configs_block_by_block() -> None:
+    zoo = specialized_zoo()  # bundled: a missing archive fails here, never skips
     for s in published_mbv3_subnets():
-        folder = SPECIALIZED_DIR / s["name"]
-        config, blocks = _net_config_blocks(folder)
-        assert json.loads((folder / "run.config").read_text())["image_size"] == s["resolution"]
+        files = zoo[s["name"]]
+        config, blocks = _net_config_blocks(files)
+        assert json.loads(files["run.config"])["image_size"] == s["resolution"]
         model = _model("ofa_mbv3_w10" if s["width_mult"] == 1.0 else "ofa_mbv3_w12", resolutions=PUBLISHED_RESOLUTIONS)
         model.set_active_subnet(s["arch"])
         c = model.config

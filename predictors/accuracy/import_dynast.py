@@ -1,6 +1,6 @@
 """Convert DyNAS-T's measured OFA-MobileNetV3 w1.0 results into an accuracy dataset of this project.
 
-    python -m predictors.accuracy.import_dynast ../shared/data/accuracy/dynast_ofa_mbv3_w10/*.csv \
+    python -m predictors.accuracy.import_dynast tests/data/dynast_ofa_mbv3_w10/*.csv \
         --out predictors/artefacts/datasets/dynast_ofa_mbv3_w10.csv
 
 Rows of the same arch (repeats across search runs, and OFA dicts that differ only in unused slots) are merged

@@ -1,11 +1,12 @@
 """Convert OFA's published Samsung Note10 lookup tables into the project's table format.
 
-Source: ``<shared data>/latency/note10_ofa_mbv3_w12/{160,176,192,208,224}_lookup_table.yaml`` (per-layer
-count/mean/std in ms, OFA-MobileNetV3 w1.2, published by the OFA authors in han-cai/files a7c9bcd).
+Source: ``predictors/artefacts/note10/note10_ofa_mbv3_w12.tar.xz`` (bundled: OFA's
+``{160,176,192,208,224}_lookup_table.yaml`` unchanged, per-layer count/mean/std in ms, OFA-MobileNetV3 w1.2,
+published by the OFA authors in han-cai/files a7c9bcd), or a folder holding those files.
 Every layer signature the ``ofa_mbv3_w12`` space can use at those resolutions is looked up under OFA's
 key and written under the project's key; ``AvgPool2D + Conv_2 + Logits`` become one ``head`` entry.
 
-Run: ``python -m predictors.latency.convert_note10 [--src DIR] [--out DIR]``.
+Run: ``python -m predictors.latency.convert_note10 [--src DIR_OR_TAR_XZ] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import yaml
 
 from predictors.latency.table import LatencyTable, LatencyTableError, save_table
 from supernets.measurable_mbv3 import LayerSpec, MBv3Geometry
-from supernets.paths import LATENCY_TABLES_DIR, SHARED_DATA_DIR
+from supernets.paths import LATENCY_TABLES_DIR, REPO_ROOT, archive_texts
 
 __all__ = ["NOTE10_RESOLUTIONS", "convert_note10", "load_ofa_lookup_yaml", "ofa_keys"]
 
 NOTE10_RESOLUTIONS = (160, 176, 192, 208, 224)
-SOURCE_DIR = SHARED_DATA_DIR / "latency" / "note10_ofa_mbv3_w12"
+SOURCE_DIR = REPO_ROOT / "predictors" / "artefacts" / "note10" / "note10_ofa_mbv3_w12.tar.xz"
 ATTRIBUTION = (
     "Per-layer latencies measured on a Samsung Note10 and published by the Once-for-All authors "
     "(Cai et al., ICLR 2020) as the lookup tables the OFA tutorial downloads (han-cai/files a7c9bcd; "
@@ -36,10 +37,11 @@ ATTRIBUTION = (
 _OFA_KEY = re.compile(r"^[A-Za-z_0-9]+-input:\d+x\d+x\d+-output:\d+(x\d+x\d+)?")
 
 
-def load_ofa_lookup_yaml(path: Path) -> dict[str, dict[str, float]]:
-    """One OFA ``<r>_lookup_table.yaml``: ``{ofa_key: {"count", "mean", "std"}}``, validated."""
+def load_ofa_lookup_yaml(path: Path, text: str | None = None) -> dict[str, dict[str, float]]:
+    """One OFA ``<r>_lookup_table.yaml`` (or its ``text``, read from an archive): ``{ofa_key: {"count", "mean",
+    "std"}}``, validated."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8") if text is None else text)
     except (OSError, yaml.YAMLError) as exc:
         raise LatencyTableError(f"cannot read OFA lookup table {path}: {exc}") from None
     if not isinstance(data, dict) or not data:
@@ -75,8 +77,13 @@ def convert_note10(geometry: MBv3Geometry, src: Path = SOURCE_DIR,
     """Build the project table for ``geometry`` (w1.2) from OFA's per-resolution YAML files."""
     table = LatencyTable(entries={}, meta={})
     unused: dict[int, set[str]] = {}
+    # a folder of the files, or the bundled archive (members <folder>/<r>_lookup_table.yaml)
+    texts = {} if Path(src).is_dir() else {Path(k).name: v for k, v in archive_texts(src).items()}
     for r in resolutions:
-        ofa = load_ofa_lookup_yaml(Path(src) / f"{r}_lookup_table.yaml")
+        name = f"{r}_lookup_table.yaml"
+        if texts and name not in texts:
+            raise LatencyTableError(f"OFA Note10 archive {src} has no {name}; it holds {sorted(texts)}")
+        ofa = load_ofa_lookup_yaml(Path(src) / name, texts.get(name))
         used: set[str] = set()
         for (_, key), spec in geometry.distinct_layers([r]).items():
             names = ofa_keys(spec)

@@ -1,7 +1,7 @@
 """HELP's measured GPU latencies of 5000 OFA-MobileNetV3 w1.0 subnets -> learned per-device predictors.
 
-Source: ``<shared data>/latency/help_gpu_ofa_mbv3/help_ofa_mbv3_gpu_latency.csv`` (HayeonLee/HELP 45f70eb,
-MIT): columns ``ks``, ``e``, ``d`` (dash-joined, 20/20/5 values; slots beyond a stage's depth hold
+Source: ``predictors/artefacts/help/help_ofa_mbv3_gpu_latency.csv.xz`` (bundled, xz-compressed; HayeonLee/HELP
+45f70eb, MIT): columns ``ks``, ``e``, ``d`` (dash-joined, 20/20/5 values; slots beyond a stage's depth hold
 filler values), ``r``, and ``lat_ms_<gpu>_<batch>`` for gpu in 2080ti/titan_rtx/titan_xp/v100 and batch
 1/32/64. Each (gpu, batch) becomes a device ``help_<gpu>_b<batch>`` served for ``ofa_mbv3_w10``.
 The predictor is :data:`HELP_METHOD`; where its held-out Spearman misses 0.95 (launch-bound batch 1, and
@@ -21,13 +21,14 @@ from scipy.stats import spearmanr
 from predictors.latency.learned import LearnedLatencyModel
 from predictors.latency.table import LatencyTableError, atomic_write_text
 from supernets.measurable import MeasurableLayers
-from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR, SHARED_DATA_DIR
+from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR, REPO_ROOT
 from supernets.space import MobileNetV3Space
 
 __all__ = ["HELP_ALPHAS", "HELP_CSV", "HELP_METHOD", "cross_validate", "evaluate_split", "fit_all", "fit_help_model",
            "help_devices", "load_help_csv"]
 
-HELP_CSV = SHARED_DATA_DIR / "latency" / "help_gpu_ofa_mbv3" / "help_ofa_mbv3_gpu_latency.csv"
+#: HELP's CSV as the repository bundles it (pandas reads the xz stream directly; see predictors/artefacts/README.md).
+HELP_CSV = REPO_ROOT / "predictors" / "artefacts" / "help" / "help_ofa_mbv3_gpu_latency.csv.xz"
 #: Ridge penalties tried by leave-one-out on the training rows only (never the held-out rows).
 HELP_ALPHAS = tuple(float(a) for a in np.logspace(-2, 3, 11))
 HELP_METHOD = ("ridge (sklearn RidgeCV: alpha by leave-one-out over the training rows from 1e-2..1e3, weights 1/y^2) "
@@ -35,8 +36,8 @@ HELP_METHOD = ("ridge (sklearn RidgeCV: alpha by leave-one-out over the training
                "count) + per-slot kernel/expand one-hots + resolution one-hot; folded into a per-block grid")
 _LAT_COL = re.compile(r"^lat_ms_(?P<gpu>[a-z0-9_]+)_(?P<batch>\d+)$")
 ATTRIBUTION = ("Whole-network GPU latencies of 5000 OFA-MobileNetV3 w1.0 subnets measured by the HELP authors "
-               "(Lee et al., NeurIPS 2021; HayeonLee/HELP 45f70eb, MIT), converted to CSV in shared/data/latency/"
-               "help_gpu_ofa_mbv3. Only the fitted ridge coefficients ship here.")
+               "(Lee et al., NeurIPS 2021; HayeonLee/HELP 45f70eb, MIT), converted to CSV and bundled as "
+               "predictors/artefacts/help/help_ofa_mbv3_gpu_latency.csv.xz; the fitted ridge coefficients are here.")
 
 
 def _split_ints(col: np.ndarray, n: int, what: str) -> np.ndarray:
@@ -54,7 +55,8 @@ def load_help_csv(space: MobileNetV3Space, path: Path = HELP_CSV) -> tuple[np.nd
     import pandas as pd
 
     if not Path(path).is_file():
-        raise LatencyTableError(f"HELP latency CSV {path} not found (set ONCENAS_SHARED_DATA to the shared data)")
+        raise LatencyTableError(f"HELP latency CSV {path} not found (the repository bundles it as {HELP_CSV}; "
+                                f"git checkout -- {HELP_CSV.relative_to(REPO_ROOT)} restores it)")
     df = pd.read_csv(path)
     missing = {"ks", "e", "d", "r"} - set(df.columns)
     if missing:

@@ -1,6 +1,7 @@
 """Time ONNX models with ONNX Runtime: explicit execution provider, intra-op threads, graph
 optimisation level, warm-up, repeats, several sessions; median and spread, plus an environment
-fingerprint (CPU model, ORT version, EP, threads, batch) so a number always says where it came from."""
+fingerprint (CPU model, the ISA features ORT's kernels dispatch on, core count, ORT version, EP, threads,
+batch) so a number always says where it came from, and a table built elsewhere is recognised as such."""
 
 from __future__ import annotations
 
@@ -14,10 +15,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MeasureSettings", "environment_fingerprint", "measure_onnx"]
+__all__ = ["HOST_FIELDS", "MeasureSettings", "cpu_isa", "environment_fingerprint", "fingerprint_diff", "isa_from_cpuinfo",
+           "measure_onnx"]
 
 _OPT_LEVELS = ("disable", "basic", "extended", "all")
 _STATISTICS = ("median", "p10", "min")
+#: Fingerprint fields that make ONNX Runtime timings differ between machines: the CPU, the instruction sets
+#: MLAS picks its GEMM/conv kernels by, the cores, the runtime and how a session is configured.
+HOST_FIELDS = ("cpu", "isa", "cpu_count", "onnxruntime", "provider", "threads", "graph_opt", "batch")
+# /proc/cpuinfo flags (x86 "flags", Arm "Features") that select ORT/MLAS kernels: SSE4/AVX/AVX2+FMA, AVX-512
+# (F/BW/DQ/VL), the int8 dot products (AVX-VNNI, AVX512-VNNI), bf16/fp16, AMX tiles; Arm NEON dot product,
+# i8mm, bf16, SVE.
+_ISA_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+              "avx_vnni", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+              "asimd", "asimddp", "i8mm", "bf16", "sve", "sve2")
 
 
 @dataclass(frozen=True)
@@ -66,15 +77,41 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def isa_from_cpuinfo(text: str) -> str:
+    """The kernel-selecting ISA features named in a ``/proc/cpuinfo`` text, space-joined in a fixed order."""
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(val.split())
+    return " ".join(f for f in _ISA_FLAGS if f in flags)
+
+
+@lru_cache(maxsize=1)
+def cpu_isa() -> str:
+    """:func:`isa_from_cpuinfo` of this machine ("" where /proc/cpuinfo cannot be read)."""
+    try:
+        return isa_from_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return ""
+
+
 def environment_fingerprint(settings: MeasureSettings | None = None) -> dict[str, Any]:
     """Where and how a measurement was taken."""
     import onnxruntime as ort
 
     s = settings or MeasureSettings()
-    return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+    return {"cpu": _cpu_model(), "isa": cpu_isa(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "onnxruntime": ort.__version__, "provider": s.provider, "threads": s.threads, "graph_opt": s.graph_opt,
             "batch": s.batch, "statistic": s.statistic, "host": platform.node()}
+
+
+def fingerprint_diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{field: (old, new)}`` over :data:`HOST_FIELDS` where two fingerprints disagree (a field the old one
+    lacks, as in tables built before it was recorded, counts as differing: nothing says it was this machine)."""
+    old = old or {}
+    return {k: (old.get(k), new.get(k)) for k in HOST_FIELDS if old.get(k) != new.get(k)}
 
 
 def _session(path: Path | str, s: MeasureSettings):
