@@ -71,7 +71,8 @@ def create_supernet(name: str, **kwargs) -> Supernet:
     except TypeError as e:  # an option the family does not take: name it instead of a constructor's traceback
         if "unexpected keyword argument" not in str(e):
             raise
-        raise ValueError(f"supernet {name!r}: {e}; see configs/supernet/ for its options") from None
+        where = f"configs/supernet/{name}.yaml" if name in _REGISTRY else "configs/supernet/"
+        raise ValueError(f"supernet {name!r}: {e}; see {where} for its options") from None
     model.name = name
     return model
 
