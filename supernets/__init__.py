@@ -11,6 +11,7 @@ from supernets.space import Arch, MobileNetV3Space, ResNetSpace, SearchSpace
 # (each family module is imported here once it exists)
 from supernets import ofa_mbv3  # noqa: F401
 from supernets import ofa_resnet  # noqa: F401
+from supernets import vit  # noqa: F401
 # isort: on
 
 __all__ = [
