@@ -49,7 +49,7 @@ def _tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, cls: torc
     grid = x.shape[-2:]
     x = x.flatten(2).transpose(1, 2)
     if pos.shape[1] != x.shape[1] + 1:
-        side = int(round((pos.shape[1] - 1) ** 0.5))
+        side = round((pos.shape[1] - 1) ** 0.5)
         pos = resample_abs_pos_embed(pos, list(grid), [side, side], num_prefix_tokens=1)
     return torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1) + pos
 

@@ -67,7 +67,7 @@ class RelativePosition2D(nn.Module):
 
     @functools.lru_cache(maxsize=8)  # noqa: B019 - a few token counts per module, kept for its lifetime
     def _indices(self, n_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        side = int(round((n_tokens - 1) ** 0.5))
+        side = round((n_tokens - 1) ** 0.5)
         if side * side != n_tokens - 1:
             raise ValueError(f"relative position encoding needs a class token and a square patch grid; got "
                              f"{n_tokens} tokens")
