@@ -80,7 +80,8 @@ class ElasticViT(Supernet):
     """Elastic ViT over a :class:`VitSpace`.
 
     Args:
-        space: the search space (its single resolution is the image size the position embedding is made for).
+        space: the search space. The position embedding is allocated for its largest resolution and resampled
+            (bicubic, timm's ``resample_abs_pos_embed``) for smaller ones, as FlexiViT/timm do.
         patch_size: patch width in pixels.
         head_dim: width of every head (AutoFormer: 64).
         max_embed / max_heads / max_mlp_ratio / max_depth: the allocated weight shapes (AutoFormer's ``SUPERNET``);
@@ -99,8 +100,8 @@ class ElasticViT(Supernet):
                  dropout: float = 0.0) -> None:
         if not isinstance(space, VitSpace):
             raise ValueError(f"ElasticViT needs a VitSpace, got {type(space).__name__}")
-        if len(space.resolutions) != 1 or space.resolutions[0] % patch_size:
-            raise ValueError(f"space {space.name!r}: ElasticViT needs one resolution divisible by the patch size "
+        if any(r % patch_size for r in space.resolutions):
+            raise ValueError(f"space {space.name!r}: ElasticViT needs resolutions divisible by the patch size "
                              f"{patch_size}, got resolutions {list(space.resolutions)}")
         self_max = {"max_embed": (max_embed, max(space.embed_dims)), "max_heads": (max_heads, max(space.num_heads)),
                     "max_mlp_ratio": (max_mlp_ratio, max(space.mlp_ratios)), "max_depth": (max_depth, space.max_depth)}
@@ -114,7 +115,7 @@ class ElasticViT(Supernet):
         self.max_heads = int(max_heads or max(space.num_heads))
         self.max_mlp_ratio = float(max_mlp_ratio or max(space.mlp_ratios))
         n_layers = int(max_depth or space.max_depth)
-        self.n_patches = (space.resolutions[0] // self.patch_size) ** 2
+        self.n_patches = (max(space.resolutions) // self.patch_size) ** 2
         e = self.max_embed
         self.patch_embed = nn.Conv2d(in_chans, e, self.patch_size, self.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, e))
@@ -186,7 +187,7 @@ class ElasticViT(Supernet):
 
     # ------------------------------------------------------------------------------ costs
     def macs_params(self, archs: Arch | Iterable[Arch] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Analytic MACs (every matmul, at the space's resolution) and parameters (all of the extracted subnet)
+        """Analytic MACs (every matmul, at each arch's resolution) and parameters (all of the extracted subnet)
         of a batch of archs, vectorised with numpy; equal to ``count_macs``/``count_params`` of the subnets.
 
         Per layer with ``N`` tokens, embed ``E``, ``h`` heads of width ``hd`` and MLP width ``M``: q/k/v
@@ -199,7 +200,8 @@ class ElasticViT(Supernet):
         heads = np.nan_to_num(space.values(x, "heads"), nan=0.0).astype(np.int64)
         hidden = np.floor(e[:, None] * np.nan_to_num(space.values(x, "mlp"), nan=0.0)).astype(np.int64)
         on = heads > 0
-        n_tok = self.n_patches + 1
+        n_patches = (space.values(x, "r")[:, 0].astype(np.int64) // self.patch_size) ** 2
+        n_tok = (n_patches + 1)[:, None]
         hd, k2 = self.head_dim, self.patch_size**2 * self.in_chans
         inner = heads * hd
         rel = 0 if self.rel_pos is None else 4 * (2 * self.rel_pos + 2) * hd
@@ -207,8 +209,8 @@ class ElasticViT(Supernet):
         layer_macs = (n_tok * ec * 3 * inner + (4 if rel else 2) * n_tok * n_tok * inner + n_tok * inner * ec
                       + 2 * n_tok * ec * hidden)
         layer_params = (4 * ec + ec * 3 * inner + 3 * inner + rel + inner * ec + ec + 2 * ec * hidden + hidden + ec)
-        macs = self.n_patches * e * k2 + (layer_macs * on).sum(1) + e * self.num_classes
-        params = (k2 * e + e + e + n_tok * e + (layer_params * on).sum(1) + 2 * e + e * self.num_classes
+        macs = n_patches * e * k2 + (layer_macs * on).sum(1) + e * self.num_classes
+        params = (k2 * e + e + e + (self.n_patches + 1) * e + (layer_params * on).sum(1) + 2 * e + e * self.num_classes
                   + self.num_classes)
         return macs.astype(np.int64), params.astype(np.int64)
 

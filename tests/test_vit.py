@@ -62,7 +62,7 @@ def test_autoformer_spaces_are_the_published_yaml_spaces() -> None:
 
 def _small_relpos_vit() -> ElasticViT:
     space = VitSpace(name="relpos_small", embed_dims=(24, 40), num_heads=(1, 2, 3), mlp_ratios=(1.5, 2.0),
-                     depths=(1, 2, 3), resolutions=(20,))
+                     depths=(1, 2, 3), resolutions=(16, 20))  # 16 px: the position embedding is resampled
     torch.manual_seed(0)
     return ElasticViT(space, patch_size=4, head_dim=8, rel_pos=2, max_embed=48, num_classes=5)
 
@@ -71,18 +71,20 @@ def _small_relpos_vit() -> ElasticViT:
 def test_extracted_vit_equals_supernet_and_counts_match_torchs_counter(name: str) -> None:
     model = _small_relpos_vit() if name == "relpos" else create_supernet(name)
     model.eval()
-    x = torch.randn(2, 3, *(2 * [model.space.resolutions[0]]), generator=torch.Generator().manual_seed(1))
     archs = [model.space.max_arch(), model.space.min_arch(), *model.space.sample(np.random.default_rng(0), 3)]
     macs, params = model.macs_params(archs)
     for k, arch in enumerate(archs):
         model.set_active_subnet(arch)
         sub = model.get_active_subnet().eval()
         assert type(sub.blocks[0]).__module__.startswith("timm.")  # timm's ViT block
+        x = torch.randn(2, 3, arch.r, arch.r, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             assert (model(x) - sub(x)).abs().max().item() < 1e-5, str(arch)
-        assert count_macs(sub, model.space.resolutions[0]) == macs[k], str(arch)
+        assert count_macs(sub, arch.r) == macs[k], str(arch)
         assert count_params(sub) == params[k], str(arch)
     assert macs[0] > macs[2:].max() and macs[1] < macs[2:].min()
+    if name == "relpos":
+        assert {a.r for a in archs} == {16, 20}
 
 
 def test_relative_position_table_indexes_clipped_grid_offsets_with_row_zero_for_the_class_token() -> None:
