@@ -29,12 +29,12 @@ from scipy.stats import spearmanr
 
 from predictors.latency.build import load_calibration, measure_subnets
 from predictors.latency.devices import device_config, list_devices, load_latency_model
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.layer_cost import LayerCostModel
 from predictors.latency.learned import LearnedLatencyModel
 from predictors.latency.measure import MeasureSettings, environment_fingerprint
 from predictors.latency.models import DenseLatencyModel, fit_calibration
 from predictors.latency.table import load_meta, load_table
+from supernets.measurable import MeasurableLayers, measurable_for
 from supernets.paths import LATENCY_TABLES_DIR
 
 #: Fingerprint fields naming the machine (the others are measurement settings, or change with every kernel update).
@@ -56,9 +56,9 @@ def _calibrated(model: DenseLatencyModel, rows: list[dict[str, Any]], name: str)
     return model.with_calibration(fit_calibration(s, nb, [r["measured_ms"] for r in rows]), name)
 
 
-def python_walk(table: Any, geometry: MBv3Geometry, archs: list[Any]) -> np.ndarray:
+def python_walk(table: Any, geometry: MeasurableLayers, archs: list[Any]) -> np.ndarray:
     """Baseline: per-arch dict walking over the table (what the vectorised models replace)."""
-    return np.array([sum(table.lookup(a.r, spec.key) for spec in geometry.layers_of(a.r, a.d, a.ks, a.e))
+    return np.array([sum(table.lookup(a.r, spec.key) for spec in geometry.layers(a))
                      for a in archs])
 
 
@@ -112,7 +112,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         _require_measured_here(cfg.device, cfg.supernet, folder)
     main_model = load_latency_model(cfg.device, cfg.supernet)  # raises with the build command if missing
     supernet = supernets.create_supernet(cfg.supernet).eval()
-    geometry = MBv3Geometry.from_supernet(supernet)
+    geometry = measurable_for(supernet)
     sp = geometry.space
     table = load_table(folder)
     calib = load_calibration(folder)

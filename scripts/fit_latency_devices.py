@@ -22,10 +22,10 @@ import datetime as dt
 import numpy as np
 import yaml
 
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.layer_cost import LayerCostModel, fit_few_shot, loo_errors
 from predictors.latency.published import PUBLISHED_SOURCE, load_published_nets, published_geometries
 from predictors.latency.table import atomic_write_text, load_table
+from supernets.measurable_mbv3 import MBv3Geometry
 from supernets.paths import LATENCY_TABLES_DIR
 
 FEW_SHOT_DEVICES = ("pixel", "pixel2", "note8", "s7edge", "lg_g8")
@@ -47,7 +47,7 @@ def fit_note10(geos: dict[float, MBv3Geometry]) -> LayerCostModel:
     table = load_table(LATENCY_TABLES_DIR / "note10" / "ofa_mbv3_w12")
     lc = LayerCostModel.fit(table, geos[1.2])
     nets = load_published_nets("note10", geos)
-    errs = {n.name: round(float((lc.network_ms(n.geometry, n.r, n.d, n.ks, n.e) - n.latency_ms) / n.latency_ms), 4)
+    errs = {n.name: round(float((lc.network_ms(n.geometry, n.arch) - n.latency_ms) / n.latency_ms), 4)
             for n in nets}
     doc = {**lc.to_dict(), "fitted_on": "latency_tables/note10/ofa_mbv3_w12/table.csv",
            "fit": "scipy.optimize.nnls on relative errors of every table row (470 layers)",

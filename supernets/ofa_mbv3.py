@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -233,6 +234,12 @@ class OFAMobileNetV3(Supernet):
         return self.classifier(x)
 
     @torch.no_grad()
+    def latency_layers(self) -> Any:
+        """Its measurable layers for latency tables (:mod:`supernets.measurable`)."""
+        from supernets.measurable_mbv3 import MBv3Geometry
+
+        return MBv3Geometry.from_supernet(self)
+
     def sort_channels(self, expand_stage: int = 0) -> None:
         """Re-sort every block's middle channels by importance (OFA's ``re_organize_middle_weights``); the max
         net's function is unchanged. ``expand_stage`` k ≥ 1 keeps the channel sets of the k+1 largest expand

@@ -213,6 +213,12 @@ class OFAResNet(Supernet):
         p = self.classifier.weight  # the static layers are built in torch's defaults: follow the supernet's
         return subnet.to(device=p.device, dtype=p.dtype).train(self.training)
 
+    def latency_layers(self) -> Any:
+        """Its measurable layers for latency tables (:mod:`supernets.measurable`)."""
+        from supernets.measurable_resnet import ResNetMeasurable
+
+        return ResNetMeasurable(self)
+
     @torch.no_grad()
     def sort_channels(self, expand_stage: int = 0) -> None:
         """Re-sort every bottleneck's middle channels by importance (OFA's ``re_organize_middle_weights``).

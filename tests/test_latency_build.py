@@ -11,9 +11,9 @@ import supernets
 from predictors.latency.build import build_latency_table, load_calibration
 from predictors.latency.devices import load_latency_model
 from predictors.latency.export import export_onnx
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.measure import MeasureSettings, measure_onnx
 from predictors.latency.table import LatencyTableError, load_table
+from supernets.measurable_mbv3 import MBv3Geometry
 from supernets.ofa_mbv3 import MobileNetV3Config, OFAMobileNetV3
 from supernets.space import MobileNetV3Space
 

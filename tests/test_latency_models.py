@@ -48,7 +48,7 @@ def test_note10_layer_cost_predicts_all_8_published_note10_subnets_within_10pct(
     assert len(nets) == 8 and {n.geometry.stem_chs for n in nets} == {16, 24}
     assert max(n.r for n in nets) == 260
     for n in nets:
-        pred = note10_layer_cost.network_ms(n.geometry, n.r, n.d, n.ks, n.e)
+        pred = note10_layer_cost.network_ms(n.geometry, n.arch)
         assert abs(pred - n.latency_ms) / n.latency_ms <= 0.10, (n.name, pred)
 
 
@@ -80,7 +80,7 @@ def test_few_shot_device_model_serves_both_widths_and_ranks_the_published_nets(g
         model = predictors.load_latency_model("pixel", supernet, space=geos[width].space)
         own = [n for n in nets if n.geometry.stem_chs == geos[width].stem_chs]
         assert len(own) >= 2, (supernet, len(own))  # 4 at w1.0, 3 at w1.2
-        pred = model.predict([model.space.arch(r=n.r, d=n.d, ks=n.ks, e=n.e) for n in own])
+        pred = model.predict([n.arch for n in own])
         true = np.array([n.latency_ms for n in own])
         assert np.all(np.abs(pred - true) / true < 0.15), (supernet, pred, true)
         preds.extend(pred)
@@ -155,7 +155,7 @@ def test_few_shot_training_nets_equal_the_supernets_published_subnets(geos):
             n = ours[s["name"]]
             assert (n.r, n.latency_ms, n.geometry.stem_chs) == (s["resolution"], s["latency_ms"],
                                                                 geos[s["width_mult"]].stem_chs)
-            assert (n.d, n.ks, n.e) == (tuple(s["arch"].d), tuple(s["arch"].ks), tuple(s["arch"].e))
+            assert (n.arch.d, n.arch.ks, n.arch.e) == (tuple(s["arch"].d), tuple(s["arch"].ks), tuple(s["arch"].e))
 
 
 def test_robust_calibration_ignores_a_few_contended_timings():

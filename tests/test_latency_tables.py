@@ -11,9 +11,9 @@ import yaml
 
 import predictors
 from predictors.latency.devices import NoLatencyDataError, UnknownDeviceError, geometry_for, list_devices
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.models import TableLatencyModel
 from predictors.latency.table import LatencyTableError, MissingLatencyKeyError, load_table
+from supernets.measurable_mbv3 import MBv3Geometry
 from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
 
 NOTE10 = LATENCY_TABLES_DIR / "note10" / "ofa_mbv3_w12"
@@ -105,7 +105,7 @@ def test_table_model_equals_per_arch_python_sum():
     x = sp.sample_encoded(rng, 50)
     x[:, 0] = rng.choice([sp.resolutions.index(r) for r in table.resolutions], size=50)
     archs = sp.decode(x)
-    walk = [sum(table.lookup(a.r, s.key) for s in g.layers_of(a.r, a.d, a.ks, a.e)) for a in archs]
+    walk = [sum(table.lookup(a.r, s.key) for s in g.layers(a)) for a in archs]
     np.testing.assert_allclose(model.predict(x), walk, rtol=1e-12)
 
 
@@ -123,13 +123,34 @@ def test_device_without_table_names_supernet_device_and_build_command():
 
 
 @pytest.mark.parametrize("device", ["host_cpu", "pixel"])
-def test_supernet_family_without_latency_model_is_told_so_instead_of_a_build_that_fails(device):
+def test_supernet_family_without_latency_model_is_told_so_instead_of_a_build_that_fails(device, monkeypatch, tmp_path):
+    from supernets.ofa_resnet import OFAResNet
+
+    monkeypatch.delattr(OFAResNet, "latency_layers")  # a family that does not implement the protocol
+    geometry_for.cache_clear()
+    try:
+        with pytest.raises(NoLatencyDataError) as info:
+            predictors.load_latency_model(device, "ofa_resnet_tiny", tables_dir=_tables_without("ofa_resnet_tiny", tmp_path))
+    finally:
+        geometry_for.cache_clear()
+    msg = str(info.value)
+    assert "supernet=ofa_resnet_tiny" not in msg  # the build would fail: the family has no measurable layers
+    assert "does not implement the measurable-layer protocol" in msg
+    assert "ofa_mbv3_w12 on lg_g8, note10" in msg and "ofa_mbv3_tiny on host_cpu" in msg
+
+
+@pytest.mark.parametrize("device", ["pixel"])
+def test_supernet_family_with_the_protocol_but_no_data_is_told_the_build_command(device):
     with pytest.raises(NoLatencyDataError) as info:
         predictors.load_latency_model(device, "ofa_resnet_tiny")
-    msg = str(info.value)
-    assert "supernet=ofa_resnet_tiny" not in msg  # the build would fail: the geometry is OFA-MobileNetV3 only
-    assert "no latency model exists" in msg and "OFA-MobileNetV3" in msg
-    assert "ofa_mbv3_w12 on lg_g8, note10" in msg and "ofa_mbv3_tiny on host_cpu" in msg
+    assert f"python scripts/build_latency_table.py supernet=ofa_resnet_tiny device={device}" in str(info.value)
+
+
+def _tables_without(supernet: str, tmp_path: Path) -> Path:
+    """The shipped tables minus ``supernet``'s folders (a copy: the tests must not touch the repo's)."""
+    dst = tmp_path / "latency_tables"
+    shutil.copytree(LATENCY_TABLES_DIR, dst, ignore=shutil.ignore_patterns(supernet))
+    return dst
 
 
 @pytest.fixture

@@ -24,12 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
-from torch import nn
 
 from predictors.latency.export import export_onnx
-from predictors.latency.geometry import LayerSpec, MBv3Geometry
 from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx
 from predictors.latency.models import TableLatencyModel, fit_calibration
 from predictors.latency.table import (
@@ -39,6 +36,7 @@ from predictors.latency.table import (
     load_meta,
     parse_table_csv,
 )
+from supernets.measurable import MeasurableLayers, measurable_for
 
 __all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_summary", "load_calibration", "measure_subnets",
            "recalibrate"]
@@ -48,65 +46,9 @@ CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum
 _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
 
 
-class _Head(nn.Module):
-    """timm MobileNetV3 head (pool -> 1x1 mix -> act -> classifier) as a module of its own."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(x)
-
-
-class _BlockSource:
-    """Static blocks cut out of extracted subnets (one extraction per (kernel, expand) pair, cached)."""
-
-    def __init__(self, supernet: Any) -> None:
-        self.supernet = supernet
-        self.space = supernet.space
-        self._nets: dict[tuple[int, int], nn.Module] = {}
-
-    def net(self, ki: int, ei: int) -> nn.Module:
-        if (ki, ei) not in self._nets:
-            sp = self.space
-            n = sp.n_slots
-            arch = sp.arch(r=sp.resolutions[0], d=[sp.max_depth] * sp.n_stages, ks=[sp.kernel_sizes[ki]] * n,
-                           e=[sp.expand_ratios[ei]] * n)
-            self.supernet.set_active_subnet(arch)
-            self._nets[(ki, ei)] = self.supernet.get_active_subnet().eval()
-        return self._nets[(ki, ei)]
-
-    def module(self, spec: LayerSpec, slot: int = -1, ki: int = 0, ei: int = 0) -> nn.Module:
-        net = self.net(ki, ei)
-        if spec.kind == "stem":
-            return nn.Sequential(net.conv_stem, net.bn1)  # timm: bn1 is BatchNormAct2d (BN + h-swish)
-        if spec.kind == "ds":
-            return net.blocks[0][0]
-        if spec.kind == "mbconv":
-            md = self.space.max_depth
-            return net.blocks[slot // md + 1][slot % md]
-        if spec.kind == "final":
-            return net.blocks[-1][0]
-        if spec.kind == "head":
-            return _Head(net)
-        raise ValueError(f"no module for layer kind {spec.kind!r}")
-
-
-def _work_list(geometry: MBv3Geometry, resolutions: Sequence[int]) -> list[tuple[int, str, LayerSpec, tuple]]:
-    """Distinct ``(resolution, key)`` in build order, each with where to cut its module from."""
-    seen: set[tuple[int, str]] = set()
-    out = []
-    for r in resolutions:
-        for spec in geometry.fixed_layers(r):
-            if (r, spec.key) not in seen:
-                seen.add((r, spec.key))
-                out.append((r, spec.key, spec, (-1, 0, 0)))
-        for slot, ki, ei, spec in geometry.block_grid(r):
-            if (r, spec.key) not in seen:
-                seen.add((r, spec.key))
-                out.append((r, spec.key, spec, (slot, ki, ei)))
-    return out
+def _work_list(geometry: MeasurableLayers, resolutions: Sequence[int]) -> list[tuple[int, str, Any]]:
+    """Distinct ``(resolution, key, layer)`` in build order."""
+    return [(r, key, layer) for (r, key), layer in geometry.distinct_layers(resolutions).items()]
 
 
 def _check_host(meta: dict[str, Any], env: dict[str, Any], folder: Path) -> None:
@@ -156,11 +98,12 @@ def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettin
     from tqdm.auto import tqdm
 
     out = []
+    input_shape = measurable_for(supernet).input_shape
     for arch in tqdm(archs, desc="whole subnets", disable=not progress):
         supernet.set_active_subnet(arch)
         net = supernet.get_active_subnet().eval()
         path = workdir / "subnet.onnx"
-        export_onnx(net, (settings.batch, net.conv_stem.in_channels, arch.r, arch.r), path, check=False)
+        export_onnx(net, (settings.batch, *input_shape(arch.r)[1:]), path, check=False)
         res = measure_onnx(path, settings)
         out.append(res)
         if on_result is not None:
@@ -192,7 +135,7 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
     s = settings or MeasureSettings()
     folder = Path(out_dir)
     supernet = (supernets.create_supernet(supernet_name) if supernet is None else supernet).eval()
-    geometry = MBv3Geometry.from_supernet(supernet)
+    geometry = measurable_for(supernet)
     sp = geometry.space
     res = list(sp.resolutions) if resolutions is None else [int(r) for r in resolutions]
     bad = [r for r in res if r not in sp.resolutions]
@@ -235,16 +178,15 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
     todo = [w for w in work if (w[0], w[1]) not in entries]
     folder.mkdir(parents=True, exist_ok=True)
     write_meta("partial")
-    source = _BlockSource(supernet)
     done_now = 0
     with tempfile.TemporaryDirectory(prefix="latency_build_") as tmp:
         tmpdir = Path(tmp)
         bar = tqdm(total=len(work), initial=len(work) - len(todo), desc=f"{supernet_name} blocks", disable=not progress)
-        for r, key, spec, (slot, ki, ei) in todo:
+        for r, key, spec in todo:
             if stop_after is not None and done_now >= stop_after:
                 bar.close()
                 return folder
-            module = source.module(spec, slot, ki, ei)
+            module = geometry.build(spec)
             path = tmpdir / "block.onnx"
             export_onnx(module, (s.batch, *spec.input_shape[1:]), path, check=False)
             m = measure_onnx(path, s)

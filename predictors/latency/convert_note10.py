@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from predictors.latency.geometry import LayerSpec, MBv3Geometry
 from predictors.latency.table import LatencyTable, LatencyTableError, save_table
+from supernets.measurable_mbv3 import LayerSpec, MBv3Geometry
 from supernets.paths import LATENCY_TABLES_DIR, SHARED_DATA_DIR
 
 __all__ = ["NOTE10_RESOLUTIONS", "convert_note10", "load_ofa_lookup_yaml", "ofa_keys"]

@@ -20,10 +20,10 @@ from typing import Any
 import yaml
 
 from predictors.base import ArchModel
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.layer_cost import LayerCostModel
 from predictors.latency.models import DenseLatencyModel, TableLatencyModel
 from predictors.latency.table import LatencyTableError, load_meta, load_table
+from supernets.measurable import MeasurableLayers, NotMeasurableError
 from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
 
 __all__ = ["DEVICE_DIR", "UnknownDeviceError", "build_command", "device_config", "geometry_for",
@@ -82,29 +82,31 @@ def build_command(supernet: str, device: str) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def geometry_for(supernet: str) -> MBv3Geometry:
-    """Shape of a registered OFA-MobileNetV3 supernet (builds it once; cached)."""
+def geometry_for(supernet: str) -> MeasurableLayers:
+    """The measurable layers of a registered supernet (:mod:`supernets.measurable`; builds it once; cached)."""
     import supernets
+    from supernets.measurable import measurable_for
 
-    return MBv3Geometry.from_supernet(supernets.create_supernet(supernet))
+    return measurable_for(supernets.create_supernet(supernet))
 
 
 def table_buildable(supernet: str) -> bool:
-    """Whether ``scripts/build_latency_table.py`` can measure ``supernet`` (it needs an OFA-MobileNetV3 geometry).
-    An unknown name counts as buildable: the build script's own error then lists the registered supernets."""
+    """Whether ``scripts/build_latency_table.py`` can measure ``supernet`` (its family implements the
+    measurable-layer protocol). An unknown name counts as buildable: the build script's own error then lists
+    the registered supernets."""
     from supernets.registry import is_supernet
 
     if not is_supernet(supernet):
         return True
     try:
         geometry_for(supernet)
-    except ValueError:  # MBv3Geometry.from_supernet: not an OFA-MobileNetV3 supernet
+    except NotMeasurableError:
         return False
     return True
 
 
 def _layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
-                     geometry: MBv3Geometry | None = None) -> LayerCostModel:
+                     geometry: MeasurableLayers | None = None) -> LayerCostModel:
     """The layer-cost model a meta names: inline, the device's ``layer_cost.yaml``, or (for a measured
     table without either) fitted on the table itself at load time."""
     if "layer_cost" in meta:
@@ -119,7 +121,7 @@ def _layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
 
 
 def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = None,
-                       device_dir: Path | None = None, geometry: MBv3Geometry | None = None,
+                       device_dir: Path | None = None, geometry: MeasurableLayers | None = None,
                        space: Any | None = None) -> ArchModel:
     """The latency model (ms, vectorised ``predict``) of ``device`` for ``supernet``.
 
@@ -143,11 +145,11 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
                 covered.setdefault(m.parent.name, []).append(m.parent.parent.name)
             raise NoLatencyDataError(
                 f"device {device!r} has no latency data for supernet {supernet!r} (looked for {folder}/meta.yaml), "
-                f"and no latency model exists for that supernet's family: tables (scripts/build_latency_table.py), "
-                f"few-shot and learned models cover OFA-MobileNetV3 supernets only. Latency data exists for "
+                f"and its family does not implement the measurable-layer protocol (supernets/measurable.py) that "
+                f"tables (scripts/build_latency_table.py), few-shot and learned models need. Latency data exists for "
                 + "; ".join(f"{sn} on {', '.join(devs)}" for sn, devs in covered.items())
-                + f". For a latency-aware search use one of those supernets (another OFA-MobileNetV3 supernet "
-                  f"gets a table with {build_command('<name>', cfg['name'])})"
+                + f". For a latency-aware search use one of those supernets (a supernet whose family implements "
+                  f"the protocol gets a table with {build_command('<name>', cfg['name'])})"
             )
         raise NoLatencyDataError(
             f"device {device!r} has no latency data for supernet {supernet!r} (looked for {folder}/meta.yaml; "

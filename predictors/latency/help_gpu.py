@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.learned import LearnedLatencyModel
 from predictors.latency.table import LatencyTableError, atomic_write_text
+from supernets.measurable import MeasurableLayers
 from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR, SHARED_DATA_DIR
 from supernets.space import MobileNetV3Space
 
@@ -87,7 +87,7 @@ def help_devices(columns: list[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def fit_help_model(geometry: MBv3Geometry, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> LearnedLatencyModel:
+def fit_help_model(geometry: MeasurableLayers, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> LearnedLatencyModel:
     """The HELP GPU recipe (:data:`HELP_METHOD`) fitted on ``(x, y)`` only."""
     return LearnedLatencyModel.fit(geometry, x, y, alphas=np.array(HELP_ALPHAS), per_slot=True, **kwargs)
 
@@ -105,7 +105,7 @@ def _scores(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "within_10pct": float((rel <= 0.10).mean())}
 
 
-def evaluate_split(geometry: MBv3Geometry, x: np.ndarray, y: np.ndarray, *, seed: int = 0,
+def evaluate_split(geometry: MeasurableLayers, x: np.ndarray, y: np.ndarray, *, seed: int = 0,
                    test_fraction: float = 0.2) -> dict[str, Any]:
     """Fit on a random split, report held-out Spearman / MAPE / share within ±10 %."""
     tr, te = split_indices(len(x), seed=seed, test_fraction=test_fraction)
@@ -114,7 +114,7 @@ def evaluate_split(geometry: MBv3Geometry, x: np.ndarray, y: np.ndarray, *, seed
             "alpha": model.alpha}
 
 
-def cross_validate(geometry: MBv3Geometry, x: np.ndarray, y: np.ndarray, *, folds: int = 5,
+def cross_validate(geometry: MeasurableLayers, x: np.ndarray, y: np.ndarray, *, folds: int = 5,
                    seed: int = 0) -> dict[str, Any]:
     """K-fold scores of :func:`fit_help_model` (each fold's alpha chosen on its own training rows)."""
     from sklearn.model_selection import KFold

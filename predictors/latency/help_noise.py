@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.help_gpu import fit_help_model, split_indices
 from predictors.latency.learned import BlockFeaturizer
+from supernets.measurable import MeasurableLayers
 
 __all__ = ["cv_predictions", "noise_ceiling", "noise_report"]
 
@@ -39,7 +39,7 @@ _WINDOW = 51
 TWINS = {"2080ti": "titan_rtx", "titan_rtx": "2080ti"}
 
 
-def cv_predictions(geometry: MBv3Geometry, x: np.ndarray, y: np.ndarray, *, folds: int = 5,
+def cv_predictions(geometry: MeasurableLayers, x: np.ndarray, y: np.ndarray, *, folds: int = 5,
                    seed: int = 0) -> np.ndarray:
     """Out-of-fold predictions of the shipped recipe (each row predicted by a model that never saw it)."""
     from sklearn.model_selection import KFold
@@ -77,7 +77,7 @@ def noise_ceiling(pred: np.ndarray, res: np.ndarray, noise_share: float, rng: np
     return float(np.mean(out))
 
 
-def noise_report(geometry: MBv3Geometry, x: np.ndarray, lat: dict[str, np.ndarray], columns: list[str], *,
+def noise_report(geometry: MeasurableLayers, x: np.ndarray, lat: dict[str, np.ndarray], columns: list[str], *,
                  seed: int = 0, trees: bool = True) -> dict[str, dict[str, Any]]:
     """Figures above for ``columns`` (cross-device partners: every column of ``lat`` at the same batch)."""
     from sklearn.ensemble import HistGradientBoostingRegressor

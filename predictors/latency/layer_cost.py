@@ -2,10 +2,10 @@
 
 Fitted on one device's per-layer table (every row a layer signature with its measured latency), it
 predicts layers the table does not hold — other widths (w1.0 from a w1.2 table), other resolutions
-(140..260 from a 160..224 table) — so a device's table extends to any OFA-MobileNetV3 geometry.
-Features (see :meth:`~predictors.latency.geometry.LayerSpec.features`): MACs by operator (dense conv,
-1x1, depthwise 3/5/7, fully connected), activation elements read/written, SE work, h-swish elements and
-a per-layer constant. The fit is non-negative least squares on *relative* errors (scipy ``nnls``), so
+(140..260 from a 160..224 table) — so a device's table extends to any network of the same family.
+Features: each family's layers report them (:data:`supernets.measurable.FEATURE_NAMES`: MACs by operator
+(dense conv, 1x1, depthwise 3/5/7, fully connected), activation elements read/written, SE work, h-swish
+elements and a per-layer constant). The fit is non-negative least squares on *relative* errors (scipy ``nnls``), so
 small and large layers count alike and every cost term stays physical (no negative prices).
 
 Few-shot transfer (:func:`fit_few_shot`) keeps a source device's coefficients and re-fits only a scale
@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-from predictors.latency.geometry import FEATURE_NAMES, LayerSpec, MBv3Geometry
 from predictors.latency.models import DenseLatencyModel
 from predictors.latency.table import LatencyTable
+from supernets.measurable import FEATURE_NAMES, Layer, MeasurableLayers
+from supernets.space import Arch
 
 __all__ = ["COMPUTE_FEATURES", "LayerCostModel", "fit_few_shot", "loo_errors"]
 
@@ -47,16 +48,14 @@ class LayerCostModel:
     info: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, table: LatencyTable, geometry: MBv3Geometry) -> LayerCostModel:
-        """Fit on every row of ``table`` whose key the geometry can produce at the row's resolution."""
-        specs = {}
-        for r in table.resolutions:
-            specs.update(geometry.distinct_layers([r]))
+    def fit(cls, table: LatencyTable, geometry: MeasurableLayers) -> LayerCostModel:
+        """Fit on every row of ``table`` whose key the family can produce at the row's resolution."""
+        specs = geometry.distinct_layers(table.resolutions)
         rows = [(spec, table.entries[k]) for k, spec in specs.items() if k in table.entries]
         if len(rows) < len(FEATURE_NAMES):
             raise ValueError(f"layer-cost fit needs at least {len(FEATURE_NAMES)} table rows matching the geometry, "
                              f"found {len(rows)} in {table.name}")
-        F = np.array([[s.features()[n] for n in FEATURE_NAMES] for s, _ in rows])
+        F = np.array([[s.features().get(n, 0.0) for n in FEATURE_NAMES] for s, _ in rows])
         y = np.array([v for _, v in rows])
         w = 1.0 / y
         coef, _ = nnls(F * w[:, None], y * w)
@@ -66,32 +65,30 @@ class LayerCostModel:
                 "layer_max_rel_err": float(rel.max())}
         return cls(coef=dict(zip(FEATURE_NAMES, (float(c) for c in coef))), info=info)
 
-    def parts(self, spec: LayerSpec) -> tuple[float, float]:
+    def parts(self, spec: Layer) -> tuple[float, float]:
         """(compute, other) ms of one layer before scaling."""
         f = spec.features()
-        comp = sum(self.coef[n] * f[n] for n in COMPUTE_FEATURES)
-        other = sum(self.coef[n] * f[n] for n in FEATURE_NAMES if n not in COMPUTE_FEATURES)
+        comp = sum(self.coef[n] * f.get(n, 0.0) for n in COMPUTE_FEATURES)
+        other = sum(self.coef[n] * f.get(n, 0.0) for n in FEATURE_NAMES if n not in COMPUTE_FEATURES)
         return comp, other
 
-    def layer_ms(self, spec: LayerSpec) -> float:
+    def layer_ms(self, spec: Layer) -> float:
         comp, other = self.parts(spec)
         return self.scales[0] * comp + self.scales[1] * other
 
-    def network_parts(self, geometry: MBv3Geometry, r: int, d: Sequence[int], ks: Sequence[int | None],
-                      e: Sequence[float | None]) -> tuple[float, float]:
+    def network_parts(self, geometry: MeasurableLayers, arch: Arch) -> tuple[float, float]:
         comp = other = 0.0
-        for spec in geometry.layers_of(r, d, ks, e):
+        for spec in geometry.layers(arch):
             c, o = self.parts(spec)
             comp += c
             other += o
         return comp, other
 
-    def network_ms(self, geometry: MBv3Geometry, r: int, d: Sequence[int], ks: Sequence[int | None],
-                   e: Sequence[float | None]) -> float:
-        comp, other = self.network_parts(geometry, r, d, ks, e)
+    def network_ms(self, geometry: MeasurableLayers, arch: Arch) -> float:
+        comp, other = self.network_parts(geometry, arch)
         return self.scales[0] * comp + self.scales[1] * other + self.offset
 
-    def dense(self, geometry: MBv3Geometry, *, name: str = "layer_cost", supernet: str | None = None,
+    def dense(self, geometry: MeasurableLayers, *, name: str = "layer_cost", supernet: str | None = None,
               device: str | None = None) -> DenseLatencyModel:
         """The vectorised model over every resolution of ``geometry.space``."""
         return DenseLatencyModel.from_cost(geometry, lambda r, spec: self.layer_ms(spec),
@@ -121,20 +118,21 @@ class LayerCostModel:
 
 @dataclass(frozen=True)
 class MeasuredNet:
-    """A whole network measured on a device: its geometry (width), genes and latency."""
+    """A whole network measured on a device: its family's layers (``geometry``), arch and latency."""
 
     name: str
-    geometry: MBv3Geometry
-    r: int
-    d: tuple[int, ...]
-    ks: tuple[int | None, ...]
-    e: tuple[float | None, ...]
+    geometry: MeasurableLayers
+    arch: Arch
     latency_ms: float
+
+    @property
+    def r(self) -> int:
+        return int(self.arch.r)
 
 
 def _design(source: LayerCostModel, nets: Iterable[MeasuredNet]) -> tuple[np.ndarray, np.ndarray]:
     nets = list(nets)
-    P = np.array([source.network_parts(n.geometry, n.r, n.d, n.ks, n.e) for n in nets])
+    P = np.array([source.network_parts(n.geometry, n.arch) for n in nets])
     y = np.array([n.latency_ms for n in nets])
     return P, y
 

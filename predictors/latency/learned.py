@@ -10,6 +10,7 @@ hundred numbers in ``model.yaml`` beside ``meta.yaml``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -17,51 +18,45 @@ import numpy as np
 import yaml
 
 from predictors.base import ArchModel
-from predictors.latency.geometry import FEATURE_NAMES, MBv3Geometry
 from predictors.latency.models import DenseLatencyModel
 from predictors.latency.table import LatencyTableError, atomic_write_text, load_meta
+from supernets.measurable import FEATURE_NAMES, MeasurableLayers, feature_vector
 
 __all__ = ["BlockFeaturizer", "LearnedLatencyModel"]
 
 
 class BlockFeaturizer:
-    """Per-stage sums of block cost terms + fixed-layer terms, from an encoded matrix.
+    """Per-stage sums of layer cost terms + fixed-layer terms, from an encoded matrix.
 
-    With ``per_slot`` it also gives, for every block slot, one-hot indicators of the block's kernel and
-    expand ratio (zero when the slot is unused) and a one-hot of the resolution: per-block terms a model
-    can weigh slot by slot (a GPU's kernel choice differs per shape), still additive over blocks, so a
-    linear model on them folds into the same dense per-block grid.
+    Stages are the family's slot groups (:attr:`~supernets.measurable.MeasurableLayers.slot_group`). With
+    ``per_slot`` it also gives, for every slot, one-hot indicators of the slot's choice tags (for
+    OFA-MobileNetV3 the block's kernel and expand ratio; zero when the slot is unused) and a one-hot of the
+    resolution: per-block terms a model can weigh slot by slot (a GPU's kernel choice differs per shape),
+    still additive over slots, so a linear model on them folds into the same dense per-slot grid.
     """
 
-    def __init__(self, geometry: MBv3Geometry, *, per_slot: bool = False) -> None:
+    def __init__(self, geometry: MeasurableLayers, *, per_slot: bool = False) -> None:
         self.geometry = geometry
         self.per_slot = per_slot
         sp = geometry.space
         nf = len(FEATURE_NAMES)
         self.n_features_block = nf
-        grid = np.zeros((len(sp.resolutions), sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios), nf))
-        fixed = np.zeros((len(sp.resolutions), nf))
-        for i, r in enumerate(sp.resolutions):
-            for spec in geometry.fixed_layers(r):
-                f = spec.features()
-                fixed[i] += [f[n] for n in FEATURE_NAMES]
-            for slot, ki, ei, spec in geometry.block_grid(r):
-                f = spec.features()
-                grid[i, slot, ki, ei] = [f[n] for n in FEATURE_NAMES]
-        self.grid = grid
-        self.fixed = fixed
-        self._ks, self._es = sp.group_slices["ks"], sp.group_slices["e"]
-        self.n_stages, self.max_depth = sp.n_stages, sp.max_depth
-        self.n_slots, self.n_k, self.n_e, self.n_r = sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios), \
-            len(sp.resolutions)
+        self.n_slots, self.n_c, self.n_r = geometry.n_slots, geometry.n_choices, len(sp.resolutions)
+        self.grid, self.fixed = _feature_grid(geometry)
+        self.slot_group = np.asarray(geometry.slot_group)
+        if np.any(np.diff(self.slot_group) < 0):
+            raise ValueError(f"slot groups must be contiguous and increasing, got {geometry.slot_group}")
+        self.n_stages = int(self.slot_group.max()) + 1
+        self._starts = np.searchsorted(self.slot_group, np.arange(self.n_stages))
+        self.tags = geometry.choice_tags
 
     @property
     def names(self) -> list[str]:
         sp = self.geometry.space
         out = [f"s{s}.{n}" for s in range(self.n_stages) for n in FEATURE_NAMES] + [f"fixed.{n}" for n in FEATURE_NAMES]
         if self.per_slot:
-            out += [f"slot{i}.k{k:g}" for i in range(self.n_slots) for k in sp.kernel_sizes]
-            out += [f"slot{i}.e{e:g}" for i in range(self.n_slots) for e in sp.expand_ratios]
+            for labels, _ in self.tags:
+                out += [f"slot{i}.{label}" for i in range(self.n_slots) for label in labels]
             out += [f"r{r:g}" for r in sp.resolutions]
         return out
 
@@ -73,19 +68,38 @@ class BlockFeaturizer:
     def __call__(self, encoded: np.ndarray) -> np.ndarray:
         x = encoded
         r = x[:, 0]
-        k, e = x[:, self._ks], x[:, self._es]
-        used = k >= 0
-        slots = np.arange(k.shape[1])[None, :]
-        vals = self.grid[r[:, None], slots, np.where(used, k, 0), np.where(used, e, 0)]  # (n, slots, nf)
-        vals = vals * used[:, :, None]
-        per_stage = vals.reshape(len(x), self.n_stages, self.max_depth, -1).sum(axis=2).reshape(len(x), -1)
+        choice = self.geometry.slot_choices(x)
+        used = choice >= 0
+        c = np.where(used, choice, 0)
+        slots = np.arange(self.n_slots)[None, :]
+        vals = self.grid[r[:, None], slots, c] * used[:, :, None]  # (n, slots, nf)
+        per_stage = np.add.reduceat(vals, self._starts, axis=1).reshape(len(x), -1)
         parts = [per_stage, self.fixed[r]]
         if self.per_slot:
-            # -1 (unused slot) matches no choice, so an unused slot's one-hots are all zero.
-            parts += [(k[:, :, None] == np.arange(self.n_k)).reshape(len(x), -1),
-                      (e[:, :, None] == np.arange(self.n_e)).reshape(len(x), -1),
-                      r[:, None] == np.arange(self.n_r)]
+            # An unused slot matches no label, so its one-hots are all zero.
+            for labels, label_of in self.tags:
+                lab = np.where(used, np.asarray(label_of)[c], -1)
+                parts.append((lab[:, :, None] == np.arange(len(labels))).reshape(len(x), -1))
+            parts.append(r[:, None] == np.arange(self.n_r))
         return np.concatenate(parts, axis=1, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_grid(geometry: MeasurableLayers) -> tuple[np.ndarray, np.ndarray]:
+    """Cost features of every (resolution, slot, choice) and the fixed layers' sums (cached: a dozen learned
+    devices share one geometry). Read-only arrays."""
+    sp = geometry.space
+    grid = np.zeros((len(sp.resolutions), geometry.n_slots, geometry.n_choices, len(FEATURE_NAMES)))
+    fixed = np.zeros((len(sp.resolutions), len(FEATURE_NAMES)))
+    for i, r in enumerate(sp.resolutions):
+        for spec in geometry.fixed_layers(r):
+            fixed[i] += feature_vector(spec)
+        for slot, choices in enumerate(geometry.slot_layers(r)):
+            for c, spec in enumerate(choices):
+                if spec is not None:
+                    grid[i, slot, c] = feature_vector(spec)
+    grid.flags.writeable = fixed.flags.writeable = False
+    return grid, fixed
 
 
 class LearnedLatencyModel(ArchModel):
@@ -93,7 +107,7 @@ class LearnedLatencyModel(ArchModel):
 
     target = "latency_ms"
 
-    def __init__(self, geometry: MBv3Geometry, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray,
+    def __init__(self, geometry: MeasurableLayers, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray,
                  intercept: float, *, per_slot: bool = False, name: str = "learned", supernet: str | None = None,
                  device: str | None = None, alpha: float | None = None) -> None:
         super().__init__(geometry.space, supernet=supernet)
@@ -113,21 +127,19 @@ class LearnedLatencyModel(ArchModel):
         w = self.weights / self.scale
         nf = fz.n_features_block
         w_stage = w[: fz.n_stages * nf].reshape(fz.n_stages, nf)
-        slot_stage = np.arange(geometry.space.n_slots) // fz.max_depth
-        blocks = np.einsum("rskef,sf->rske", fz.grid, w_stage[slot_stage])
+        blocks = np.einsum("rscf,sf->rsc", fz.grid, w_stage[fz.slot_group])
         fixed = fz.fixed @ w[fz.n_stages * nf: fz.n_base] + self.intercept - float(self.mean @ w)
         if per_slot:
             o = fz.n_base
-            w_k = w[o: o + fz.n_slots * fz.n_k].reshape(fz.n_slots, fz.n_k)
-            o += fz.n_slots * fz.n_k
-            w_e = w[o: o + fz.n_slots * fz.n_e].reshape(fz.n_slots, fz.n_e)
-            o += fz.n_slots * fz.n_e
-            blocks = blocks + w_k[None, :, :, None] + w_e[None, :, None, :]
+            for labels, label_of in fz.tags:
+                w_t = w[o: o + fz.n_slots * len(labels)].reshape(fz.n_slots, len(labels))
+                o += fz.n_slots * len(labels)
+                blocks = blocks + w_t[None, :, np.asarray(label_of)]
             fixed = fixed + w[o: o + fz.n_r]
         self.dense = DenseLatencyModel(geometry, blocks, fixed, name=name, supernet=supernet, device=device)
 
     @classmethod
-    def fit(cls, geometry: MBv3Geometry, encoded: np.ndarray, latency_ms: np.ndarray, *, alpha: float = 1e-3,
+    def fit(cls, geometry: MeasurableLayers, encoded: np.ndarray, latency_ms: np.ndarray, *, alpha: float = 1e-3,
             alphas: np.ndarray | None = None, per_slot: bool = False, **kwargs: Any) -> LearnedLatencyModel:
         """Ridge on standardised features, weighted by 1/latency² (relative squared error).
 
@@ -166,7 +178,7 @@ class LearnedLatencyModel(ArchModel):
         atomic_write_text(folder / "meta.yaml", yaml.safe_dump({**meta, "model": "learned"}, sort_keys=False))
 
     @classmethod
-    def load(cls, folder: Path | str, geometry: MBv3Geometry, *, device: str | None = None) -> LearnedLatencyModel:
+    def load(cls, folder: Path | str, geometry: MeasurableLayers, *, device: str | None = None) -> LearnedLatencyModel:
         folder = Path(folder)
         meta = load_meta(folder)
         path = folder / "model.yaml"

@@ -1,9 +1,10 @@
-"""Latency models over encoded OFA-MobileNetV3 archs (milliseconds), all vectorised.
+"""Latency models over encoded archs of any family (milliseconds), all vectorised.
 
-Every model here reduces, once at construction, to a dense grid ``blocks[r, slot, kernel, expand]`` of
-per-block latencies plus ``fixed[r]`` (stem, first block, final expand, head) and an affine correction
-``a * sum + b * n_blocks + c``. ``predict`` is then one gather and a masked sum over the encoded matrix
-(``-1`` marks unused slots), so 10,000 archs take a few milliseconds.
+Every model here reduces, once at construction, to a dense grid ``blocks[r, slot, choice]`` of per-layer
+latencies over the family's slots (:class:`~supernets.measurable.MeasurableLayers`; for OFA-MobileNetV3
+``choice = kernel_index * n_expands + expand_index``) plus ``fixed[r]`` (layers every subnet runs) and an
+affine correction ``a * sum + b * n_blocks + c``. ``predict`` maps the encoded matrix to slot choices
+(``-1`` = unused) and does one gather and a masked sum, so 10,000 archs take a few milliseconds.
 
 * :class:`TableLatencyModel` — the plain table sum (``a=1, b=0, c=0``).
 * calibrated table — the same grid with ``(a, b, c)`` fitted on whole subnets measured end to end
@@ -20,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from predictors.base import ArchModel
-from predictors.latency.geometry import LayerSpec, MBv3Geometry, dense_grid
 from predictors.latency.table import LatencyTable, MissingLatencyKeyError
+from supernets.measurable import Layer, MeasurableLayers
 
 __all__ = ["DenseLatencyModel", "TableLatencyModel", "fit_calibration"]
 
@@ -30,9 +31,8 @@ class DenseLatencyModel(ArchModel):
     """Sum of per-block latencies from a dense grid, with an optional affine calibration.
 
     Args:
-        geometry: the supernet's shape and space (the space's resolutions index the grid's first axis).
-        blocks: ``(n_resolutions, n_slots, n_kernels, n_expands)`` ms; NaN rows mark resolutions the model
-            does not cover.
+        geometry: the family's measurable layers over a space (its resolutions index the grid's first axis).
+        blocks: ``(n_resolutions, n_slots, n_choices)`` ms; NaN rows mark resolutions the model does not cover.
         fixed: ``(n_resolutions,)`` ms of the fixed layers.
         calibration: ``(a, b, c)`` for ``a * sum + b * n_blocks + c``.
         name: what the model is (reported in errors and benchmarks).
@@ -40,12 +40,12 @@ class DenseLatencyModel(ArchModel):
 
     target = "latency_ms"
 
-    def __init__(self, geometry: MBv3Geometry, blocks: np.ndarray, fixed: np.ndarray, *,
+    def __init__(self, geometry: MeasurableLayers, blocks: np.ndarray, fixed: np.ndarray, *,
                  calibration: Sequence[float] = (1.0, 0.0, 0.0), name: str = "table", supernet: str | None = None,
                  device: str | None = None) -> None:
         super().__init__(geometry.space, supernet=supernet)
         sp = geometry.space
-        expected = (len(sp.resolutions), sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios))
+        expected = (len(sp.resolutions), geometry.n_slots, geometry.n_choices)
         if blocks.shape != expected or fixed.shape != (expected[0],):
             raise ValueError(f"dense latency grid has shape {blocks.shape}/{fixed.shape}, expected {expected}/"
                              f"({expected[0]},) for space {sp.name!r}")
@@ -55,24 +55,20 @@ class DenseLatencyModel(ArchModel):
         self.calibration = tuple(float(v) for v in calibration)
         self.name = name
         self.device = device
-        ks = self.space.group_slices["ks"]
-        es = self.space.group_slices["e"]
-        self._ks, self._es = ks, es
-        # Flattened (slot, k, e) offsets so the gather is a single take() on a 2-D view.
-        n_k, n_e = expected[2], expected[3]
-        self._slot_off = (np.arange(sp.n_slots) * n_k * n_e)[None, :]
-        self._ne = n_e
+        # Flattened (slot, choice) offsets so the gather is a single take() on a 2-D view.
+        self._slot_off = (np.arange(geometry.n_slots) * expected[2])[None, :]
+        self._elastic = np.asarray(geometry.slot_elastic, dtype=bool)[None, :]
         self._flat = self.blocks.reshape(expected[0], -1)
         self.covered = ~np.isnan(self.fixed) & ~np.isnan(self.blocks).reshape(expected[0], -1).any(axis=1)
 
     @classmethod
-    def from_cost(cls, geometry: MBv3Geometry, cost: Callable[[int, LayerSpec], float],
+    def from_cost(cls, geometry: MeasurableLayers, cost: Callable[[int, Layer], float],
                   resolutions: Sequence[int] | None = None, **kwargs: Any) -> DenseLatencyModel:
-        """Fill the grid with ``cost(resolution, layer_spec)`` for ``resolutions`` (default: all of the space)."""
+        """Fill the grid with ``cost(resolution, layer)`` for ``resolutions`` (default: all of the space)."""
         sp = geometry.space
         res = list(sp.resolutions) if resolutions is None else list(resolutions)
-        sub_blocks, sub_fixed = dense_grid(geometry, res, cost)
-        blocks = np.full((len(sp.resolutions), sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios)), np.nan)
+        sub_blocks, sub_fixed = geometry.dense_grid(res, cost)
+        blocks = np.full((len(sp.resolutions), geometry.n_slots, geometry.n_choices), np.nan)
         fixed = np.full(len(sp.resolutions), np.nan)
         for i, r in enumerate(res):
             j = sp.resolutions.index(r)
@@ -81,13 +77,10 @@ class DenseLatencyModel(ArchModel):
 
     def block_sums(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated per-arch sum (ms) and number of active elastic blocks."""
-        x = encoded
-        r = x[:, 0]
-        k = x[:, self._ks]
-        e = x[:, self._es]
-        used = k >= 0
-        flat_idx = self._slot_off + np.where(used, k, 0) * self._ne + np.where(used, e, 0)
-        vals = self._flat[r[:, None], flat_idx]
+        r = encoded[:, 0]
+        choice = self.geometry.slot_choices(encoded)
+        used = choice >= 0
+        vals = self._flat[r[:, None], self._slot_off + np.where(used, choice, 0)]
         total = np.where(used, vals, 0.0).sum(axis=1) + self.fixed[r]
         if np.isnan(total).any():
             bad = int(r[np.isnan(total)][0])
@@ -97,7 +90,7 @@ class DenseLatencyModel(ArchModel):
                 f"entries at resolution {self.space.resolutions[bad]}; it covers {covered}. Build a table for "
                 f"that resolution or use a layer-cost model"
             )
-        return total, used.sum(axis=1)
+        return total, (used & self._elastic).sum(axis=1)
 
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
         total, n_blocks = self.block_sums(encoded)
@@ -113,7 +106,7 @@ class DenseLatencyModel(ArchModel):
         a, b, c = other.calibration
         miss = ~self.covered
         blocks, fixed = self.blocks.copy(), self.fixed.copy()
-        blocks[miss] = a * other.blocks[miss] + b
+        blocks[miss] = a * other.blocks[miss] + b * self._elastic[..., None]  # b is per elastic block
         fixed[miss] = a * other.fixed[miss] + c
         return DenseLatencyModel(self.geometry, blocks, fixed, calibration=self.calibration,
                                  name=f"{self.name}+{other.name}", supernet=self.supernet, device=self.device)
@@ -126,7 +119,7 @@ class TableLatencyModel(DenseLatencyModel):
     :class:`MissingLatencyKeyError` naming the block and the table.
     """
 
-    def __init__(self, geometry: MBv3Geometry, table: LatencyTable, *, resolutions: Sequence[int] | None = None,
+    def __init__(self, geometry: MeasurableLayers, table: LatencyTable, *, resolutions: Sequence[int] | None = None,
                  calibration: Sequence[float] = (1.0, 0.0, 0.0), name: str = "table", supernet: str | None = None,
                  device: str | None = None) -> None:
         res = [r for r in geometry.space.resolutions if r in set(table.resolutions)] if resolutions is None \
@@ -142,7 +135,7 @@ class TableLatencyModel(DenseLatencyModel):
                          device=device)
 
 
-def table_cost(table: LatencyTable) -> Callable[[int, LayerSpec], float]:
+def table_cost(table: LatencyTable) -> Callable[[int, Layer], float]:
     return lambda r, spec: table.lookup(r, spec.key)
 
 

@@ -7,9 +7,9 @@ the subnets onto latency geometries.
 
 from __future__ import annotations
 
-from predictors.latency.geometry import MBv3Geometry
 from predictors.latency.layer_cost import MeasuredNet
 from predictors.latency.table import LatencyTableError
+from supernets.measurable_mbv3 import MBv3Geometry
 from supernets.published import PUBLISHED_RESOLUTIONS, published_mbv3_subnets
 
 __all__ = ["PUBLISHED_SOURCE", "device_label", "load_published_nets", "published_geometries"]
@@ -51,6 +51,6 @@ def load_published_nets(device: str, geometries: dict[float, MBv3Geometry]) -> l
             raise LatencyTableError(f"published subnet {net['name']} is OFA-MobileNetV3 w{net['width_mult']}; "
                                     f"geometries given for widths {sorted(geometries)}")
         a = net["arch"]
-        out.append(MeasuredNet(name=net["name"], geometry=g, r=int(a.r), d=tuple(a.d), ks=tuple(a.ks), e=tuple(a.e),
-                               latency_ms=float(net["latency_ms"])))
+        arch = g.space.arch(r=a.r, d=a.d, ks=a.ks, e=a.e)  # onto the geometry's space (its resolutions)
+        out.append(MeasuredNet(name=net["name"], geometry=g, arch=arch, latency_ms=float(net["latency_ms"])))
     return out

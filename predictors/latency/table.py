@@ -3,7 +3,7 @@
 A table folder ``latency_tables/<device>/<supernet>/`` holds
 
 * ``table.csv`` — columns ``resolution,key,latency_ms,std_ms,count``: one measured layer signature per
-  row (keys: :mod:`predictors.latency.geometry`); the latency of a subnet at resolution ``r`` is the sum
+  row (keys: each family's measurable layers, :mod:`supernets.measurable`); the latency of a subnet at resolution ``r`` is the sum
   of its layers' rows at ``r``;
 * ``meta.yaml`` — device, source, units, date, the command that produced it, the host fingerprint,
   the latency model to serve (``model:``) and its fitted coefficients, and attribution for converted data;

@@ -54,14 +54,13 @@ def _note10_rows(geos) -> list[dict[str, Any]]:
     nets = load_published_nets("note10", geos)
     lc = LayerCostModel.from_dict(yaml.safe_load((LATENCY_TABLES_DIR / "note10" / "layer_cost.yaml").read_text()))
     true = np.array([n.latency_ms for n in nets])
-    pred = np.array([lc.network_ms(n.geometry, n.r, n.d, n.ks, n.e) for n in nets])
+    pred = np.array([lc.network_ms(n.geometry, n.arch) for n in nets])
     rows = [{"device": "note10", "supernet": "ofa_mbv3_w10 + w12", "model": "layer_cost (fitted on the per-layer table)",
              "data": "OFA's published Note10 subnets (not used in the fit)", "pred": pred, "true": true}]
     for w, supernet in ((1.0, "ofa_mbv3_w10"), (1.2, "ofa_mbv3_w12")):
         sel = [n for n in nets if n.geometry is geos[w]]
         model = load_latency_model("note10", supernet, geometry=geos[w])
-        space = geos[w].space
-        archs = [space.arch(r=n.r, d=list(n.d), ks=list(n.ks), e=list(n.e)) for n in sel]
+        archs = [n.arch for n in sel]
         kind = _meta("note10", supernet).get("model")
         rows.append({"device": "note10", "supernet": supernet, "model": f"{kind} (served)",
                      "data": f"OFA's published Note10 w{w} subnets", "pred": model.predict(archs),

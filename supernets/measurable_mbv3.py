@@ -1,4 +1,5 @@
-"""Layer shapes of an OFA-MobileNetV3 subnet at a given resolution, and the latency-table keys they give.
+"""OFA-MobileNetV3's measurable layers (:mod:`supernets.measurable`): layer shapes of a subnet at a given
+resolution, and the latency-table keys they give.
 
 A latency table stores one measurement per *layer signature*: everything a layer's latency depends on
 (input HxWxC, output HxWxC, middle channels, kernel, stride, skip, SE, activation). :class:`MBv3Geometry`
@@ -17,13 +18,17 @@ Key grammar (``-`` separated ``name:value`` fields after the layer kind)::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from supernets.measurable import FEATURE_NAMES, MeasurableLayers
 from supernets.space import MobileNetV3Space
 from supernets.utils import make_divisible
 
@@ -65,6 +70,8 @@ class LayerSpec:
     se: bool = False
     act: str = "relu"
     classes: int = 0
+    #: (stage, slot in stage, kernel, expand) of an elastic block: where to cut it from a subnet (not in the key)
+    where: tuple = field(default=(), compare=False)
 
     @property
     def key(self) -> str:
@@ -126,17 +133,14 @@ class LayerSpec:
         return f
 
 
-#: Order of the layer-cost features (see :meth:`LayerSpec.features`).
-FEATURE_NAMES = ("macs_conv", "macs_pw", "macs_dw3", "macs_dw5", "macs_dw7", "macs_fc", "act_io", "act_mid",
-                 "se", "se_const", "hswish", "const")
-
-
 @dataclass(frozen=True)
-class MBv3Geometry:
-    """The fixed shape of an OFA-MobileNetV3 supernet plus its search space.
+class MBv3Geometry(MeasurableLayers):
+    """The fixed shape of an OFA-MobileNetV3 supernet plus its search space: its measurable layers.
 
     Attributes mirror ``supernets.ofa_mbv3.MobileNetV3Config`` (duck-typed so that a table can be
-    converted without building a module).
+    converted without building a module). ``supernet`` (optional) is where :meth:`build` cuts layers from.
+    Slots: the ``n_stages * max_depth`` elastic blocks; a slot's choice is ``kernel_index * n_expands +
+    expand_index``; stem, first block, final expand and head are fixed layers.
     """
 
     space: MobileNetV3Space
@@ -151,6 +155,7 @@ class MBv3Geometry:
     stem_stride: int = 2
     in_chans: int = 3
     num_classes: int = 1000
+    supernet: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, space: MobileNetV3Space, config: Any) -> MBv3Geometry:
@@ -167,12 +172,11 @@ class MBv3Geometry:
                 f"latency geometry needs an OFA-MobileNetV3 supernet (with .config and a MobileNetV3Space), "
                 f"got {type(supernet).__name__}"
             )
-        return cls.from_config(supernet.space, supernet.config)
+        return dataclasses.replace(cls.from_config(supernet.space, supernet.config), supernet=supernet)
 
     def with_space(self, space: MobileNetV3Space) -> MBv3Geometry:
         """The same network shape over another space (e.g. one whose resolutions reach 260)."""
-        return MBv3Geometry(space, self.stem_chs, self.first_chs, self.stage_chs, self.final_chs, self.head_chs,
-                            self.strides, self.acts, self.se, self.stem_stride, self.in_chans, self.num_classes)
+        return dataclasses.replace(self, space=space)
 
     # ------------------------------------------------------------------------------- layers
     @property
@@ -212,7 +216,8 @@ class MBv3Geometry:
             h_in, c_in, stride = h_out, self.stage_chs[stage], 1
         c_out = self.stage_chs[stage]
         return LayerSpec("mbconv", h_in, c_in, h_out, c_out, mid=mid_channels(c_in, expand), kernel=kernel,
-                         stride=stride, skip=stride == 1 and c_in == c_out, se=self.se[stage], act=self.acts[stage])
+                         stride=stride, skip=stride == 1 and c_in == c_out, se=self.se[stage], act=self.acts[stage],
+                         where=(stage, slot, kernel, expand))
 
     def block_grid(self, r: int) -> list[tuple[int, int, int, LayerSpec]]:
         """Every ``(slot, kernel index, expand index, spec)`` the space can use at resolution ``r``
@@ -253,14 +258,81 @@ class MBv3Geometry:
                 "acts": list(self.acts), "se": list(self.se), "stem_stride": self.stem_stride,
                 "in_chans": self.in_chans, "num_classes": self.num_classes}
 
+    # ------------------------------------------------------------------------------- protocol
+    @property
+    def slot_group(self) -> tuple[int, ...]:  # type: ignore[override]
+        return tuple(s // self.space.max_depth for s in range(self.space.n_slots))
 
-def dense_grid(geometry: MBv3Geometry, resolutions: Sequence[int], cost: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Fill ``blocks[r_i, slot, k_i, e_i]`` and ``fixed[r_i]`` with ``cost(r, spec) -> ms``."""
-    sp = geometry.space
-    blocks = np.zeros((len(resolutions), sp.n_slots, len(sp.kernel_sizes), len(sp.expand_ratios)))
-    fixed = np.zeros(len(resolutions))
-    for i, r in enumerate(resolutions):
-        fixed[i] = sum(cost(r, spec) for spec in geometry.fixed_layers(r))
-        for slot, ki, ei, spec in geometry.block_grid(r):
-            blocks[i, slot, ki, ei] = cost(r, spec)
-    return blocks, fixed
+    @property
+    def slot_elastic(self) -> tuple[bool, ...]:  # type: ignore[override]
+        return (True,) * self.space.n_slots
+
+    @property
+    def n_choices(self) -> int:
+        return len(self.space.kernel_sizes) * len(self.space.expand_ratios)
+
+    @property
+    def choice_tags(self) -> list[tuple[tuple[str, ...], np.ndarray]]:
+        sp = self.space
+        c = np.arange(self.n_choices)
+        n_e = len(sp.expand_ratios)
+        return [(tuple(f"k{k:g}" for k in sp.kernel_sizes), c // n_e),
+                (tuple(f"e{e:g}" for e in sp.expand_ratios), c % n_e)]
+
+    def input_shape(self, r: int) -> tuple[int, ...]:
+        return (1, self.in_chans, r, r)
+
+    def slot_layers(self, r: int) -> list[list[LayerSpec | None]]:
+        sp = self.space
+        return [[self.block(r, s, j, k, e) for k in sp.kernel_sizes for e in sp.expand_ratios]
+                for s in range(sp.n_stages) for j in range(sp.max_depth)]
+
+    def slot_choices(self, encoded: np.ndarray) -> np.ndarray:
+        k = encoded[:, self.space.group_slices["ks"]]
+        e = encoded[:, self.space.group_slices["e"]]
+        return np.where(k >= 0, k * len(self.space.expand_ratios) + e, -1)
+
+    def layers(self, arch: Any) -> list[LayerSpec]:
+        return self.layers_of(arch.r, arch.d, arch.ks, arch.e)
+
+    def build(self, layer: LayerSpec) -> Any:
+        """Cut ``layer`` out of a static subnet of ``self.supernet`` (one extraction per (kernel, expand))."""
+        if self.supernet is None:
+            raise ValueError("MBv3Geometry.build needs the supernet: make the geometry with from_supernet()")
+        k, e = layer.where[2:] if layer.kind == "mbconv" else (self.space.kernel_sizes[0], self.space.expand_ratios[0])
+        net = _extracted(self.supernet, k, e)
+        if layer.kind == "stem":
+            return nn.Sequential(net.conv_stem, net.bn1)  # timm: bn1 is BatchNormAct2d (BN + h-swish)
+        if layer.kind == "ds":
+            return net.blocks[0][0]
+        if layer.kind == "mbconv":
+            stage, j = layer.where[:2]
+            return net.blocks[stage + 1][j]
+        if layer.kind == "final":
+            return net.blocks[-1][0]
+        if layer.kind == "head":
+            return _Head(net)
+        raise ValueError(f"no module for layer kind {layer.kind!r}")
+
+
+def _extracted(supernet: Any, k: int, e: float) -> Any:
+    """The static max-depth subnet with kernel ``k`` and expand ``e`` everywhere (cached on the supernet)."""
+    cache = supernet.__dict__.setdefault("_latency_static_nets", {})
+    if (k, e) not in cache:
+        sp = supernet.space
+        n = sp.n_slots
+        arch = sp.arch(r=sp.resolutions[0], d=[sp.max_depth] * sp.n_stages, ks=[k] * n, e=[e] * n)
+        supernet.set_active_subnet(arch)
+        cache[(k, e)] = supernet.get_active_subnet().eval()
+    return cache[(k, e)]
+
+
+class _Head(nn.Module):
+    """timm MobileNetV3 head (pool -> 1x1 mix -> act -> classifier) as a module of its own."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(x)
