@@ -182,6 +182,12 @@ class ElasticViT(Supernet):
         p = self.head.weight
         return subnet.to(device=p.device, dtype=p.dtype).train(self.training)
 
+    def latency_layers(self) -> Any:
+        """Its measurable layers for latency tables (:mod:`supernets.measurable`)."""
+        from supernets.measurable_vit import VitMeasurable
+
+        return VitMeasurable(self)
+
     def sort_channels(self, expand_stage: int = 0) -> None:
         """Nothing to re-sort: AutoFormer trains the leading slices as they are (no importance sorting)."""
 
