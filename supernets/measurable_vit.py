@@ -15,7 +15,7 @@ blocks of every layer share table rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,8 @@ class VitLayer:
     in_chans: int = 0
     patch: int = 0
     out: int = 0  # head: classes
+    #: the supernet block (layer index) whose weights a block is built from (not part of the key)
+    where: int = field(default=0, compare=False)
 
     @property
     def key(self) -> str:
@@ -139,11 +141,12 @@ class VitMeasurable(MeasurableLayers):
             tokens = (r // net.patch_size) ** 2 + 1
             embed = [VitLayer("embed", tokens, e, image=r, in_chans=net.in_chans, patch=net.patch_size)
                      for e in sp.embed_dims]
-            blocks = [VitLayer("block", tokens, e, heads=h, head_dim=net.head_dim, mlp=int(e * m),
-                               rel_pos=net.rel_pos or 0)
-                      for e in sp.embed_dims for h in sp.num_heads for m in sp.mlp_ratios]
+            blocks = [[VitLayer("block", tokens, e, heads=h, head_dim=net.head_dim, mlp=int(e * m),
+                                rel_pos=net.rel_pos or 0, where=j)
+                       for e in sp.embed_dims for h in sp.num_heads for m in sp.mlp_ratios]
+                      for j in range(sp.max_depth)]
             head = [VitLayer("head", tokens, e, out=net.num_classes) for e in sp.embed_dims]
-            self._grids[r] = [embed, *([blocks] * sp.max_depth), head]
+            self._grids[r] = [embed, *blocks, head]
         return self._grids[r]
 
     def slot_choices(self, encoded: np.ndarray) -> np.ndarray:
@@ -163,7 +166,7 @@ class VitMeasurable(MeasurableLayers):
                        d=min(sp.depths), heads=[max(sp.num_heads)] * sp.max_depth,
                        mlp=[max(sp.mlp_ratios)] * sp.max_depth)
         if layer.kind == "block":
-            block = net.blocks[0]
+            block = net.blocks[layer.where]
             block.configure(layer.heads, layer.mlp)
             return block.get_static(layer.dim)
         net.set_active_subnet(arch)
