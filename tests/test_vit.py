@@ -110,3 +110,13 @@ def test_vit_arch_strings_round_trip_and_bad_genes_name_themselves() -> None:
         space.parse("r=32_embed=48_d=2_heads=1-7-x-x_mlp=2.0-2.0-x-x")
     with pytest.raises(ValueError, match="DEPTH 3"):
         space.from_autoformer_dict({"EMBED_DIM": 48, "DEPTH": 3, "NUM_HEADS": [1, 1], "MLP_RATIO": [2, 2, 2]})
+
+
+@pytest.mark.parametrize("name", ["vit_cifar_tiny", "relpos"])
+def test_exported_vit_subnets_run_in_onnx_runtime_with_the_torch_outputs(name: str, tmp_path) -> None:
+    from search.export import export_subnets
+
+    model = _small_relpos_vit() if name == "relpos" else create_supernet(name)
+    recs = export_subnets(model, [model.space.sample(np.random.default_rng(5))], tmp_path)
+    assert all(r["onnx_max_abs_diff"] < 1e-4 for r in recs), recs
+    assert {p.suffix for p in tmp_path.iterdir()} == {".onnx", ".pt"}
