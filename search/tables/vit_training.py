@@ -40,7 +40,8 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     data = "the 50k CIFAR-10 training set" if any("data=cifar10" == o for o in cfg.get("common_overrides", [])) \
         else "the bundled CIFAR-10 test archive (8k train / 2k held out)"
     notes = [res.notes[0],
-             f"{epochs} epochs per method on {data}, AdamW lr 1e-3 (warm-up 0.2 epoch, cosine), label smoothing 0.1; "
+             f"{epochs} epochs per method on {data} (trainer.limit_train_batches in the command caps an epoch), "
+             "AdamW lr 1e-3 (warm-up 0.2 epoch, cosine), label smoothing 0.1; "
              "top-1 on the held-out images; one seed, so differences under ~1-2 points are noise.",
              "from_scratch: one training per subnet (its command shown without the pinned one-phase schedule); the "
              "others train one supernet for all three subnets. Wall times are contended (2 shared cores)."]
