@@ -71,7 +71,7 @@ def _small_relpos_vit() -> ElasticViT:
 def test_extracted_vit_equals_supernet_and_counts_match_torchs_counter(name: str) -> None:
     model = _small_relpos_vit() if name == "relpos" else create_supernet(name)
     model.eval()
-    archs = [model.space.max_arch(), model.space.min_arch(), *model.space.sample(np.random.default_rng(0), 3)]
+    archs = [model.space.max_arch(), model.space.min_arch(), *model.space.sample(np.random.default_rng(0), 2)]
     macs, params = model.macs_params(archs)
     for k, arch in enumerate(archs):
         model.set_active_subnet(arch)
