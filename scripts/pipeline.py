@@ -36,7 +36,7 @@ from supernets.paths import REPO_ROOT
 STEPS = ("train", "dataset", "predictor", "latency", "search", "measure")
 # The experiment the train step runs for each CPU-sized supernet (train.py's default schedule, ps_tiny, names
 # MobileNetV3 genes such as ks, which OFA-ResNet does not have).
-TINY_EXPERIMENTS = {"ofa_mbv3_tiny": "tiny_ps", "ofa_resnet_tiny": "tiny_resnet_ps"}
+TINY_EXPERIMENTS = {"ofa_mbv3_tiny": "tiny_ps", "ofa_resnet_tiny": "tiny_resnet_ps", "vit_cifar_tiny": "vit_cifar"}
 # How the latency step makes the host table this machine's when the probe says it is not (see the docstring).
 LATENCY_REFRESH = ("recalibrate", "rebuild", "keep")
 

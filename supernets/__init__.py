@@ -12,6 +12,7 @@ from supernets.space import Arch, MobileNetV3Space, ResNetSpace, SearchSpace
 from supernets import ofa_mbv3  # noqa: F401
 from supernets import ofa_resnet  # noqa: F401
 from supernets import timm_supernet  # noqa: F401
+from supernets import vit  # noqa: F401
 # isort: on
 
 __all__ = [

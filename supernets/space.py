@@ -31,6 +31,7 @@ __all__ = [
     "MobileNetV3Space",
     "ResNetSpace",
     "SearchSpace",
+    "VitSpace",
 ]
 
 #: Index stored in an encoded matrix for a slot the arch does not use.
@@ -576,3 +577,8 @@ class ResNetSpace(SearchSpace):
         e = [self.expand_ratios[0] if v is None else v for v in arch.e]
         w = [self.width_mults.index(v) for v in arch.w]
         return {"d": list(arch.d), "e": e, "w": w, "r": arch.r}
+
+
+# The ViT family's space lives in its own module; importing it here lets ``space_from_dict`` and
+# ``supernets.space.VitSpace`` find it like the CNN spaces (it imports only names defined above).
+from supernets.vit_space import VitSpace  # noqa: E402

@@ -18,7 +18,7 @@ from supernets.measurable import FEATURE_NAMES, NotMeasurableError, measurable_f
 from supernets.measurable_mbv3 import se_reduce_channels
 
 PREDICTIONS_ON_MAIN = Path(__file__).parent / "data" / "latency_predictions_main.json"
-SMALL = ["ofa_mbv3_tiny", "ofa_resnet_tiny"]
+SMALL = ["ofa_mbv3_tiny", "ofa_resnet_tiny", "vit_cifar_tiny"]
 
 
 def test_shipped_devices_predict_exactly_what_they_predicted_before_the_protocol():

@@ -236,7 +236,7 @@ def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedu
 @pytest.mark.parametrize(("change", "match"), [
     ({"epochs": 0}, "epochs must be >= 1"), ({"epochs": -2}, "epochs must be >= 1"),
     ({"lr": 0.0}, "lr must be > 0"), ({"lr": -0.1}, "lr must be > 0"),
-    ({"distill": "inplace"}, "inplace needs sampler type 'sandwich'"),
+    ({"distill": "inplace"}, "inplace needs a sampler whose first subnet is the largest"),
 ])
 def test_schedule_rejects_empty_phases_non_positive_lr_and_inplace_kd_without_the_sandwich_rule(space, change, match):
     bad = {**PS, "phases": [*PS["phases"][:2], {**PS["phases"][2], **change}]}

@@ -19,6 +19,7 @@ TABLES: dict[str, str] = {
     "predictor_quality": "search.tables.predictor_quality",
     "search_efficiency": "search.tables.search_efficiency",
     "small_scale_training": "search.tables.small_scale_training",
+    "vit_training": "search.tables.vit_training",
     "ofa_imagenet": "search.tables.imagenet",
     "ofa_resnet_imagenet": "search.tables.imagenet",
     "linas": "search.tables.linas",

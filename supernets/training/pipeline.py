@@ -104,7 +104,9 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     # Learning rates in a schedule file are for its base batch: scale them to this run's global batch.
     world = int(trainer.world_size) * int(trainer.accumulate_grad_batches)
     schedule_cfg = _plain(cfg.schedule)
-    schedule = build_schedule(schedule_cfg, supernet.space, global_batch_size=dm.batch_size * world)
+    macs_params = getattr(supernet, "macs_params", None)
+    schedule = build_schedule(schedule_cfg, supernet.space, global_batch_size=dm.batch_size * world,
+                              cost_fn=None if macs_params is None else (lambda x: macs_params(x)[0]))
     trainer.fit_loop.max_epochs = schedule.total_epochs
 
     meta = {

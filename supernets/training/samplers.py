@@ -10,11 +10,17 @@ opens the space group by group). ``choices`` maps a gene group to a list of valu
 - :class:`UniformSampler`: ``n_subnets`` uniform random subnets (single-path baseline with ``n_subnets=1``;
   OFA's progressive-shrinking phases with 1/2/4).
 - :class:`SandwichSampler`: the largest, the smallest and ``n_random`` random subnets (BigNAS/AttentiveNAS).
+- :class:`ComplexityAwareSampler`: ElasticViT's complexity-aware sampling: the subnets of a step come from two
+  neighbouring MACs buckets, so the subnets trained together are of similar size.
+- :class:`SortedSampler`: SortedNet's sorted training: nested sub-models ordered by size, random ones per step with
+  their gradients accumulated into one update.
+
+None of them is family-specific: they see only the space (and, for complexity-aware sampling, a MACs function).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +28,11 @@ import numpy as np
 
 from supernets.space import UNUSED, Arch, SearchSpace
 
-__all__ = ["RestrictedSpace", "SandwichSampler", "StepPlan", "SubnetSampler", "UniformSampler"]
+__all__ = ["ComplexityAwareSampler", "RestrictedSpace", "SandwichSampler", "SortedSampler", "StepPlan",
+           "SubnetSampler", "UniformSampler"]
+
+#: ``encoded archs (n, n_columns) -> MACs (n,)``, e.g. ``lambda x: supernet.macs_params(x)[0]``.
+CostFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,14 @@ class RestrictedSpace:
 
 
 class SubnetSampler:
-    """Base sampler: draws one resolution per step, then the subnets (template method ``_archs``)."""
+    """Base sampler: draws one resolution per step, then the subnets (template method ``_archs``).
+
+    ``first_is_max``: the step's first subnet is the largest, so in-place distillation can take it as teacher.
+    ``needs_costs``: the constructor takes ``cost_fn`` (:data:`CostFn`), passed by ``build_schedule``.
+    """
+
+    first_is_max = False
+    needs_costs = False
 
     def __init__(self, space: SearchSpace, *, choices: Mapping[str, Any] | str | None = None) -> None:
         self.space = space
@@ -153,6 +170,8 @@ class SandwichSampler(SubnetSampler):
     smallest at the smallest and each random one at its own; ``"shared"`` uses one resolution for the step.
     """
 
+    first_is_max = True
+
     def __init__(self, space: SearchSpace, *, n_random: int = 2, resolution: str = "per_subnet",
                  choices: Mapping[str, Any] | str | None = None) -> None:
         super().__init__(space, choices=choices)
@@ -172,6 +191,117 @@ class SandwichSampler(SubnetSampler):
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "n_random": self.n_random, "resolution": self.resolution}
+
+
+class ComplexityAwareSampler(SubnetSampler):
+    """ElasticViT's complexity-aware sampling (Tang et al., *ElasticViT: Conflict-aware Supernet Training for
+    Deploying Fast Vision Transformer on Diverse Mobile Devices*, ICCV 2023).
+
+    The MACs range of the (restricted) space is cut into ``n_buckets`` equal-width buckets; each step picks two
+    neighbouring buckets uniformly and draws its ``n_subnets`` subnets from them, so the subnets whose gradients
+    are summed are of similar size (the paper's fix for "gradient conflict" between very different subnets), and
+    every size range is trained about as often as every other (gene-by-gene uniform sampling piles up in the
+    middle or low end of the range and rarely draws the largest sizes). Subnets come from a fixed pool of ``pool_size`` archs drawn once (seeded by ``seed``) plus the
+    largest and smallest; each keeps its own resolution. ``with_max`` puts the largest subnet first in every
+    step (for in-place distillation).
+    """
+
+    needs_costs = True
+
+    def __init__(self, space: SearchSpace, *, cost_fn: CostFn, n_subnets: int = 2, n_buckets: int = 8,
+                 with_max: bool = True, pool_size: int = 2000, seed: int = 0,
+                 choices: Mapping[str, Any] | str | None = None) -> None:
+        super().__init__(space, choices=choices)
+        if n_subnets < 1 or n_buckets < 2 or pool_size < n_buckets:
+            raise ValueError(f"complexity-aware sampling needs n_subnets >= 1, n_buckets >= 2 and pool_size >= "
+                             f"n_buckets; got n_subnets={n_subnets}, n_buckets={n_buckets}, pool_size={pool_size}")
+        if not callable(cost_fn):
+            raise ValueError(f"complexity-aware sampling needs cost_fn (encoded archs -> MACs), got {cost_fn!r}")
+        self.n_subnets, self.n_buckets, self.with_max = int(n_subnets), int(n_buckets), bool(with_max)
+        self.pool_size, self.seed = int(pool_size), int(seed)
+        r = self.restricted
+        pool = np.concatenate([r.space.encode([r.max_arch(), r.min_arch()]),
+                               r.sample_encoded(np.random.default_rng([self.seed, 1597]), self.pool_size)])
+        self.pool = np.unique(pool, axis=0)
+        macs = np.asarray(cost_fn(self.pool), dtype=np.float64)
+        if macs.shape != (len(self.pool),) or not np.all(np.isfinite(macs)):
+            raise ValueError(f"cost_fn must return one finite MACs value per arch, got shape {macs.shape}")
+        self.macs = macs
+        edges = np.linspace(macs.min(), macs.max(), self.n_buckets + 1)
+        bucket = np.clip(np.searchsorted(edges, macs, side="right") - 1, 0, self.n_buckets - 1)
+        # Buckets the pool leaves empty are skipped, so "neighbouring" means the next non-empty one.
+        self.buckets = [np.flatnonzero(bucket == b) for b in range(self.n_buckets) if (bucket == b).any()]
+
+    def _archs(self, rng: np.random.Generator, resolution: int) -> tuple[list[Arch], list[str]]:
+        # A pair of neighbouring buckets, then per subnet one of the two and a member of it: every bucket is
+        # trained about as often as every other (the two end buckets half as often), whatever its pool share.
+        b = int(rng.integers(max(len(self.buckets) - 1, 1)))
+        pair = [self.buckets[i] for i in (b, b + 1) if i < len(self.buckets)]
+        picks = rng.integers(len(pair), size=self.n_subnets)
+        rows = self.pool[[int(pair[p][rng.integers(len(pair[p]))]) for p in picks]]
+        archs = self.space.decode(rows)
+        roles = ["random"] * self.n_subnets
+        if self.with_max:
+            return [self.restricted.max_arch(), *archs], ["max", *roles]
+        return archs, roles
+
+    @property
+    def first_is_max(self) -> bool:  # type: ignore[override]
+        return self.with_max
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "n_subnets": self.n_subnets, "n_buckets": self.n_buckets,
+                "with_max": self.with_max, "pool_size": self.pool_size, "seed": self.seed}
+
+
+class SortedSampler(SubnetSampler):
+    """SortedNet's sorted training (Valipour et al., *SortedNet: A Scalable and Generalized Framework for
+    Training Modular Deep Neural Networks*, 2023): ``n_models`` nested sub-models ordered by size, from the
+    smallest to the largest of the (restricted) space, each containing the one before it (every gene at the same
+    or a larger choice), taken evenly along a chain that grows one gene at a time. Each step
+    trains ``n_subnets`` of them drawn at random and sums their losses, accumulating their gradients into one
+    update. ``with_max`` adds the largest model first in every step (for in-place distillation).
+    """
+
+    def __init__(self, space: SearchSpace, *, n_models: int = 8, n_subnets: int = 2, with_max: bool = False,
+                 choices: Mapping[str, Any] | str | None = None) -> None:
+        super().__init__(space, choices=choices)
+        if n_models < 2 or not 1 <= n_subnets <= n_models:
+            raise ValueError(f"sorted sampling needs n_models >= 2 and 1 <= n_subnets <= n_models; got "
+                             f"n_models={n_models}, n_subnets={n_subnets}")
+        self.n_models, self.n_subnets, self.with_max = int(n_models), int(n_subnets), bool(with_max)
+        r = self.restricted
+        # A chain of nested archs from the smallest to the largest: as f goes 0 -> 1, column c moves to allowed
+        # choice floor(f * (n_c - 1) + delta_c); staggered offsets delta_c make the columns step up one at a time,
+        # so consecutive distinct archs differ in one gene. n_models of them are taken evenly along the chain.
+        n_cols = space.n_columns
+        delta = (np.arange(n_cols) + 0.5) / n_cols
+        f = np.linspace(0.0, 1.0, 64 * n_cols + 1)[:, None]
+        pos = np.minimum(np.floor(f * (r.n_allowed[None, :] - 1) + delta[None, :]), r.n_allowed[None, :] - 1)
+        chain = space.normalize(r._table[np.arange(n_cols)[None, :], pos.astype(np.int64)])
+        keep = np.concatenate([[True], (np.diff(chain, axis=0) != 0).any(axis=1)])
+        chain = chain[keep]
+        if len(chain) < self.n_models:
+            raise ValueError(f"sorted sampling: the space holds a chain of only {len(chain)} nested subnets, fewer "
+                             f"than n_models={self.n_models}")
+        idx = chain[np.rint(np.linspace(0, len(chain) - 1, self.n_models)).astype(np.int64)]
+        self.models = space.decode(idx)
+
+    def _archs(self, rng: np.random.Generator, resolution: int) -> tuple[list[Arch], list[str]]:
+        ks = np.sort(rng.choice(self.n_models, size=self.n_subnets, replace=False))[::-1]  # largest first
+        archs = [self.models[int(k)] for k in ks]
+        roles = [f"sorted_{int(k)}" for k in ks]
+        if self.with_max:
+            return [self.restricted.max_arch(), *archs], ["max", *roles]
+        return archs, roles
+
+    @property
+    def first_is_max(self) -> bool:  # type: ignore[override]
+        return self.with_max
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "n_models": self.n_models, "n_subnets": self.n_subnets,
+                "with_max": self.with_max}
 
 
 def _plain(x: Any) -> Any:

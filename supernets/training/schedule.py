@@ -16,11 +16,20 @@ from typing import Any
 import numpy as np
 
 from supernets.space import SearchSpace
-from supernets.training.samplers import RestrictedSpace, SandwichSampler, SubnetSampler, UniformSampler
+from supernets.training.samplers import (
+    ComplexityAwareSampler,
+    CostFn,
+    RestrictedSpace,
+    SandwichSampler,
+    SortedSampler,
+    SubnetSampler,
+    UniformSampler,
+)
 
 __all__ = ["SAMPLERS", "Phase", "Schedule", "build_schedule"]
 
-SAMPLERS: dict[str, type[SubnetSampler]] = {"uniform": UniformSampler, "sandwich": SandwichSampler}
+SAMPLERS: dict[str, type[SubnetSampler]] = {"uniform": UniformSampler, "sandwich": SandwichSampler,
+                                            "complexity": ComplexityAwareSampler, "sorted": SortedSampler}
 DISTILL_MODES = ("none", "teacher", "inplace", "teacher_inplace")
 
 
@@ -169,7 +178,8 @@ def _expand_stage(phases: Sequence[Mapping[str, Any]], defaults: Mapping[str, An
     return int(allowed.max(initial=1)) - 1
 
 
-def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_size: int) -> Schedule:
+def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_size: int,
+                   cost_fn: CostFn | None = None) -> Schedule:
     """Build a :class:`Schedule` from a schedule config (see ``configs/schedule/*.yaml``).
 
     Keys: ``name``, ``phases`` (list), optional ``start_phase``/``end_phase`` (name or index) to run a slice,
@@ -181,6 +191,8 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
     which resolutions: ``shared`` (default; one per step, as OFA) or ``per_subnet`` (BigNAS: the largest subnet
     at the largest resolution, the smallest at the smallest). A phase's ``sort_channels`` is ``true`` (a free
     sort) or ``keep_trained`` (OFA: channels move only within the expand-ratio bands the previous phase trained).
+    ``cost_fn`` (encoded archs -> MACs, e.g. ``supernet.macs_params``'s first output) is given to samplers that
+    need sizes (``complexity``).
     """
     phases_cfg = list(cfg.get("phases") or [])
     if not phases_cfg:
@@ -199,6 +211,11 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         kind = sampler_cfg.pop("type", "uniform")
         if kind not in SAMPLERS:
             raise ValueError(f"phase {pc['name']!r}: unknown sampler type {kind!r}; available {sorted(SAMPLERS)}")
+        if SAMPLERS[kind].needs_costs:
+            if cost_fn is None:
+                raise ValueError(f"phase {pc['name']!r}: sampler type {kind!r} needs the subnets' MACs, but no cost_fn "
+                                 f"was given (the supernet has no macs_params)")
+            sampler_cfg["cost_fn"] = cost_fn
         sampler = SAMPLERS[kind](space, choices=pc.get("choices"), **sampler_cfg)
         if cfg.get("sandwich_sampling") and isinstance(sampler, UniformSampler) and _elastic(sampler):
             sampler = SandwichSampler(space, choices=pc.get("choices"), n_random=max(sampler.n_subnets - 2, 0),
@@ -206,11 +223,11 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         distill = str(pc.get("distill", "none"))
         if distill not in DISTILL_MODES:
             raise ValueError(f"phase {pc['name']!r}: distill must be one of {DISTILL_MODES}, got {distill!r}")
-        if distill in ("inplace", "teacher_inplace") and not isinstance(sampler, SandwichSampler):
-            # In-place KD takes the step's first subnet as the teacher: only the sandwich rule makes it the largest.
-            raise ValueError(f"phase {pc['name']!r}: distill: {distill} needs sampler type 'sandwich' (its first "
-                             f"subnet, the largest, teaches the others), got {type(sampler).__name__}; use "
-                             f"sampler: {{type: sandwich}} or distill: teacher / none")
+        if distill in ("inplace", "teacher_inplace") and not sampler.first_is_max:
+            # In-place KD takes the step's first subnet as the teacher: it must be the largest.
+            raise ValueError(f"phase {pc['name']!r}: distill: {distill} needs a sampler whose first subnet is the "
+                             f"largest (type 'sandwich', or 'complexity' / 'sorted' with with_max: true), got "
+                             f"{type(sampler).__name__}; use sampler: {{type: sandwich}} or distill: teacher / none")
         if not float(pc["epochs"]) >= 1:
             raise ValueError(f"phase {pc['name']!r}: epochs must be >= 1, got {pc['epochs']!r}; remove the phase "
                              f"or select a slice with start_phase / end_phase instead")
