@@ -1,4 +1,4 @@
-"""Table 6 (vit_training): the samplers' supernets and the from-scratch subnets train and are scored against each
+"""Table 8 (vit_training): the samplers' supernets and the from-scratch subnets train and are scored against each
 other (the full table is `python scripts/reproduce.py table=vit_training`)."""
 
 from __future__ import annotations
