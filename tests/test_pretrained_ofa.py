@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import ofa  # noqa: F401  (MIT's reference code, a dev dependency: without it these tests fail, never skip)
 import pytest
 import torch
 
@@ -16,7 +17,6 @@ from supernets import create_supernet
 from supernets.pretrained import convert_ofa_state_dict, identify_ofa_state_dict
 from supernets.pretrained.verify import build_ofa_reference, compare_with_ofa, randomise_
 
-pytest.importorskip("ofa", reason="MIT's reference code: pip install ofa --no-deps (.ci/run installs it)")
 
 # Inputs smaller than the spaces' 128-224 px keep the 20-arch sweeps to seconds on CPU; the layers are the same at
 # every size. scripts/verify_ofa_pretrained.py runs the sweep at the spaces' own resolutions (the slow test below).
