@@ -259,7 +259,7 @@ def _table_settings(supernet: str, tables_dir: Path | None = None) -> dict:
 
     root = LATENCY_TABLES_DIR if tables_dir is None else tables_dir
     meta = yaml.safe_load((root / "host_cpu" / supernet / "meta.yaml").read_text()) or {}
-    keys = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "batch", "statistic")
+    keys = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "passes", "batch", "statistic")
     return {k: v for k, v in (meta.get("measurement") or {}).items() if k in keys}
 
 
@@ -269,7 +269,7 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
     import onnxruntime as ort
     import pandas as pd
 
-    from predictors.latency.measure import measure_onnx
+    from predictors.latency.measure import MeasureSettings, measure_onnx_passes
     from search.export import resize_to
     from supernets.training.checkpoint import load_checkpoint
     from supernets.training.data import create_datamodule
@@ -279,10 +279,11 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
     dm = create_datamodule(**dict(meta["data"]))
     dm.setup()
     val = list(dm.val_dataloader())
-    settings = _table_settings(supernet, tables_dir)
+    settings = MeasureSettings(**_table_settings(supernet, tables_dir))
+    # all exported subnets in passes, as the table was measured (each keeps its fastest pass)
+    timings = measure_onnx_passes([rec["onnx"] for rec in recs], settings)
     rows = []
-    for rec in recs:
-        m = measure_onnx(rec["onnx"], **settings)
+    for rec, m in zip(recs, timings):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(rec["onnx"], opts, providers=["CPUExecutionProvider"])

@@ -17,7 +17,7 @@ from supernets.measurable_mbv3 import MBv3Geometry
 from supernets.ofa_mbv3 import MobileNetV3Config, OFAMobileNetV3
 from supernets.space import MobileNetV3Space
 
-FAST = MeasureSettings(warmup=1, repeats=3, sessions=2)
+FAST = MeasureSettings(warmup=1, repeats=3, sessions=2, passes=2)
 
 
 def _micro_supernet(resolutions: tuple[int, ...] = (16,)) -> OFAMobileNetV3:
@@ -81,13 +81,22 @@ def test_resumed_build_equals_uninterrupted_build(tmp_path):
     assert meta["status"] == "partial"
     first = load_table(part)
     assert 0 < len(first.entries) == 4
+    # killed again in the second pass over the layers: the first pass, and 2 layers of the second, are done
+    n_layers = len(MBv3Geometry.from_supernet(_micro_supernet()).distinct_layers())
+    build_latency_table("micro", part, settings=FAST, n_calibration=3, progress=False, stop_after=n_layers - 2,
+                        supernet=_micro_supernet())
+    second = load_table(part)
+    runs = FAST.repeats * FAST.sessions
+    assert sorted(second.count.values()) == [runs] * (n_layers - 2) + [2 * runs] * 2
     build_latency_table("micro", part, settings=FAST, n_calibration=3, progress=False, supernet=_micro_supernet())
     resumed, ref = load_table(part), load_table(full)
     assert set(resumed.entries) == set(ref.entries)
-    # nothing measured before the interruption was measured again (or lost)
-    assert all(resumed.entries[k] == v for k, v in first.entries.items())
+    # every layer had each pass exactly once (nothing measured again or lost), and keeps its fastest pass
+    assert all(n == FAST.passes * runs for n in resumed.count.values())
+    assert all(resumed.entries[k] <= v for k, v in first.entries.items())
     assert yaml.safe_load((part / "meta.yaml").read_text())["status"] == "complete"
     assert len(load_calibration(part)) == len(load_calibration(full)) == 3
+    assert all(row["passes"] == FAST.passes for row in load_calibration(part))
     geometry = MBv3Geometry.from_supernet(_micro_supernet())
     assert set(resumed.entries) == set(geometry.distinct_layers())
     # the finished folder serves a calibrated model through the normal loader
@@ -96,6 +105,30 @@ def test_resumed_build_equals_uninterrupted_build(tmp_path):
     model = load_latency_model("host_cpu", "micro", tables_dir=tmp_path / "tables", geometry=geometry)
     assert model.name == "calibrated"
     assert np.all(model.predict(geometry.space.sample_encoded(np.random.default_rng(0), 5)) > 0)
+
+
+def test_build_keeps_each_layers_fastest_pass_and_the_calibrations(tmp_path, monkeypatch):
+    """Noise on a shared host only adds time, in bursts: the table keeps the fastest of the passes over all
+    layers (and over the calibration subnets), whichever pass it came in."""
+    import predictors.latency.build as build
+
+    calls: dict[str, int] = {}
+    pass_ms = (5.0, 3.0, 4.0)  # the second pass is the fastest
+
+    def fake_measure(path, settings):
+        # the build re-uses one exported file per layer and subnet across passes
+        k = calls[str(path)] = calls.get(str(path), -1) + 1
+        return {"value_ms": pass_ms[k] * (2 if "subnet" in path.name else 1), "iqr_ms": 0.1, "n": settings.repeats}
+
+    monkeypatch.setattr(build, "measure_onnx", fake_measure)
+    settings = MeasureSettings(warmup=0, repeats=2, sessions=1, passes=3)
+    out = build_latency_table("micro", tmp_path / "t", settings=settings, n_calibration=3, progress=False,
+                              supernet=_micro_supernet())
+    table = load_table(out)
+    assert set(table.entries.values()) == {3.0} and set(table.count.values()) == {6}
+    assert set(calls.values()) == {2}  # three passes over every file, each file exported once
+    calib = load_calibration(out)
+    assert [r["measured_ms"] for r in calib] == [6.0] * 3 and [r["passes"] for r in calib] == [3] * 3
 
 
 def test_extending_a_table_with_another_resolution_lists_every_resolution_it_holds_in_meta(tmp_path):
@@ -140,3 +173,18 @@ def test_build_script_resumes_a_table_with_the_statistic_it_was_built_with(tmp_p
     cfg.restart = False
     cfg.measure.statistic = "min"
     assert script.measure_settings(cfg, tmp_path).statistic == "min"  # asked for: the build refuses to mix it
+
+
+def test_calibration_from_too_few_subnets_is_a_scale_never_a_negative_slope():
+    from predictors.latency.build import calibration_summary
+
+    # three noisy subnets whose exact three-coefficient fit would slope down (measured falls as the sum grows)
+    rows = [{"measured_ms": m, "table_sum_ms": t, "n_blocks": n} for m, t, n in ((1.0, 1.0, 5), (0.9, 1.5, 6),
+                                                                                  (0.8, 2.0, 8))]
+    calib = calibration_summary(rows)
+    assert calib["a"] > 0 and calib["b"] == calib["c"] == 0.0 and "median measured/sum" in calib["fit"]
+    assert calib["a"] == pytest.approx(0.6)
+    # with enough subnets the affine fit is used
+    rows = [{"measured_ms": 0.9 * t + 0.1, "table_sum_ms": t, "n_blocks": 5} for t in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)]
+    calib = calibration_summary(rows)
+    assert calib["a"] == pytest.approx(0.9, rel=1e-3) and "a*sum + b*n_blocks + c" in calib["fit"]

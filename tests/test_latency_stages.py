@@ -16,7 +16,7 @@ from predictors.latency.build import build_latency_table, load_calibration
 from predictors.latency.devices import load_latency_model
 from predictors.latency.measure import MeasureSettings
 from predictors.latency.models import TableLatencyModel
-from predictors.latency.stages import export_bundle, import_timings
+from predictors.latency.stages import export_bundle, import_timings, read_timings
 from predictors.latency.table import LatencyTableError, load_table
 from tests.test_latency_build import _micro_supernet
 
@@ -69,6 +69,16 @@ def test_runner_in_a_numpy_onnxruntime_only_environment_imports_into_the_local_b
     again = _run_bare(site, [str(work / "bundle" / "measure.py"), str(work / "bundle"), *RUNNER_ARGS], work)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0].startswith("[5/")  # resumed, nothing timed twice
+    with open(results / "timings.csv") as f:
+        rows = list(csv.DictReader(f))
+    by_id: dict[str, list[float]] = {}
+    for row in rows:
+        by_id.setdefault(row["id"], []).append(float(row["value_ms"]))
+    # three passes over every model (the default), each once; the import keeps each model's fastest pass
+    assert sorted(int(r["pass"]) for r in rows) == sorted([1, 2, 3] * len(by_id))
+    timings, _ = read_timings(results)
+    assert {k: t["value_ms"] for k, t in timings.items()} == {k: min(v) for k, v in by_id.items()}
+    assert {t["passes"] for t in timings.values()} == {3}
     other = _run_bare(site, [str(work / "bundle" / "measure.py"), str(work / "bundle"), "--threads", "2"], work)
     assert other.returncode != 0 and "another machine/setting" in other.stderr
 

@@ -3,10 +3,13 @@
 For each resolution of the space, every layer signature any arch can use (stem, first block, each
 ``(stage, slot, kernel, expand)`` block, final expand, head) is cut out of a static subnet extracted with
 ``get_active_subnet()``, exported to ONNX with its input shape, and timed. Then ``K`` random whole subnets
-are measured end to end (``calibration.csv``) and ``latency ≈ a·sum + b·n_blocks + c`` is fitted.
+are measured end to end (``calibration.csv``) and ``latency ≈ a·sum + b·n_blocks + c`` is fitted. Both are
+timed in ``settings.passes`` passes over the whole list, each keeping its fastest pass (see
+:class:`~predictors.latency.measure.MeasureSettings`).
 
 Resumable: after every measurement ``table.csv`` (or ``calibration.csv``) is rewritten atomically, so a
-killed build restarts where it stopped and loses nothing; ``meta.yaml`` says ``status: partial`` until the
+killed build restarts where it stopped and loses nothing (a row's ``count`` of timed runs, or a calibration
+row's ``passes``, says how many passes it has had); ``meta.yaml`` says ``status: partial`` until the
 build completes. A build refuses to mix measurements from another host fingerprint unless told to restart.
 """
 
@@ -27,7 +30,7 @@ import numpy as np
 import yaml
 
 from predictors.latency.export import export_onnx
-from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx
+from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx, measure_onnx_passes
 from predictors.latency.models import TableLatencyModel, fit_calibration
 from predictors.latency.stages import calibration_archs
 from predictors.latency.table import (
@@ -42,7 +45,11 @@ from supernets.measurable import MeasurableLayers, measurable_for
 __all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_summary", "load_calibration", "measure_subnets",
            "recalibrate"]
 
-CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks")
+CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks", "passes")
+#: calibration.csv as written before measurements came in passes (each row then counts as one pass).
+_CALIBRATION_COLUMNS_V1 = CALIBRATION_COLUMNS[:-1]
+#: Fewer calibration subnets than this get a one-coefficient scale instead of ``a*sum + b*n_blocks + c``.
+_MIN_AFFINE = 6
 #: Fingerprint fields that must agree for measurements to share one table.
 _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
 
@@ -50,6 +57,41 @@ _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch
 def _work_list(geometry: MeasurableLayers, resolutions: Sequence[int]) -> list[tuple[int, str, Any]]:
     """Distinct ``(resolution, key, layer)`` in build order."""
     return [(r, key, layer) for (r, key), layer in geometry.distinct_layers(resolutions).items()]
+
+
+class _OnnxFiles:
+    """ONNX files exported once per build and kept in its temporary folder for the later passes, up to
+    ``keep_bytes`` (ResNet50's layers at every resolution would fill gigabytes: beyond that, re-export)."""
+
+    def __init__(self, folder: Path, prefix: str, keep_bytes: int = 4 << 30):
+        self.folder, self.prefix, self.keep_bytes = folder, prefix, keep_bytes
+        self.files: dict[Any, Path] = {}
+        self.kept = 0
+        self.n = 0
+
+    def get(self, key: Any, export: Callable[[Path], None]) -> Path:
+        if key in self.files:
+            return self.files[key]
+        path = self.folder / f"{self.prefix}{self.n:05d}.onnx"
+        self.n += 1
+        export(path)
+        size = path.stat().st_size
+        if self.kept + size <= self.keep_bytes:
+            self.files[key], self.kept = path, self.kept + size
+        return path
+
+    def done(self, path: Path) -> None:
+        """Forget a file that was not kept."""
+        if path not in self.files.values():
+            path.unlink(missing_ok=True)
+
+
+def _with_table_sums(model: Any, space: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Calibration rows with their table sum and block count from ``model`` (the finished table)."""
+    if not rows:
+        return []
+    total, nb = model.block_sums(space.encode([space.parse(r["arch"]) for r in rows]))
+    return [{**r, "table_sum_ms": float(t), "n_blocks": int(n)} for r, t, n in zip(rows, total, nb)]
 
 
 def _check_host(meta: dict[str, Any], env: dict[str, Any], folder: Path) -> None:
@@ -68,7 +110,7 @@ def _calibration_csv(rows: list[dict[str, Any]]) -> str:
     w = csv.DictWriter(buf, fieldnames=CALIBRATION_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r[k] for k in CALIBRATION_COLUMNS})
+        w.writerow({**{k: r[k] for k in _CALIBRATION_COLUMNS_V1}, "passes": r.get("passes", 1)})
     return buf.getvalue()
 
 
@@ -79,37 +121,35 @@ def load_calibration(folder: Path | str) -> list[dict[str, Any]]:
         return []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None or tuple(reader.fieldnames) != CALIBRATION_COLUMNS:
+        if reader.fieldnames is None or tuple(reader.fieldnames) not in (CALIBRATION_COLUMNS, _CALIBRATION_COLUMNS_V1):
             raise LatencyTableError(f"{path}: header {reader.fieldnames}, expected {list(CALIBRATION_COLUMNS)}")
         rows = []
         for line, row in enumerate(reader, start=2):
             try:
                 rows.append({"arch": row["arch"], "resolution": int(row["resolution"]),
                              "measured_ms": float(row["measured_ms"]), "std_ms": float(row["std_ms"]),
-                             "table_sum_ms": float(row["table_sum_ms"]), "n_blocks": int(row["n_blocks"])})
+                             "table_sum_ms": float(row["table_sum_ms"]), "n_blocks": int(row["n_blocks"]),
+                             "passes": int(row.get("passes") or 1)})
             except (TypeError, ValueError) as exc:
                 raise LatencyTableError(f"{path} line {line}: malformed row {dict(row)} ({exc})") from None
     return rows
 
 
 def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettings, workdir: Path,
-                    on_result: Callable[[Any, dict[str, Any]], None] | None = None,
                     progress: bool = True) -> list[dict[str, Any]]:
-    """Export each arch's static subnet and time it end to end."""
+    """Export each arch's static subnet into ``workdir`` and time them all together end to end, in
+    ``settings.passes`` passes (:func:`~predictors.latency.measure.measure_onnx_passes`)."""
     from tqdm.auto import tqdm
 
-    out = []
     input_shape = measurable_for(supernet).input_shape
-    for arch in tqdm(archs, desc="whole subnets", disable=not progress):
+    paths = []
+    for i, arch in enumerate(tqdm(archs, desc="export subnets", disable=not progress)):
         supernet.set_active_subnet(arch)
-        net = supernet.get_active_subnet().eval()
-        path = workdir / "subnet.onnx"
-        export_onnx(net, (settings.batch, *input_shape(arch.r)[1:]), path, check=False)
-        res = measure_onnx(path, settings)
-        out.append(res)
-        if on_result is not None:
-            on_result(arch, res)
-    return out
+        path = Path(workdir) / f"subnet{i:04d}.onnx"
+        export_onnx(supernet.get_active_subnet().eval(), (settings.batch, *input_shape(arch.r)[1:]), path,
+                    check=False)
+        paths.append(path)
+    return measure_onnx_passes(paths, settings, progress=progress, desc="whole subnets")
 
 
 def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str = "host_cpu",
@@ -176,22 +216,27 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
         atomic_write_text(folder / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
 
     work = _work_list(geometry, res)
-    todo = [w for w in work if (w[0], w[1]) not in entries]
+    per_pass = s.sessions * s.repeats  # runs one pass adds to a row's count: how a resumed build knows its passes
+    todo = [(p, w) for p in range(1, s.passes + 1) for w in work if count.get((w[0], w[1]), 0) // per_pass < p]
     folder.mkdir(parents=True, exist_ok=True)
     write_meta("partial")
     done_now = 0
     with tempfile.TemporaryDirectory(prefix="latency_build_") as tmp:
-        tmpdir = Path(tmp)
-        bar = tqdm(total=len(work), initial=len(work) - len(todo), desc=f"{supernet_name} blocks", disable=not progress)
-        for r, key, spec in todo:
+        layer_files = _OnnxFiles(Path(tmp), "layer")
+        bar = tqdm(total=len(work) * s.passes, initial=len(work) * s.passes - len(todo),
+                   desc=f"{supernet_name} blocks", disable=not progress)
+        for _, (r, key, spec) in todo:
             if stop_after is not None and done_now >= stop_after:
                 bar.close()
                 return folder
-            module = geometry.build(spec)
-            path = tmpdir / "block.onnx"
-            export_onnx(module, (s.batch, *spec.input_shape[1:]), path, check=False)
+            path = layer_files.get((r, key), lambda p, spec=spec: export_onnx(
+                geometry.build(spec), (s.batch, *spec.input_shape[1:]), p, check=False))
             m = measure_onnx(path, s)
-            entries[(r, key)], std[(r, key)], count[(r, key)] = m["value_ms"], m["iqr_ms"] / 1.349, m["n"]
+            layer_files.done(path)
+            k = (r, key)
+            if k not in entries or m["value_ms"] < entries[k]:
+                entries[k], std[k] = m["value_ms"], m["iqr_ms"] / 1.349  # the fastest pass so far
+            count[k] = count.get(k, 0) + m["n"]
             # Rewrite the whole file atomically: a kill leaves the previous complete file, never half a row.
             atomic_write_text(table_path, LatencyTable(entries, std=std, count=count).to_csv())
             done_now += 1
@@ -201,22 +246,36 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
         table = LatencyTable(entries, std=std, count=count, path=folder)
         model = TableLatencyModel(geometry, table, resolutions=res)
         archs = calibration_archs(sp, res, n_calibration, seed)  # the archs stage=export bundles
-        have = {row["arch"] for row in calib_rows}
-        todo_archs = [a for a in archs if str(a) not in have]
+        rows = {row["arch"]: row for row in calib_rows}
+        subnet_files = _OnnxFiles(Path(tmp), "subnet")
 
-        def on_result(arch: Any, m: dict[str, Any]) -> None:
-            nonlocal done_now
-            x = sp.encode([arch])
-            total, nb = model.block_sums(x)
-            calib_rows.append({"arch": str(arch), "resolution": arch.r, "measured_ms": m["value_ms"],
-                               "std_ms": m["iqr_ms"] / 1.349, "table_sum_ms": float(total[0]), "n_blocks": int(nb[0])})
+        def export_subnet(path: Path, arch: Any) -> None:
+            supernet.set_active_subnet(arch)
+            export_onnx(supernet.get_active_subnet().eval(), (s.batch, *geometry.input_shape(arch.r)[1:]), path,
+                        check=False)
+
+        for p in range(1, s.passes + 1):
+            for arch in archs:
+                row = rows.get(str(arch))
+                if row is not None and row["passes"] >= p:
+                    continue
+                if stop_after is not None and done_now >= stop_after:
+                    return folder
+                path = subnet_files.get(str(arch), lambda f, arch=arch: export_subnet(f, arch))
+                m = measure_onnx(path, s)
+                subnet_files.done(path)
+                if row is None:
+                    rows[str(arch)] = row = {"arch": str(arch), "resolution": arch.r, "measured_ms": m["value_ms"],
+                                             "std_ms": m["iqr_ms"] / 1.349, "passes": 0}
+                elif m["value_ms"] < row["measured_ms"]:
+                    row.update(measured_ms=m["value_ms"], std_ms=m["iqr_ms"] / 1.349)
+                row["passes"] += 1
+                calib_rows = _with_table_sums(model, sp, [rows[str(a)] for a in archs if str(a) in rows])
+                atomic_write_text(calib_path, _calibration_csv(calib_rows))
+                done_now += 1
+        calib_rows = _with_table_sums(model, sp, [rows[str(a)] for a in archs if str(a) in rows])
+        if calib_rows:
             atomic_write_text(calib_path, _calibration_csv(calib_rows))
-            done_now += 1
-
-        for arch in todo_archs:
-            if stop_after is not None and done_now >= stop_after:
-                return folder
-            measure_subnets(supernet, [arch], s, tmpdir, on_result=on_result, progress=False)
 
     write_meta("complete", {"calibration": calibration_summary(calib_rows)} if len(calib_rows) >= 3 else {})
     return folder
@@ -227,10 +286,14 @@ def calibration_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     y = np.array([r["measured_ms"] for r in rows])
     tsum = np.array([r["table_sum_ms"] for r in rows])
     nb = np.array([r["n_blocks"] for r in rows])
-    a, b, c = fit_calibration(tsum, nb, y)
+    a, b, c = fit_calibration(tsum, nb, y) if len(rows) >= _MIN_AFFINE else (0.0, 0.0, 0.0)
+    if a > 0:
+        fit = "latency = a*sum + b*n_blocks + c, relative residuals, soft-L1 loss (robust to contended runs)"
+    else:  # too few subnets to pin three coefficients (an exact fit through 3 noisy points can slope down)
+        a, b, c = float(np.median(y / tsum)), 0.0, 0.0
+        fit = f"latency = a*sum, a the median measured/sum ratio ({len(rows)} subnets: too few for three coefficients)"
     rel = np.abs(a * tsum + b * nb + c - y) / y
-    return {"a": a, "b": b, "c": c, "n_subnets": len(rows),
-            "fit": "latency = a*sum + b*n_blocks + c, relative residuals, soft-L1 loss (robust to contended runs)",
+    return {"a": a, "b": b, "c": c, "n_subnets": len(rows), "fit": fit,
             "train_mape": float(rel.mean()), "train_median_ape": float(np.median(rel)),
             "table_sum_ratio_range": [float((y / tsum).min()), float((y / tsum).max())],
             "table_sum_ratio_median": float(np.median(y / tsum))}

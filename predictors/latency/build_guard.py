@@ -4,7 +4,7 @@ A build writes ``latency_tables/<device>/<supernet>/`` and marks it ``status: pa
 building into the wrong folder loses data: a device served by published or fitted data (``device=pixel`` is a
 few-shot model of OFA's Pixel 1 timings) would stop serving it after a killed build, and ``device=../x`` or an
 absolute name writes outside the tables. A resumed build must also measure the way the rows already there were
-measured: rows timed with other ``warmup``/``repeats``/``sessions`` are not comparable.
+measured: rows timed with other ``warmup``/``repeats``/``sessions``/``passes`` are not comparable.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def check_build_target(supernet: str, device: str, out: Path, settings: Any, *, 
     old = meta.get("measurement") or {}
     now = asdict(settings)
     # statistic is settled by the build script (null takes the table's); the host fields by the build itself
-    differ = [f"measure.{k}: table {old[k]!r}, now {now[k]!r}" for k in ("warmup", "repeats", "sessions")
+    differ = [f"measure.{k}: table {old[k]!r}, now {now[k]!r}" for k in ("warmup", "repeats", "sessions", "passes")
               if k in old and k in now and old[k] != now[k]]
     if differ:
         raise LatencyTableError(f"{out} was measured with other settings ({'; '.join(differ)}): resuming would mix "

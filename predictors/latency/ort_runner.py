@@ -6,8 +6,10 @@ under Termux, a Raspberry Pi, a GPU server) and run::
 
     python measure.py BUNDLE [--provider CUDAExecutionProvider] [--threads 4] [--statistic p10]
 
-It writes ``BUNDLE/results/timings.csv`` (one row per model, appended and flushed as it goes: rerun the
-same command after an interruption and it resumes) and ``BUNDLE/results/fingerprint.json`` (CPU, OS,
+It times every model once per pass, ``--passes`` passes over the whole bundle (noise on a busy machine comes
+in bursts of seconds: passes minutes apart rarely all fall into one, and the import keeps each model's fastest
+pass). It writes ``BUNDLE/results/timings.csv`` (one row per model and pass, appended and flushed as it goes:
+rerun the same command after an interruption and it resumes) and ``BUNDLE/results/fingerprint.json`` (CPU, OS,
 onnxruntime version, provider, threads, settings). Bring ``results/`` back and import it with
 ``build_latency_table.py stage=import``.
 """
@@ -26,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-TIMING_COLUMNS = ("id", "value_ms", "median_ms", "p10_ms", "min_ms", "iqr_ms", "n")
+TIMING_COLUMNS = ("id", "value_ms", "median_ms", "p10_ms", "min_ms", "iqr_ms", "n", "pass")
 #: Fingerprint fields that must agree for timings to share one results folder.
 SAME_SETUP = ("cpu", "machine", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic", "warmup",
-              "repeats", "sessions")
+              "repeats", "sessions", "passes")
 _OPT = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
         "all": "ORT_ENABLE_ALL"}
 _STATISTICS = ("median", "p10", "min")
@@ -52,7 +54,7 @@ def fingerprint(args: argparse.Namespace) -> dict:
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "onnxruntime": ort.__version__, "provider": args.provider, "threads": args.threads,
             "graph_opt": args.graph_opt, "batch": 1, "statistic": args.statistic, "warmup": args.warmup,
-            "repeats": args.repeats, "sessions": args.sessions, "host": platform.node(), "runner": "ort_runner"}
+            "repeats": args.repeats, "sessions": args.sessions, "passes": args.passes, "host": platform.node(), "runner": "ort_runner"}
 
 
 def session(path: Path, args: argparse.Namespace):
@@ -115,16 +117,17 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--provider", default="CPUExecutionProvider")
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads")
     ap.add_argument("--graph-opt", dest="graph_opt", choices=list(_OPT), default="all")
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=50)
-    ap.add_argument("--sessions", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--sessions", type=int, default=1, help="sessions per model and pass")
+    ap.add_argument("--passes", type=int, default=3, help="passes over all the models (each keeps its fastest)")
     ap.add_argument("--statistic", choices=_STATISTICS, default="median",
                     help="what the table stores; p10 repeats better on a shared, busy machine")
     ap.add_argument("--restart", action="store_true", help="discard earlier timings in the results folder")
     ap.add_argument("--max-new", dest="max_new", type=int, default=None, help="stop after this many models")
     args = ap.parse_args(argv)
-    if args.threads < 1 or args.repeats < 1 or args.sessions < 1 or args.warmup < 0:
-        sys.exit(f"threads, repeats and sessions must be >= 1 and warmup >= 0, got {vars(args)}")
+    if args.threads < 1 or args.repeats < 1 or args.sessions < 1 or args.passes < 1 or args.warmup < 0:
+        sys.exit(f"threads, repeats, sessions and passes must be >= 1 and warmup >= 0, got {vars(args)}")
     bundle = open_bundle(args.bundle)
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     out = args.out or bundle / "results"
@@ -149,22 +152,23 @@ def main(argv: list[str] | None = None) -> Path:
     done = set()
     if t_path.is_file():
         with open(t_path, newline="", encoding="utf-8") as f:
-            done = {row["id"] for row in csv.DictReader(f)}
+            done = {(row["id"], int(row.get("pass") or 1)) for row in csv.DictReader(f)}
     models = [*manifest["layers"], *manifest["subnets"]]
-    todo = [m for m in models if m["id"] not in done]
+    todo = [(p, m) for p in range(1, args.passes + 1) for m in models if (m["id"], p) not in done]
+    total = len(models) * args.passes
     new_file = not t_path.is_file() or t_path.stat().st_size == 0
     with open(t_path, "a", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         if new_file:
             w.writerow(TIMING_COLUMNS)
-        for i, m in enumerate(todo):
+        for i, (p, m) in enumerate(todo):
             if args.max_new is not None and i >= args.max_new:
                 break
             res = time_model(bundle / m["file"], args)
-            w.writerow([m["id"], *(repr(res[c]) for c in TIMING_COLUMNS[1:-1]), res["n"]])
+            w.writerow([m["id"], *(repr(res[c]) for c in TIMING_COLUMNS[1:-2]), res["n"], p])
             f.flush()
             os.fsync(f.fileno())  # a killed run keeps every finished row
-            print(f"[{len(done) + i + 1}/{len(models)}] {m['id']} {res['value_ms']:.4f} ms", flush=True)
+            print(f"[{len(done) + i + 1}/{total}] pass {p} {m['id']} {res['value_ms']:.4f} ms", flush=True)
     return out
 
 

@@ -40,7 +40,7 @@ __all__ = ["ProbeResult", "is_host_device", "probe_host_table", "rebuild_command
            "refit_calibration", "served_fingerprint", "warn_if_stale"]
 
 log = logging.getLogger(__name__)
-_SETTING_KEYS = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "batch", "statistic")
+_SETTING_KEYS = ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions", "passes", "batch", "statistic")
 
 
 def rebuild_command(supernet: str, device: str = "host_cpu") -> str:
@@ -256,7 +256,8 @@ def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables
     measured = _measure_archs(supernet, archs, settings, supernet_obj)
     total, nb = model.block_sums(sp.encode(archs))
     rows = [{"arch": str(a), "resolution": a.r, "measured_ms": m["value_ms"], "std_ms": m["iqr_ms"] / 1.349,
-             "table_sum_ms": float(t), "n_blocks": int(n)} for a, m, t, n in zip(archs, measured, total, nb)]
+             "table_sum_ms": float(t), "n_blocks": int(n), "passes": settings.passes}
+            for a, m, t, n in zip(archs, measured, total, nb)]
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "table.csv", dst / ".table.csv.tmp")
     (dst / ".table.csv.tmp").replace(dst / "table.csv")

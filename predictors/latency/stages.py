@@ -97,7 +97,8 @@ def calibration_archs(space: Any, resolutions: Sequence[int], n: int, seed: int)
 
 
 def read_timings(results: Path | str) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """``results/timings.csv`` as ``{id: row}`` and ``results/fingerprint.json``."""
+    """``results/timings.csv`` as ``{id: row}`` (a model timed in several passes: its fastest pass, ``n`` summed
+    over passes) and ``results/fingerprint.json``."""
     results = Path(results)
     t_path, fp_path = results / "timings.csv", results / "fingerprint.json"
     if not t_path.is_file() or not fp_path.is_file():
@@ -106,9 +107,15 @@ def read_timings(results: Path | str) -> tuple[dict[str, dict[str, float]], dict
     with open(t_path, newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
-                out[row["id"]] = {k: float(row[k]) for k in ("value_ms", "median_ms", "p10_ms", "iqr_ms", "n")}
+                t = {k: float(row[k]) for k in ("value_ms", "median_ms", "p10_ms", "iqr_ms", "n")}
             except (KeyError, TypeError, ValueError) as exc:
                 raise LatencyTableError(f"{t_path} line {line}: malformed row {dict(row)} ({exc})") from None
+            t["passes"] = 1
+            prev = out.get(row["id"])
+            if prev is not None:
+                t = {**(t if t["value_ms"] < prev["value_ms"] else prev), "n": prev["n"] + t["n"],
+                     "passes": prev["passes"] + 1}
+            out[row["id"]] = t
     return out, json.loads(fp_path.read_text(encoding="utf-8"))
 
 
@@ -155,13 +162,14 @@ def import_timings(bundle: Path | str, device: str, *, tables_dir: Path | str, r
         total, nb = model.block_sums(geo.space.encode([arch]))
         t = timings[m["id"]]
         rows.append({"arch": m["arch"], "resolution": arch.r, "measured_ms": t["value_ms"],
-                     "std_ms": t["iqr_ms"] / 1.349, "table_sum_ms": float(total[0]), "n_blocks": int(nb[0])})
+                     "std_ms": t["iqr_ms"] / 1.349, "table_sum_ms": float(total[0]), "n_blocks": int(nb[0]),
+                     "passes": int(t["passes"])})
     folder = Path(tables_dir) / device / name
     table.meta = {
         "device": device, "supernet": name, "source": "measured", "units": "ms", "model": "table",
         "fallback": "layer_cost", "status": "complete", "runtime": "onnxruntime", "fingerprint": fp,
         "measurement": {k: fp.get(k) for k in ("provider", "threads", "graph_opt", "warmup", "repeats", "sessions",
-                                               "batch", "statistic")},
+                                               "passes", "batch", "statistic")},
         "resolutions": sorted(manifest["resolutions"]), "n_entries": len(entries),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": f"measure.py on {fp.get('host', '?')}, imported from {bundle.name}", "geometry": geo.description,
