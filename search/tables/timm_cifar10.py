@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search.export import resize_to
 from search.tables.common import Column, TableResult
 
 __all__ = ["build", "role_arch"]
@@ -52,7 +53,7 @@ def _batches(loader):
 
 
 def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, teacher: nn.Module | None = None,
-               inplace: bool = False, seed: int = 0) -> dict[str, float]:
+               inplace: bool = False, seed: int = 0, resolution: int = 32) -> dict[str, float]:
     """Train until ``seconds`` of wall clock have passed; ``plan(rng)`` gives each step's archs (or ``[None]``
     for a static model). The first arch learns from the labels (and ``teacher``), the others, with ``inplace``,
     from the first one's soft labels. Cosine learning rate over the clock."""
@@ -67,7 +68,7 @@ def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, te
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * elapsed / seconds))
         x, y = next(batches)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = resize_to(x, resolution).contiguous(memory_format=torch.channels_last)
         soft, total = None, torch.zeros(())
         for k, arch in enumerate(plan(rng)):
             if arch is not None:
@@ -91,9 +92,10 @@ def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, te
 
 
 @torch.no_grad()
-def _top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 250) -> float:
+def _top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 250, resolution: int = 32) -> float:
     model.eval()
-    correct = sum(int((model(x[i:i + batch].contiguous(memory_format=torch.channels_last)).argmax(-1)
+    correct = sum(int((model(resize_to(x[i:i + batch], resolution).contiguous(memory_format=torch.channels_last))
+                       .argmax(-1)
                        == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
     return correct / len(y)
 
@@ -145,7 +147,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     threads = int(cfg.get("latency_threads", 1))
 
     def record(method: str, role: str, module: nn.Module, train: dict[str, float]) -> None:
-        rows.append({"method": method, "subnet": role, "top1": _top1(module, test_x, test_y),
+        rows.append({"method": method, "subnet": role, "top1": _top1(module, test_x, test_y, resolution=r),
                      "latency_ms": _latency_ms(module, r, lat_dir / f"{method}_{role}.onnx", threads),
                      "macs_m": count_macs(module, r) / 1e6, **train})
 
@@ -155,7 +157,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     lr = float(cfg.get("lr", 0.02))
     frac = float(cfg.get("finetune_frac", 0.25))
     batches = _batches(dm.train_dataloader())
-    first = _train_for(net, batches, budget * frac, lr, lambda rng: [space.max_arch(r)], seed=seed)
+    first = _train_for(net, batches, budget * frac, lr, lambda rng: [space.max_arch(r)], seed=seed, resolution=r)
     teacher = copy.deepcopy(net).requires_grad_(False)
     teacher.set_max_net()
     n_random = int(cfg.get("n_random", 1))
@@ -163,24 +165,25 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     def sandwich(rng):
         return [space.max_arch(r), space.min_arch(r), *space.sample(rng, n_random)]
 
-    second = _train_for(net, batches, budget * (1 - frac), lr, sandwich, teacher=teacher, inplace=True, seed=seed)
+    second = _train_for(net, batches, budget * (1 - frac), lr, sandwich, teacher=teacher, inplace=True, seed=seed,
+                        resolution=r)
     train = {k: first[k] + second[k] for k in first}
     for role in ROLES:
         net.set_active_subnet(role_arch(space, role, r))
-        recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)))
+        recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)), transform=lambda x: resize_to(x, r))
         record("instatune supernet", role, net.get_active_subnet(), train)
     del teacher
     # (a) the original model alone, fine-tuned for the whole budget.
     alone = supernet(pretrained)
     train = _train_for(alone, _batches(dm.train_dataloader()), budget, lr, lambda rng: [alone.space.max_arch(r)],
-                       seed=seed)
+                       seed=seed, resolution=r)
     record("(a) original fine-tuned alone", "max", alone.get_active_subnet(), train)
     # (b) the smallest subnet, from scratch (random init), for the whole budget.
     scratch = supernet(None)
     scratch.set_active_subnet(role_arch(scratch.space, "min", r))
     small = scratch.get_active_subnet().to(memory_format=torch.channels_last)
     train = _train_for(small, _batches(dm.train_dataloader()), budget, float(cfg.get("scratch_lr", 0.1)),
-                       lambda rng: [None], seed=seed)
+                       lambda rng: [None], seed=seed, resolution=r)
     record("(b) smallest from scratch", "min", small, train)
 
     by = {(row["method"], row["subnet"]): row for row in rows}
