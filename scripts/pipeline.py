@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> None:
         _run([py, "search.py", "device=host_cpu", f"supernet={o['supernet']}", f"ckpt={ckpt}",
               f"predictor_path={predictor}", f"export.top_k={o['top_k']}",
               "overwrite=true" if _rerun(out, "search") else "resume=true",
-              f"hydra.run.dir={search_dir}", *([f"latency_tables_dir={tables_dir}"] if tables_dir else []),
+              f"hydra.run.dir={search_dir}",
+              # a table the latency step probed and refreshed moments ago: a second, seconds-long probe only
+              # adds the chance of landing in one of this host's noise bursts (it warned once on a table it had
+              # just found true here)
+              *([f"latency_tables_dir={tables_dir}", "latency_probe=0"] if tables_dir else []),
               *o["search_args"].split()])
         _mark(out, "search", {"search": str(search_dir)})
     if "measure" in steps:

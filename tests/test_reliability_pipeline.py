@@ -48,3 +48,16 @@ def test_an_out_path_with_a_comma_is_refused_before_any_step(pipeline, tmp_path)
     with pytest.raises(SystemExit, match=r"out=.*a,b contains a comma"):
         pipeline.main([f"out={tmp_path / 'a,b'}", "steps=predictor"])
     assert pipeline.ran == [] and not (tmp_path / "a,b").exists()
+
+
+def test_the_search_step_does_not_probe_again_a_table_the_latency_step_just_refreshed(pipeline, tmp_path):
+    for f in ("predictor.pth", "train/checkpoints/last.ckpt"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("")
+    pipeline.main([f"out={tmp_path}", "steps=search"])  # no latency step: the repository's table, probed by search.py
+    assert not any(a.startswith(("latency_probe=", "latency_tables_dir=")) for a in pipeline.ran[0])
+    pipeline.ran.clear()
+    tables = tmp_path / "latency_tables"
+    pipeline._mark(tmp_path, "latency", {"how": "recalibrated on 20 whole subnets", "tables_dir": str(tables)})
+    pipeline.main([f"out={tmp_path}", "steps=search", "top_k=2"])
+    assert f"latency_tables_dir={tables}" in pipeline.ran[0] and "latency_probe=0" in pipeline.ran[0]
