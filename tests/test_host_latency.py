@@ -98,14 +98,15 @@ def test_pipeline_recalibrates_a_foreign_host_table_into_its_out_dir_and_a_scale
     tables = tmp_path / "latency_tables"
     assert rec["probe"]["foreign"] and rec["how"].startswith("recalibrated on 5")
     assert rec["tables_dir"] == str(tables), rec
-    # Whether 5 subnets' recalibration already probes within 10 % depends on this host's timing noise (on a 2-core
-    # Xeon the tiny nets' layer sums track whole-net times poorly): either it is served, or the fallback rebuild
-    # is asked for, into the out dir, never over the repository's table.
+    # Whether 5 subnets' recalibration already probes within 10 % depends on this host's timing noise (a shared
+    # 2-core VM slows down in bursts): either it is served, or the fallback rebuild is asked for, into the out dir,
+    # never over the repository's table.
     folder = tables / "host_cpu" / "ofa_mbv3_tiny"
-    if rec["after"]["stale"]:
-        assert len(rebuilt) == 1 and f"out_dir={folder}" in rebuilt[0] and rec["how"].endswith("then rebuilt"), rec
+    # (rec["after"] is the probe after the last refresh: here the recorded, not run, rebuild)
+    if rec["how"].endswith("then rebuilt"):
+        assert len(rebuilt) == 1 and f"out_dir={folder}" in rebuilt[0], rec
     else:
-        assert not rebuilt, rec
+        assert not rebuilt and not rec["after"]["stale"], rec
     pipe._mark(tmp_path, "latency", rec)
     assert pipe._latency_tables_dir(tmp_path) == tables
     assert pipe._table_settings("ofa_mbv3_tiny", tables)["statistic"] == "p10"
