@@ -5,8 +5,9 @@
 Draws ``--n`` random subnets (seed 12345: not the build's calibration subnets) at the table's resolutions,
 exports each static subnet to ONNX and times it with its own ONNX Runtime loop (1 intra-op thread, the
 table's statistic, fresh sessions, ``--passes`` passes over all the subnets keeping each one's fastest),
-then compares with the device's served (calibrated) prediction: share within ±10 %, Spearman, MAPE. Prints the load average before and after (a contended host inflates
-end-to-end timings). Exit status 1 when the acceptance (>= 90 % within ±10 %, Spearman >= 0.98) fails.
+then compares with the device's served (calibrated) prediction: share within ±10 %, Spearman, MAPE. Prints
+the load average before and after (a contended host inflates end-to-end timings). Exit status 1 when the
+acceptance (>= 90 % within ±10 %, Spearman >= 0.98) fails.
 """
 
 from __future__ import annotations

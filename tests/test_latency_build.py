@@ -188,3 +188,21 @@ def test_calibration_from_too_few_subnets_is_a_scale_never_a_negative_slope():
     rows = [{"measured_ms": 0.9 * t + 0.1, "table_sum_ms": t, "n_blocks": 5} for t in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)]
     calib = calibration_summary(rows)
     assert calib["a"] == pytest.approx(0.9, rel=1e-3) and "a*sum + b*n_blocks + c" in calib["fit"]
+
+
+def test_onnx_files_beyond_the_disk_budget_are_exported_again_and_deleted_after_timing(tmp_path):
+    from predictors.latency.build import _OnnxFiles
+
+    exports = []
+
+    def export(path):
+        exports.append(path)
+        path.write_bytes(b"x" * 100)
+
+    kept = _OnnxFiles(tmp_path, "k", keep_bytes=150)
+    first = kept.get("a", export)
+    kept.done(first)
+    assert kept.get("a", export) == first and first.is_file() and len(exports) == 1  # kept: exported once
+    over = kept.get("b", export)  # 200 bytes would exceed the budget
+    kept.done(over)
+    assert not over.is_file() and kept.get("b", export) != over and len(exports) == 3

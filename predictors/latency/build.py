@@ -66,6 +66,7 @@ class _OnnxFiles:
     def __init__(self, folder: Path, prefix: str, keep_bytes: int = 4 << 30):
         self.folder, self.prefix, self.keep_bytes = folder, prefix, keep_bytes
         self.files: dict[Any, Path] = {}
+        self.kept_paths: set[Path] = set()
         self.kept = 0
         self.n = 0
 
@@ -78,20 +79,13 @@ class _OnnxFiles:
         size = path.stat().st_size
         if self.kept + size <= self.keep_bytes:
             self.files[key], self.kept = path, self.kept + size
+            self.kept_paths.add(path)
         return path
 
     def done(self, path: Path) -> None:
         """Forget a file that was not kept."""
-        if path not in self.files.values():
+        if path not in self.kept_paths:
             path.unlink(missing_ok=True)
-
-
-def _with_table_sums(model: Any, space: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Calibration rows with their table sum and block count from ``model`` (the finished table)."""
-    if not rows:
-        return []
-    total, nb = model.block_sums(space.encode([space.parse(r["arch"]) for r in rows]))
-    return [{**r, "table_sum_ms": float(t), "n_blocks": int(n)} for r, t, n in zip(rows, total, nb)]
 
 
 def _check_host(meta: dict[str, Any], env: dict[str, Any], folder: Path) -> None:
@@ -247,6 +241,13 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
         model = TableLatencyModel(geometry, table, resolutions=res)
         archs = calibration_archs(sp, res, n_calibration, seed)  # the archs stage=export bundles
         rows = {row["arch"]: row for row in calib_rows}
+        # table sums from the finished table (also refreshing rows a resumed build measured against fewer layers)
+        total, nb = model.block_sums(sp.encode(archs))
+        sums = {str(a): {"table_sum_ms": float(t), "n_blocks": int(n)} for a, t, n in zip(archs, total, nb)}
+
+        def calibration_rows() -> list[dict[str, Any]]:
+            return [{**rows[str(a)], **sums[str(a)]} for a in archs if str(a) in rows]
+
         subnet_files = _OnnxFiles(Path(tmp), "subnet")
 
         def export_subnet(path: Path, arch: Any) -> None:
@@ -270,10 +271,9 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
                 elif m["value_ms"] < row["measured_ms"]:
                     row.update(measured_ms=m["value_ms"], std_ms=m["iqr_ms"] / 1.349)
                 row["passes"] += 1
-                calib_rows = _with_table_sums(model, sp, [rows[str(a)] for a in archs if str(a) in rows])
-                atomic_write_text(calib_path, _calibration_csv(calib_rows))
+                atomic_write_text(calib_path, _calibration_csv(calibration_rows()))
                 done_now += 1
-        calib_rows = _with_table_sums(model, sp, [rows[str(a)] for a in archs if str(a) in rows])
+        calib_rows = calibration_rows()
         if calib_rows:
             atomic_write_text(calib_path, _calibration_csv(calib_rows))
 

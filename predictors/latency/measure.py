@@ -46,7 +46,7 @@ class MeasureSettings:
         passes: passes over *all* the models being measured together (a table's layers, a set of subnets), each
             model once per pass; a model's value is the minimum over passes of its per-pass statistic. Timing
             noise on a shared host comes in bursts lasting seconds and only ever adds time: runs of one model
-            back to back all fall into the same burst (the same subnet measured 10.3 ms in one session and 15.4 ms
+            back to back all fall into the same burst (the same subnet measured 10.9 ms in one session and 15.4 ms
             in the next here), while passes minutes apart rarely all do. With 4 passes instead of 1, the table sums
             of 20 OFA-MobileNetV3 w1.2 subnets went from correlation 0.86 to 0.995 with their whole-network times.
         batch: batch size of the input.

@@ -54,7 +54,8 @@ def fingerprint(args: argparse.Namespace) -> dict:
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "onnxruntime": ort.__version__, "provider": args.provider, "threads": args.threads,
             "graph_opt": args.graph_opt, "batch": 1, "statistic": args.statistic, "warmup": args.warmup,
-            "repeats": args.repeats, "sessions": args.sessions, "passes": args.passes, "host": platform.node(), "runner": "ort_runner"}
+            "repeats": args.repeats, "sessions": args.sessions, "passes": args.passes, "host": platform.node(),
+            "runner": "ort_runner"}
 
 
 def session(path: Path, args: argparse.Namespace):

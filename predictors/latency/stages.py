@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from predictors.latency.measure import best_of_passes
 from predictors.latency.table import LatencyTable, LatencyTableError, atomic_write_text, save_table
 
 __all__ = ["RUNNER", "export_bundle", "import_timings", "read_timings"]
@@ -103,19 +104,15 @@ def read_timings(results: Path | str) -> tuple[dict[str, dict[str, float]], dict
     t_path, fp_path = results / "timings.csv", results / "fingerprint.json"
     if not t_path.is_file() or not fp_path.is_file():
         raise LatencyTableError(f"{results} needs timings.csv and fingerprint.json (written by measure.py)")
-    out: dict[str, dict[str, float]] = {}
+    passes: dict[str, list[dict[str, float]]] = {}
     with open(t_path, newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
                 t = {k: float(row[k]) for k in ("value_ms", "median_ms", "p10_ms", "iqr_ms", "n")}
             except (KeyError, TypeError, ValueError) as exc:
                 raise LatencyTableError(f"{t_path} line {line}: malformed row {dict(row)} ({exc})") from None
-            t["passes"] = 1
-            prev = out.get(row["id"])
-            if prev is not None:
-                t = {**(t if t["value_ms"] < prev["value_ms"] else prev), "n": prev["n"] + t["n"],
-                     "passes": prev["passes"] + 1}
-            out[row["id"]] = t
+            passes.setdefault(row["id"], []).append(t)
+    out = {k: {**best_of_passes(v), "passes": len(v)} for k, v in passes.items()}
     return out, json.loads(fp_path.read_text(encoding="utf-8"))
 
 

@@ -170,7 +170,8 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     train = {k: first[k] + second[k] for k in first}
     for role in ROLES:
         net.set_active_subnet(role_arch(space, role, r))
-        recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)), transform=lambda x: resize_to(x, r))
+        recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)),
+                       transform=lambda x: resize_to(x, r))
         record("instatune supernet", role, net.get_active_subnet(), train)
     del teacher
     # (a) the original model alone, fine-tuned for the whole budget.
