@@ -127,7 +127,9 @@ def test_pipeline_recalibrates_a_foreign_host_table_into_its_out_dir_and_a_scale
     (folder / "meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     slow = probe_host_table("host_cpu", "ofa_mbv3_tiny", tables_dir=tables, supernet_obj=tiny, **FAST)
     assert slow.archs == before.archs and np.allclose(np.array(slow.predicted_ms) * 2, before.predicted_ms)
-    assert slow.stale and not slow.foreign and 1.4 < slow.median_ratio / before.median_ratio < 2.8, slow.summary()
+    # (the halving is checked on the predictions: both probes' timings are this host's noise, which on a shared VM
+    # has put the ratio of their medians anywhere from 1.5 to 3.1; twice as fast stays stale through any of it)
+    assert slow.stale and not slow.foreign and slow.median_ratio > 1 + slow.tolerance, slow.summary()
     assert "does not describe this machine" in slow.message() and "restart=true" in slow.message()
     # latency=rebuild runs the build script into the out dir (never over the repository's table)
     cmd = pipe.host_build_command(folder, "ofa_mbv3_tiny", "p10")

@@ -101,4 +101,4 @@ def test_runner_in_a_numpy_onnxruntime_only_environment_imports_into_the_local_b
     # table sums (the calibration's 3 points on a busy 2-core host add their own noise)
     ratio = TableLatencyModel(geo, remote_t).predict(x) / TableLatencyModel(geo, local_t).predict(x)
     print(f"remote/local table-sum ratio: median {np.median(ratio):.3f}, range {ratio.min():.3f}..{ratio.max():.3f}")
-    assert 0.67 < np.median(ratio) < 1.5  # same host, contended: see the README for the measured noise
+    assert 0.5 < np.median(ratio) < 2  # same host, contended: see the README for the measured noise (a unit slip is 1000x)
