@@ -1,7 +1,8 @@
 """The device registry and :func:`load_latency_model`, the one entry point search and scripts use.
 
-A device is ``configs/device/<name>.yaml`` (``name``, optional ``alias_of``, ``table_dir``, ``latency``:
-how its latency is known, ``description``). Its data for a supernet lives in
+A device is ``configs/device/<name>.yaml``, instantiated by Hydra to a :class:`Device` (``name``, ``table_dir``,
+``latency``: how its latency is known, ``description``; an alias is a defaults list naming its target). Search
+passes the built Device; a name alone is composed through Hydra (:mod:`supernets.compose`). Its data for a supernet lives in
 ``latency_tables/<table_dir>/<supernet>/meta.yaml`` whose ``model:`` says what to serve:
 
 * ``table`` — per-layer table sum (``table.csv``); with ``calibration: [a, b, c]`` the calibrated table;
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,12 @@ from predictors.base import ArchModel
 from predictors.latency.layer_cost import LayerCostModel
 from predictors.latency.models import DenseLatencyModel, TableLatencyModel
 from predictors.latency.table import LatencyTableError, load_meta, load_table
+from supernets.compose import compose_file, compose_option, group_options
 from supernets.measurable import MeasurableLayers, NotMeasurableError
-from supernets.paths import CONFIG_DIR, LATENCY_TABLES_DIR
+from supernets.paths import LATENCY_TABLES_DIR
 
-__all__ = ["DEVICE_DIR", "UnknownDeviceError", "build_command", "device_config", "geometry_for",
-           "list_devices", "load_latency_model", "table_buildable"]
-
-DEVICE_DIR = CONFIG_DIR / "device"
+__all__ = ["Device", "UnknownDeviceError", "as_device", "build_command", "device_config", "geometry_for",
+           "list_devices", "load_latency_model", "resolve_device", "table_buildable"]
 
 
 class UnknownDeviceError(ValueError):
@@ -42,41 +44,86 @@ class NoLatencyDataError(LatencyTableError):
     """The device is known but has no latency data for the requested supernet."""
 
 
-def _read_device(path: Path) -> dict[str, Any]:
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise LatencyTableError(f"device config {path} is not valid YAML: {exc}") from None
-    if not isinstance(cfg, dict) or "name" not in cfg:
-        raise LatencyTableError(f"device config {path} must be a mapping with at least 'name:'")
-    return cfg
+@dataclass(frozen=True)
+class Device:
+    """A target device and how its latency is known: what ``configs/device/<name>.yaml`` instantiates to.
+
+    Args:
+        name: the canonical name (an alias config composes its target's, so both name one device).
+        latency: how its latency is known: ``table``, ``few_shot`` or ``learned`` (what ``meta.yaml`` serves).
+        table_dir: its folder under ``latency_tables/`` (default: ``name``).
+        description: one line for listings.
+        measured_here: timed on the machine that serves it (``search.py`` probes such a table first).
+    """
+
+    name: str
+    latency: str = "table"
+    table_dir: str | None = None
+    description: str = ""
+    measured_here: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise LatencyTableError(f"a device needs a non-empty 'name:', got {self.name!r}")
+        if self.table_dir is None:
+            object.__setattr__(self, "table_dir", self.name)
+
+    def config(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def list_devices(*, device_dir: Path | None = None) -> list[str]:
     """Names accepted by ``device=...`` (aliases included), sorted."""
-    d = DEVICE_DIR if device_dir is None else Path(device_dir)
-    return sorted(p.stem for p in d.glob("*.yaml"))
+    if device_dir is not None:
+        return sorted(p.stem for p in Path(device_dir).glob("*.yaml"))
+    return group_options("device")
 
 
-def device_config(device: str, *, device_dir: Path | None = None) -> dict[str, Any]:
-    """The device's config with aliases resolved (``name`` is the canonical name)."""
-    d = DEVICE_DIR if device_dir is None else Path(device_dir)
-    if not isinstance(device, str) or not (d / f"{device}.yaml").is_file():
+def as_device(cfg: Any) -> Device:
+    """A :class:`Device` from a composed device config (``_target_`` instantiated; a flat mapping without one,
+    as ``scripts/build_latency_table.py stage=import`` writes, taken as the Device's fields)."""
+    if isinstance(cfg, Device):
+        return cfg
+    if not isinstance(cfg, Mapping) or not isinstance(cfg.get("name"), str):
+        raise LatencyTableError(f"a device config must be a mapping with at least 'name:', got {cfg!r}")
+    if "_target_" in cfg:
+        from hydra.utils import instantiate
+
+        dev = instantiate(dict(cfg))
+        if not isinstance(dev, Device):
+            raise LatencyTableError(f"device config {cfg['name']!r}: _target_ {cfg['_target_']} built a "
+                                    f"{type(dev).__name__}, not a predictors.latency.devices.Device")
+        return dev
+    fields = {k: v for k, v in cfg.items() if k in Device.__dataclass_fields__}
+    return Device(**fields)
+
+
+def resolve_device(device: str | Device | Mapping[str, Any], *, device_dir: Path | None = None) -> Device:
+    """A device by name (``configs/device/<name>.yaml`` composed by Hydra, aliases resolved by its defaults
+    list), or a built :class:`Device` / composed config as it is."""
+    if not isinstance(device, str):
+        return as_device(device)
+    known = list_devices(device_dir=device_dir)
+    if device not in known:
         raise UnknownDeviceError(
-            f"unknown device {device!r}; known devices: {', '.join(list_devices(device_dir=d))}. "
+            f"unknown device {device!r}; known devices: {', '.join(known)}. "
             f"Add configs/device/<name>.yaml (a table built with scripts/build_latency_table.py, or a few-shot "
             f"or learned model) to register a new one"
         )
-    cfg = _read_device(d / f"{device}.yaml")
-    seen = {device}
-    while cfg.get("alias_of"):
-        target = str(cfg["alias_of"])
-        if target in seen or not (d / f"{target}.yaml").is_file():
-            raise LatencyTableError(f"device {device!r} is an alias of {target!r}, which is missing or circular")
-        seen.add(target)
-        cfg = _read_device(d / f"{target}.yaml")
-    cfg.setdefault("table_dir", cfg["name"])
-    return cfg
+    if device_dir is not None:
+        cfg = compose_file(device_dir, device)
+    else:
+        cfg = compose_option("device", device)
+    # configs/device/<name>.yaml is packaged under device.<name> (so device=[a,b] composes both side by side)
+    for key in ("device", device):
+        if isinstance(cfg.get(key), Mapping):
+            cfg = cfg[key]
+    return as_device(cfg)
+
+
+def device_config(device: str | Device | Mapping[str, Any], *, device_dir: Path | None = None) -> dict[str, Any]:
+    """The device's config with aliases resolved (``name`` is the canonical name, ``table_dir`` set)."""
+    return resolve_device(device, device_dir=device_dir).config()
 
 
 def build_command(supernet: str, device: str) -> str:
@@ -122,7 +169,7 @@ def _layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
                             f"{path} does not exist")
 
 
-def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = None,
+def load_latency_model(device: str | Device, supernet: str, *, tables_dir: Path | None = None,
                        device_dir: Path | None = None, geometry: MeasurableLayers | None = None,
                        space: Any | None = None) -> ArchModel:
     """The latency model (ms, vectorised ``predict``) of ``device`` for ``supernet``.
@@ -137,6 +184,7 @@ def load_latency_model(device: str, supernet: str, *, tables_dir: Path | None = 
         LatencyTableError: the files are malformed or a needed block is missing (names file and block).
     """
     cfg = device_config(device, device_dir=device_dir)
+    device = device if isinstance(device, str) else cfg["name"]
     root = LATENCY_TABLES_DIR if tables_dir is None else Path(tables_dir)
     folder = root / cfg["table_dir"] / supernet
     if not (folder / "meta.yaml").is_file():
