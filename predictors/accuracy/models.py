@@ -352,7 +352,7 @@ def build_predictor(spec: dict[str, Any], space: SearchSpace, *, supernet: str |
     """An unfitted predictor from a recipe ``{"kind": "mlp", <hyper-parameters>}`` (configs/predictor/*.yaml)."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    for key in ("name", "description", "artefact", "dataset"):
+    for key in ("name", "description", "artefact", "dataset", "_target_", "_partial_"):  # config keys, not hyper-parameters
         spec.pop(key, None)
     if kind not in KINDS:
         raise ValueError(f"unknown predictor kind {kind!r}; known kinds {sorted(KINDS)}")
