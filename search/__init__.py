@@ -7,10 +7,9 @@ from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives
 from search.pareto import ParetoArchive, hypervolume, non_dominated
 from search.problem import ArchProblem
-from search.runner import DEFAULTS, run
+from search.runner import run
 
 __all__ = [
-    "DEFAULTS",
     "ArchEvaluator",
     "ArchProblem",
     "DeviceObjectives",

@@ -13,12 +13,10 @@ from predictors.base import ArchModel
 from search.subspace import adapt
 from supernets.space import SearchSpace
 
-__all__ = ["Components", "build_algorithm", "device_list", "load_components", "supernet_spec"]
+__all__ = ["Components", "build_algorithm", "build_devices", "device_list", "device_specs", "load_components",
+           "predictor_name", "supernet_spec"]
 
 log = logging.getLogger(__name__)
-
-ALGORITHMS = ("nsga2", "random", "ofa_evolution", "optuna", "pymoo_nsga2", "nsga3", "smsemoa", "agemoea", "linas")
-
 
 @dataclass
 class Components:
@@ -34,14 +32,43 @@ class Components:
         return fn
 
 
-def device_list(device: Any) -> list[str]:
-    """``device=pixel`` or ``device=[pixel,note10]`` -> list of names (order kept, repeats dropped)."""
+def device_specs(device: Any) -> dict[str, Mapping[str, Any] | None]:
+    """The devices a search config selects, in order: ``{name: its composed config}`` as Hydra composes the
+    ``device`` group (``device=[pixel,note10]`` puts each option under its own name), or ``{name: None}`` for
+    names given by hand (``device="pixel"``, ``device=["pixel", "note10"]``; repeats dropped)."""
     if device is None:
         raise ValueError("no device given: pass device=<name> or device=[a,b,...] (see configs/device/)")
+    if isinstance(device, Mapping):
+        specs: dict[str, Mapping[str, Any] | None] = {}
+        flat = {k: v for k, v in device.items() if not isinstance(v, Mapping)}
+        if flat:  # a device config without a package header (as stage=import writes one) lands unnested
+            if not isinstance(flat.get("name"), str):
+                raise ValueError(f"device config {flat!r} has no 'name:'")
+            specs[flat["name"]] = flat
+        specs.update({str(k): v for k, v in device.items() if isinstance(v, Mapping)})
+        if not specs:
+            raise ValueError("no device given: pass device=<name> or device=[a,b,...] (see configs/device/)")
+        return specs
     names = [device] if isinstance(device, str) else list(device)
     if not names or not all(isinstance(d, str) and d for d in names):
         raise ValueError(f"device must be a name or a list of names, got {device!r}")
-    return list(dict.fromkeys(names))
+    return dict.fromkeys(names)
+
+
+def device_list(device: Any) -> list[str]:
+    """``device=pixel`` or ``device=[pixel,note10]`` -> list of names (order kept, repeats dropped)."""
+    return list(device_specs(device))
+
+
+def build_devices(device: Any) -> dict[str, Any]:
+    """``{name: Device}`` of :func:`device_specs` (configs instantiated; a bare name composed by Hydra), ``None``
+    for a name no config knows (a latency model injected under it; :func:`load_components` says if not)."""
+    from predictors.latency.devices import as_device, list_devices, resolve_device
+
+    specs = device_specs(device)
+    known = set(list_devices()) if any(v is None for v in specs.values()) else set()
+    return {n: as_device(v) if v is not None else resolve_device(n) if n in known else None
+            for n, v in specs.items()}
 
 
 def supernet_spec(supernet: Any) -> tuple[str, dict[str, Any]]:
@@ -56,7 +83,8 @@ def supernet_spec(supernet: Any) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"supernet must be a registered name or a mapping with 'name', got {supernet!r}")
 
 
-def _predictor_name(predictor: Any) -> str:
+def predictor_name(predictor: Any) -> str:
+    """The configured predictor's name (a composed config's ``name``) or artefact path."""
     if isinstance(predictor, str):
         return predictor
     if isinstance(predictor, Mapping):
@@ -68,13 +96,14 @@ def _predictor_name(predictor: Any) -> str:
 
 def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None,
                     latency: Mapping[str, ArchModel] | None = None, supernet: Any | None = None,
-                    need_latency: bool = True) -> Components:
+                    need_latency: bool = True, devices: Mapping[str, Any] | None = None) -> Components:
     """Resolve the supernet, predictor and latency models of ``cfg`` (injected objects take precedence).
-    With ``need_latency=False`` (objectives and constraints without latency) no latency model is loaded."""
+    With ``need_latency=False`` (objectives and constraints without latency) no latency model is loaded.
+    ``devices``: :func:`build_devices` of ``cfg.device`` when the caller built them already."""
     import supernets
     from supernets.registry import list_supernets
 
-    devices = device_list(cfg.get("device"))
+    devices = build_devices(cfg.get("device")) if devices is None else devices
     injected = supernet is not None
     ckpt_meta = None
     if supernet is None and cfg.get("ckpt"):
@@ -99,12 +128,12 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
     space = supernet.space
 
     if accuracy is None:
-        import predictors
+        from predictors import load_predictor
 
-        load_predictor = getattr(predictors, "load_predictor", None)
-        if load_predictor is None:
-            from predictors.accuracy.loading import load_predictor
-        accuracy = load_predictor(_predictor_name(cfg.get("predictor", "ofa_pretrained")), supernet=name, space=space)
+        pred = cfg.get("predictor", "ofa_pretrained")
+        # a composed configs/predictor option is built from its _target_; a name or path is looked up
+        accuracy = load_predictor(pred if isinstance(pred, Mapping) and "_target_" in pred else predictor_name(pred),
+                                  supernet=name, space=space)
     elif accuracy.supernet not in (None, name):
         raise ValueError(f"the accuracy predictor was built for supernet {accuracy.supernet!r}, not {name!r}")
 
@@ -117,10 +146,11 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
         from predictors import load_latency_model
         from predictors.latency.probe import warn_if_stale
 
+        dev = devices[d] if devices.get(d) is not None else d  # a name no config knows: its error names them all
         tables_dir = cfg.get("latency_tables_dir") or None
-        models[d] = load_latency_model(d, name, tables_dir=tables_dir)
+        models[d] = load_latency_model(dev, name, tables_dir=tables_dir)
         # a host table is only true of the machine it was timed on: check it before serving it (seconds)
-        warn_if_stale(d, name, tables_dir=tables_dir, k=int(cfg.get("latency_probe", 3) or 0))
+        warn_if_stale(dev, name, tables_dir=tables_dir, k=int(cfg.get("latency_probe", 3) or 0))
     # models built for the family's full space also serve a supernet configured with fewer choices
     accuracy = adapt(accuracy, space)
     models = {d: adapt(m, space) for d, m in models.items()}
@@ -158,28 +188,22 @@ def _keep_to_trained_resolutions(cfg: Mapping[str, Any], accuracy: ArchModel, su
 
 
 def build_algorithm(acfg: Mapping[str, Any] | str):
-    """An algorithm from ``configs/algorithm/<name>.yaml`` (``name:`` plus its arguments)."""
-    from search.algorithms import NSGA2, OFAEvolution, OptunaSearch, PymooAlgorithm, RandomSearch
+    """An algorithm from its config: ``configs/algorithm/<name>.yaml`` as Hydra composed it (``_target_`` plus its
+    arguments; ``name`` labels it), or a registered name with arguments (``"random"``, ``{"name": "random",
+    "n_gen": 5}``; :mod:`search.algorithms.registry`)."""
+    from search.algorithms.registry import create_algorithm
 
     if isinstance(acfg, str):
         acfg = {"name": acfg}
     kw = {k: v for k, v in dict(acfg).items() if k not in ("name", "description")}
-    if "_target_" in kw:  # configs/algorithm/<name>.yaml built by Hydra (e.g. linas)
-        from hydra.errors import InstantiationException
-        from hydra.utils import instantiate
+    name = acfg.get("name", kw.get("_target_", "nsga2"))
+    if "_target_" not in kw:
+        return create_algorithm(str(name), **kw)
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
-        try:
-            return instantiate(kw, _convert_="all")
-        except InstantiationException as e:
-            raise ValueError(f"algorithm {acfg.get('name', kw['_target_'])!r}: {e}; see configs/algorithm/") from None
-    name = acfg.get("name", "nsga2")
-    classes = {"nsga2": NSGA2, "random": RandomSearch, "ofa_evolution": OFAEvolution, "optuna": OptunaSearch}
     try:
-        if name in classes:
-            return classes[name](**kw)
-        if name in ("pymoo_nsga2", "nsga3", "smsemoa", "agemoea"):
-            return PymooAlgorithm(kind=name, **kw)
-    except TypeError as e:
-        raise ValueError(f"algorithm {name!r}: bad option ({e}); see configs/algorithm/{name}.yaml") from None
-    raise ValueError(f"unknown algorithm {name!r}; choose one of {list(ALGORITHMS)}")
-
+        return instantiate(kw, _convert_="all")
+    except InstantiationException as e:
+        raise ValueError(f"algorithm {name!r}: bad option ({e.__cause__ or e}); see configs/algorithm/{name}.yaml") \
+            from None

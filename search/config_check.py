@@ -68,18 +68,16 @@ def check_search_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def check_devices(devices: list[str]) -> None:
+def check_devices(devices: Mapping[str, Any]) -> None:
     """Two names of one device (an alias and its target: ``device=[pixel,pixel1]``) would search it twice and
-    write two folders of the same front: refused. Names without a config (injected models) are left alone."""
-    from predictors.latency.devices import DEVICE_DIR, device_config
-
+    write two folders of the same front: refused. ``devices``: name -> its built Device (None: no config, an
+    injected model; left alone)."""
     canonical: dict[str, str] = {}
-    for d in devices:
-        if not (DEVICE_DIR / f"{d}.yaml").is_file():
+    for d, dev in devices.items():
+        if dev is None:
             continue
-        name = str(device_config(d)["name"])
+        name = str(dev.name)
         if name in canonical:
-            raise ConfigError(f"device={devices} names device {name!r} twice ({canonical[name]!r} and {d!r}; "
+            raise ConfigError(f"device={list(devices)} names device {name!r} twice ({canonical[name]!r} and {d!r}; "
                               f"configs/device/ makes one an alias of the other): list it once")
         canonical[name] = d
-

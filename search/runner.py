@@ -21,7 +21,7 @@ import numpy as np
 from predictors.base import ArchModel
 from search.algorithms.base import SearchAlgorithm, SearchContext
 from search.algorithms.optuna_search import space_choices
-from search.components import build_algorithm, device_list, load_components
+from search.components import build_algorithm, build_devices, load_components, predictor_name
 from search.config_check import check_devices, check_search_config
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives, latency_values
@@ -31,75 +31,34 @@ from search.problem import ArchProblem
 from search.report import published_reference, summary_table, write_device_outputs
 from search.state import STATE_FILE, exclusive_run_dir, load_state, save_state
 
-__all__ = ["DEFAULTS", "from_hydra", "run"]
+__all__ = ["algorithm_label", "from_hydra", "run", "run_dir"]
 
 log = logging.getLogger(__name__)
 
-#: What ``configs/search.yaml`` composes to, for callers that build a config by hand.
-DEFAULTS: dict[str, Any] = {
-    "supernet": "ofa_mbv3_w12",
-    "predictor": "ofa_pretrained",
-    "device": "pixel",
-    "algorithm": {"name": "nsga2", "pop_size": 200, "n_gen": 100},
-    "objectives": {"names": ["top1", "latency_ms"]},
-    "constraints": {"latency_ms": None, "macs": None, "params": None, "top1": None},
-    "export": {"top_k": 0, "onnx": True},
-    "seed": 0,
-    "resume": False,
-    "overwrite": False,
-    "ckpt": None,
-    "data": {"root": None},
-    "checkpoint_every": 25,
-    "probe": 512,
-    "restrict_resolutions": True,
-    "progress": True,
-    "plot": True,
-    "blas_threads": 1,
-    "out_dir": None,
-}
-
-
 def _plain(cfg: Any) -> dict[str, Any]:
-    try:
-        from omegaconf import DictConfig, OmegaConf
+    """A search config as a plain dict over what ``configs/search.yaml`` composes to (Hydra's compose API: a
+    hand-built ``{"device": "note10", ...}`` gets the same defaults ``search.py`` would)."""
+    from omegaconf import DictConfig, OmegaConf
 
-        if isinstance(cfg, DictConfig):  # without the hydra node (present when composed by hand)
-            cfg = {str(k): OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                   for k, v in cfg.items() if k != "hydra"}
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
+    from supernets.compose import compose_config
+
+    if isinstance(cfg, DictConfig):  # without the hydra node (present when composed by hand)
+        cfg = {str(k): OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+               for k, v in cfg.items() if k != "hydra"}
     if not isinstance(cfg, Mapping):
         raise TypeError(f"search config must be a mapping, got {type(cfg).__name__}")
-    out = dict(DEFAULTS)
+    out = compose_config("search")
     out.update(cfg)
-    dev = out.get("device")
-    if isinstance(dev, Mapping) and "name" in dev:  # a composed configs/device/<name>.yaml
-        out["device"] = dev["name"]
     if out.get("predictor_path"):
         out["predictor"] = out["predictor_path"]
     return out
 
 
 def from_hydra(cfg: Any) -> dict[str, Any]:
-    """A composed ``search.yaml`` with the *names* of the selected device(s) and predictor.
-
-    ``device`` and ``predictor`` are config groups (configs/device, configs/predictor), so Hydra merges the
-    selected files' contents; a multi-device selection (``device=[pixel,note10]``) merges into one
-    mapping. The names come from Hydra's own record of the choice and its override parser instead.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    out = _plain(cfg)
-    hc = HydraConfig.get()
-    choices = dict(hc.runtime.choices)
-    devices: Any = choices.get("device")
-    for ov in OverridesParser.create().parse_overrides(list(hc.overrides.task)):
-        if ov.key_or_group == "device" and not ov.is_delete():
-            devices = ov.value()
-    out["device"] = devices if devices is not None else out.get("device")
-    out["predictor"] = out.get("predictor_path") or choices.get("predictor") or out.get("predictor")
-    return out
+    """The config ``search.py`` received, as :func:`run` takes it. Hydra composed every selected device under its
+    own name (``device=[pixel,note10]`` -> ``device: {pixel: ..., note10: ...}``) and the predictor and algorithm
+    with their ``_target_``: nothing to look up again."""
+    return _plain(cfg)
 
 
 def run_dir(cfg: Mapping[str, Any], default: Path | None = None) -> Path:
@@ -242,8 +201,9 @@ def run(cfg: Any, *, accuracy: ArchModel | None = None, latency: Mapping[str, Ar
 def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[str, ArchModel] | None,
          supernet: Any | None) -> dict[str, Any]:
     t_start = time.perf_counter()
-    devices = device_list(cfg["device"])
-    check_devices(devices)
+    built = build_devices(cfg["device"])
+    devices = list(built)
+    check_devices(built)
     names = _objective_names(cfg.get("objectives"))
     constraints = {k: v for k, v in dict(cfg.get("constraints") or {}).items() if v is not None}
     objs = [DeviceObjectives.build(d, names, constraints) for d in devices]  # validates before loading models
@@ -256,7 +216,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
         accuracy = algo0.real_accuracy(cfg.get("ckpt"), str(out0 / "measured.csv"))
         supernet = accuracy.net if supernet is None else supernet
     comps = load_components(cfg, accuracy=accuracy, latency=latency, supernet=supernet,
-                            need_latency=any(o.needs_latency for o in objs))
+                            need_latency=any(o.needs_latency for o in objs), devices=built)
     export_cfg = dict(cfg.get("export") or {})
     if int(export_cfg.get("top_k") or 0) > 0:  # an export that would be refused fails before the search
         _calibration_data(comps, int(export_cfg.get("calib_batches", 10) or 0), (cfg.get("data") or {}).get("root"))
@@ -275,11 +235,10 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
                    "choices": space_choices(comps.space),
                    "devices": devices, "objectives": names, "constraints": constraints, "seed": seed,
                    # n_gen / n_trials may grow on resume: a longer run continues the same search
-                   "algorithm": acfg if isinstance(acfg, str) else
-                   {k: v for k, v in dict(acfg).items() if k not in ("n_gen", "n_trials")},
+                   "algorithm": _algorithm_fingerprint(acfg),
                    # which models, not only their classes: the saved predictions are theirs
                    "predictor": _model_identity(comps.accuracy, None if accuracy is not None else
-                                               _predictor_id(cfg.get("predictor", "ofa_pretrained"))),
+                                               _predictor_id(cfg.get("predictor"))),
                    "latency": {d: _model_identity(m) for d, m in comps.latency.items()}}
     runner = _Run(cfg, ev, out, fingerprint)
     saved_meta: dict[str, Any] = {}
@@ -379,7 +338,7 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
         ev.ensure_macs_params(ids, mp_fn)
         refs = published_reference(obj.device, comps.accuracy, comps.space, comps.supernet_name) if cfg.get("plot", True) else []
         title = f"{comps.supernet_name} on {obj.device}: {algorithm_label(acfg)}, {ev.n} archs evaluated"
-        meta = {"supernet": comps.supernet_name, "predictor": str(cfg.get("predictor")), "seed": seed,
+        meta = {"supernet": comps.supernet_name, "predictor": predictor_name(cfg.get("predictor")), "seed": seed,
                 "algorithm": fingerprint["algorithm"], "n_evaluated": ev.n, "title": title,
                 "hypervolume": hypervolume(d.archive.F(), d.ref), "reference_point": d.ref.tolist()}
         df = write_device_outputs(out / obj.device, ev, obj, ids, d.history, meta, refs=refs,
@@ -411,11 +370,18 @@ def algorithm_label(acfg: Any) -> str:
     return " ".join(bits)
 
 
+def _algorithm_fingerprint(acfg: Any) -> Any:
+    """What identifies the algorithm's search: its settings, less the budget (``n_gen`` / ``n_trials`` may grow on
+    resume) and less how the config builds it (``_target_``; pymoo's ``kind`` repeats its ``name``)."""
+    if isinstance(acfg, str):
+        return acfg
+    return {k: v for k, v in dict(acfg).items() if k not in ("n_gen", "n_trials", "_target_")
+            and not (k == "kind" and v == acfg.get("name"))}
+
+
 def _predictor_id(predictor: Any) -> str:
     """The configured predictor's name, or its artefact path made absolute (the same file from any cwd)."""
-    from search.components import _predictor_name
-
-    name = _predictor_name(predictor)
+    name = predictor_name(predictor)
     return str(Path(name).resolve()) if Path(name).is_file() else name
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from supernets.paths import CONFIG_DIR
 
-__all__ = ["UnknownOptionError", "compose_file", "compose_option", "group_options"]
+__all__ = ["UnknownOptionError", "compose_config", "compose_file", "compose_option", "group_options"]
 
 
 class UnknownOptionError(ValueError):
@@ -85,6 +85,22 @@ def _compose_repo(group: str, name: str) -> dict[str, Any]:
         if name not in h.config_loader().get_group_options(group):
             raise UnknownOptionError(f"unknown {group} {name!r}; options: {group_options(group)}")
         return _node(compose(overrides=[f"+{group}={name}"]), group)
+
+
+def compose_config(config_name: str) -> dict[str, Any]:
+    """The repository's primary config ``configs/<config_name>.yaml`` with its defaults list applied (a plain
+    dict without the ``hydra`` node): what a Hydra app gets with no override, for callers that build a config
+    by hand over it."""
+    return copy.deepcopy(_compose_primary(config_name))
+
+
+@functools.lru_cache(maxsize=16)
+def _compose_primary(config_name: str) -> dict[str, Any]:
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    with _hydra_on(CONFIG_DIR):
+        return OmegaConf.to_container(compose(config_name=config_name), resolve=True)  # type: ignore[return-value]
 
 
 def compose_file(config_dir: Path | str, name: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
 import search
-from search.components import load_components
+from search.components import build_devices, device_list, load_components, predictor_name
 from search.runner import from_hydra
 from supernets.paths import CONFIG_DIR
 
@@ -31,13 +31,17 @@ def compose_search(overrides: list[str]):
 
 def test_search_config_composes_with_one_or_several_devices():
     one = compose_search([])
-    assert one["device"] == "pixel" and one["predictor"] == "ofa_pretrained"
+    assert device_list(one["device"]) == ["pixel"] and predictor_name(one["predictor"]) == "ofa_pretrained"
     assert one["supernet"]["name"] == "ofa_mbv3_w12" and one["algorithm"]["name"] == "nsga2"
     assert one["algorithm"]["pop_size"] == 200
     many = compose_search(["device=[pixel,note10]", "constraints.latency_ms=25", "algorithm=optuna",
                            "predictor_path=/some/artefact.pth"])
-    assert many["device"] == ["pixel", "note10"] and many["constraints"]["latency_ms"] == 25
+    assert device_list(many["device"]) == ["pixel", "note10"] and many["constraints"]["latency_ms"] == 25
     assert many["algorithm"]["name"] == "optuna" and many["predictor"] == "/some/artefact.pth"
+    # each selected device is composed whole (an alias as its target), ready to instantiate
+    devs = build_devices(compose_search(["device=[note10,v100]"])["device"])
+    assert [d.name for d in devs.values()] == ["note10", "help_v100_b64"] and list(devs) == ["note10", "v100"]
+    assert devs["note10"].latency == "table" and devs["v100"].latency == "learned"
 
 
 @pytest.mark.parametrize("algorithm", ["nsga2", "random", "ofa_evolution", "optuna", "nsga3", "smsemoa", "pymoo_nsga2"])

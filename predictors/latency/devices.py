@@ -71,6 +71,9 @@ class Device:
     def config(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __str__(self) -> str:  # messages name the device
+        return self.name
+
 
 def list_devices(*, device_dir: Path | None = None) -> list[str]:
     """Names accepted by ``device=...`` (aliases included), sorted."""

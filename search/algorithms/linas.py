@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.registry import register_algorithm
 from search.operators import sample_ladder
 
 __all__ = ["LINAS", "spread_pick"]
@@ -47,6 +48,7 @@ def spread_pick(F: np.ndarray, rank: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(picked[:k], dtype=np.int64)
 
 
+@register_algorithm
 class LINAS(SearchAlgorithm):
     """Real evaluations in the loop, predictor-guided batches.
 

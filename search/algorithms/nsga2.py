@@ -13,6 +13,7 @@ import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.registry import register_algorithm
 from search.operators import crossover, mutate, sample_genomes
 
 __all__ = ["NSGA2", "crowding_by_front", "rank_and_crowding"]
@@ -64,6 +65,7 @@ def rank_and_crowding(F: np.ndarray, CV: np.ndarray) -> tuple[np.ndarray, np.nda
     return rank, crowd
 
 
+@register_algorithm
 class NSGA2(SearchAlgorithm):
     """NSGA-II with arch-level operators.
 

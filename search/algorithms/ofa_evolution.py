@@ -14,11 +14,13 @@ from __future__ import annotations
 import numpy as np
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.registry import register_algorithm
 from search.operators import sample_genomes
 
 __all__ = ["OFAEvolution"]
 
 
+@register_algorithm
 class OFAEvolution(SearchAlgorithm):
     """OFA's EvolutionFinder defaults: population 100, parent ratio 0.25, mutation ratio 0.5,
     mutate prob 0.1, 500 generations."""

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.registry import register_algorithm
 
 __all__ = ["OptunaSearch", "open_storage"]
 
@@ -73,6 +74,7 @@ def _trials_take_constraints() -> bool:
     return hasattr(optuna.trial.Trial, "set_constraint")
 
 
+@register_algorithm
 class OptunaSearch(SearchAlgorithm):
     """Optuna study over the space.
 

@@ -8,6 +8,7 @@ from pymoo.core.callback import Callback
 from pymoo.optimize import minimize
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.registry import register_algorithm
 from search.operators import ArchCrossover, ArchDuplicateElimination, ArchMutation, ArchSampling
 
 __all__ = ["PYMOO_ALGORITHMS", "PymooAlgorithm"]
@@ -71,3 +72,24 @@ class PymooAlgorithm(SearchAlgorithm):
 
         minimize(ctx.problem, algorithm, ("n_gen", self.n_gen + 1), seed=ctx.seed, callback=_Gen(), verbose=False,
                  copy_algorithm=False)
+
+
+# one registered entry per pymoo algorithm (timm style): create_algorithm("nsga3", pop_size=...)
+@register_algorithm
+def pymoo_nsga2(**kwargs) -> PymooAlgorithm:
+    return PymooAlgorithm(kind="pymoo_nsga2", **kwargs)
+
+
+@register_algorithm
+def nsga3(**kwargs) -> PymooAlgorithm:
+    return PymooAlgorithm(kind="nsga3", **kwargs)
+
+
+@register_algorithm
+def smsemoa(**kwargs) -> PymooAlgorithm:
+    return PymooAlgorithm(kind="smsemoa", **kwargs)
+
+
+@register_algorithm
+def agemoea(**kwargs) -> PymooAlgorithm:
+    return PymooAlgorithm(kind="agemoea", **kwargs)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
+from search.algorithms.registry import register_algorithm
 
 __all__ = ["RandomSearch"]
 
 
+@register_algorithm
 class RandomSearch(SearchAlgorithm):
     """``n_gen + 1`` batches of ``batch_size`` uniformly sampled archs (the baseline of every benchmark).
 
