@@ -4,7 +4,7 @@ fine-tuning the original alone and the smallest subnet from scratch, one wall-cl
     python scripts/bench_timm.py --data-root /path/to/cifar10 --budget-s 240 [--n-test 10000]
 
 The same as ``python scripts/reproduce.py table=timm_cifar10 table.data_root=... table.budget_s=...``
-(search/tables/timm_cifar10.py); prints the table's markdown and writes table.md / table.csv to --out.
+(paper_tables/timm_cifar10.py); prints the table's markdown and writes table.md / table.csv to --out.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.tables.runner import run_table, table_config
+from paper_tables.runner import run_table, table_config
 
 
 def main(argv: list[str] | None = None) -> None:

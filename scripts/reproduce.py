@@ -1,6 +1,6 @@
 """Reproduce the paper tables from configs: ``python scripts/reproduce.py table=<name>`` or ``table=all``.
 
-Thin Hydra wrapper around :func:`search.tables.reproduce`; tables are ``configs/reproduce/table/<name>.yaml``.
+Thin Hydra wrapper around :func:`paper_tables.reproduce`; tables are ``configs/reproduce/table/<name>.yaml``.
 Each writes table.md, table.csv and table.png to the run directory and prints the markdown; ``table=all``
 also regenerates RESULTS.md at the repository root.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from search.tables import reproduce
+from paper_tables import reproduce
 
 
 @hydra.main(version_base="1.3", config_path="../configs/reproduce", config_name="reproduce")

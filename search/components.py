@@ -107,7 +107,7 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
     injected = supernet is not None
     ckpt_meta = None
     if supernet is None and cfg.get("ckpt"):
-        from supernets.training.checkpoint import load_supernet
+        from supernets.checkpoints import load_supernet
 
         supernet, ckpt_meta = load_supernet(str(cfg["ckpt"]), map_location="cpu")
         name = str(ckpt_meta.get("supernet", getattr(supernet, "name", "")))

@@ -94,8 +94,8 @@ def measured_from_checkpoint(ckpt: str | os.PathLike, *, calib_batches: int = 4,
     import torch
 
     from predictors.accuracy.builder import cache_batches
-    from supernets.training.checkpoint import load_supernet
-    from supernets.training.data import create_datamodule
+    from supernets.checkpoints import load_supernet
+    from supernets.data.modules import create_datamodule
 
     ckpt = Path(ckpt)
     if not ckpt.is_file():

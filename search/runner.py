@@ -503,7 +503,7 @@ def _calibration_batches(comps, n: int, data_root: str | None = None) -> list | 
     data_cfg = _calibration_data(comps, n, data_root)
     if data_cfg is None:
         return None
-    from supernets.training.data import create_datamodule
+    from supernets.data.modules import create_datamodule
 
     dm = create_datamodule(**data_cfg)
     dm.setup()

@@ -18,7 +18,7 @@ from typing import Any
 
 from supernets.paths import CONFIG_DIR
 
-__all__ = ["UnknownOptionError", "compose_config", "compose_file", "compose_option", "group_options"]
+__all__ = ["UnknownOptionError", "compose_config", "compose_file", "compose_option", "group_options", "hydra_on"]
 
 
 class UnknownOptionError(ValueError):
@@ -26,8 +26,9 @@ class UnknownOptionError(ValueError):
 
 
 @contextmanager
-def _hydra_on(config_dir: Path) -> Iterator[Any]:
-    """Hydra initialised on ``config_dir``; a running app's GlobalHydra is put back afterwards."""
+def hydra_on(config_dir: Path = CONFIG_DIR) -> Iterator[Any]:
+    """Hydra initialised on ``config_dir`` (for ``hydra.compose`` inside the block); a running app's GlobalHydra
+    (``search.py``, ``scripts/reproduce.py``) is put back afterwards."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -56,7 +57,7 @@ def group_options(group: str, config_dir: Path | None = None) -> list[str]:
     gh = GlobalHydra.instance()
     if config_dir is None and gh.is_initialized():
         names.update(gh.config_loader().get_group_options(group))
-    with _hydra_on(CONFIG_DIR if config_dir is None else config_dir) as h:
+    with hydra_on(CONFIG_DIR if config_dir is None else config_dir) as h:
         names.update(h.config_loader().get_group_options(group))
     return sorted(names)
 
@@ -81,7 +82,7 @@ def compose_option(group: str, name: str) -> dict[str, Any]:
 def _compose_repo(group: str, name: str) -> dict[str, Any]:
     from hydra import compose
 
-    with _hydra_on(CONFIG_DIR) as h:
+    with hydra_on(CONFIG_DIR) as h:
         if name not in h.config_loader().get_group_options(group):
             raise UnknownOptionError(f"unknown {group} {name!r}; options: {group_options(group)}")
         return _node(compose(overrides=[f"+{group}={name}"]), group)
@@ -99,7 +100,7 @@ def _compose_primary(config_name: str) -> dict[str, Any]:
     from hydra import compose
     from omegaconf import OmegaConf
 
-    with _hydra_on(CONFIG_DIR):
+    with hydra_on(CONFIG_DIR):
         return OmegaConf.to_container(compose(config_name=config_name), resolve=True)  # type: ignore[return-value]
 
 
@@ -108,7 +109,7 @@ def compose_file(config_dir: Path | str, name: str) -> dict[str, Any]:
     from hydra import compose
     from omegaconf import OmegaConf
 
-    with _hydra_on(Path(config_dir)) as h:
+    with hydra_on(Path(config_dir)) as h:
         if name not in h.config_loader().get_group_options(""):
             raise UnknownOptionError(f"no {name}.yaml in {config_dir}")
         cfg = compose(config_name=name)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from supernets.training.data import (
+from supernets.data.modules import (
     MNIST_DIR,
     MNIST_FILES,
     EpochSeededSampler,

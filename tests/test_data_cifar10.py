@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from supernets.training.data import (
+from supernets.data.modules import (
     CIFAR10_CLASSES,
     CIFAR10_DIR,
     CIFAR10_TEST_ARCHIVE,

@@ -140,8 +140,8 @@ def test_evaluator_keys_are_the_rows_bytes(tiny):
 
 
 def test_linas_table_reads_hypervolume_per_budget_from_the_evaluation_order():
+    from paper_tables.linas import hv_curve
     from search.pareto import hypervolume
-    from search.tables.linas import hv_curve
 
     F = np.array([[0.5, 0.5], [0.2, 0.9], [0.9, 0.1], [0.1, 0.1]])
     ref = np.array([1.0, 1.0])

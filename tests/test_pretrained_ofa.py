@@ -129,7 +129,7 @@ def _image_folder(root, n_per_class=4, size=40):
 
 def test_search_over_a_converted_checkpoint_exports_its_weights_bn_recalibrated_on_the_users_folder(tmp_path, ofa_w12_state):
     from search import run
-    from supernets.training.checkpoint import load_supernet
+    from supernets.checkpoints import load_supernet
 
     src = tmp_path / "ofa_mbv3_d234_e346_k357_w1.2"
     torch.save({"state_dict": ofa_w12_state}, src)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 import supernets
+from supernets.checkpoints import load_checkpoint
 from supernets.training import train
 from supernets.training.callbacks import TrainingDiverged
-from supernets.training.checkpoint import load_checkpoint
 from tests.training_utils import tiny_overrides
 
 

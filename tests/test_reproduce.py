@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from search.tables import TABLES, markdown, run_table
-from search.tables.runner import TABLE_CONFIG_DIR, reproduce, table_config
+from paper_tables import TABLES, markdown, run_table
+from paper_tables.runner import TABLE_CONFIG_DIR, reproduce, table_config
 from supernets.paths import CONFIG_DIR, REPO_ROOT
 
 TABLE_NAMES = sorted(p.stem for p in TABLE_CONFIG_DIR.glob("*.yaml"))
@@ -89,9 +89,9 @@ def test_latency_fidelity_recomputes_each_device_from_its_validation_data(tmp_pa
 
 def test_latency_fidelity_live_row_scores_the_statistic_the_host_table_was_built_with(tmp_path, monkeypatch):
     import predictors.latency.build
+    from paper_tables import latency_fidelity
     from predictors import load_latency_model
     from predictors.latency.table import load_meta
-    from search.tables import latency_fidelity
     from supernets.paths import LATENCY_TABLES_DIR
 
     built = load_meta(LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny")["measurement"]["statistic"]
@@ -113,7 +113,7 @@ def test_latency_fidelity_live_row_scores_the_statistic_the_host_table_was_built
 
 
 def test_latency_fidelity_resolves_help_aliases_and_rejects_unknown_selections(tmp_path):
-    from search.tables import latency_fidelity
+    from paper_tables import latency_fidelity
 
     def build(**over):
         return latency_fidelity.build(table_config("latency_fidelity", {"few_shot_devices": [], "live_n": 0, **over}),
@@ -181,7 +181,7 @@ def test_small_scale_training_trains_and_evaluates_subnets(tmp_path):
 
 def test_role_choices_pin_each_gene_to_its_largest_middle_or_smallest_value():
     import supernets
-    from search.tables.small_scale_training import role_choices
+    from paper_tables.small_scale_training import role_choices
 
     space = supernets.create_supernet("ofa_mbv3_tiny").space
     assert role_choices(space, "mid") == {"r": [28], "d": [2], "ks": [5], "e": [4]}

@@ -375,7 +375,7 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
     import torch
 
     from predictors.fileio import default_file_mode
-    from supernets.training.checkpoint import CKPT_KEY
+    from supernets.checkpoints import CKPT_KEY
 
     trained = supernets.create_supernet("ofa_mbv3_tiny")
     g = torch.Generator().manual_seed(0)
@@ -425,7 +425,7 @@ def test_outputs_get_the_permissions_of_the_umask_not_mkstemps_0600(tiny, tmp_pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from search.tables.common import save_figure, write_atomic
+    from paper_tables.common import save_figure, write_atomic
 
     old = os.umask(umask)
     try:

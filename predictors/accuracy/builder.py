@@ -417,8 +417,8 @@ def build_from_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike | None
     place so that rerunning the same command resumes.
     """
     from predictors.accuracy.dataset import file_sha256
-    from supernets.training.checkpoint import load_supernet
-    from supernets.training.data import create_datamodule
+    from supernets.checkpoints import load_supernet
+    from supernets.data.modules import create_datamodule
 
     tune_malloc()
     ckpt = Path(ckpt)

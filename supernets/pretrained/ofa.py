@@ -240,8 +240,8 @@ def convert_ofa_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, su
     Returns the checkpoint's metadata.
     """
     from predictors.fileio import atomic_path
+    from supernets.checkpoints import CKPT_KEY
     from supernets.registry import create_supernet
-    from supernets.training.checkpoint import CKPT_KEY
 
     state = read_ofa_state_dict(src)
     if supernet is None:

@@ -24,9 +24,9 @@ from torch import nn
 
 from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
+from supernets.checkpoints import CKPT_KEY, mid_epoch_batches, resume_differences
 from supernets.space import Arch
 from supernets.training.callbacks import raise_diverged
-from supernets.training.checkpoint import CKPT_KEY, mid_epoch_batches, resume_differences
 from supernets.training.distillation import get_distill_loss
 from supernets.training.samplers import StepPlan
 from supernets.training.schedule import Phase, Schedule

@@ -14,11 +14,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from supernets.checkpoints import load_checkpoint, supernet_state_dict
 from supernets.config_checks import check_int
 from supernets.cpu import tune_malloc
+from supernets.data.modules import create_datamodule
 from supernets.registry import checked_supernet_kwargs, create_supernet
-from supernets.training.checkpoint import load_checkpoint, supernet_state_dict
-from supernets.training.data import create_datamodule
 from supernets.training.module import SupernetModule
 from supernets.training.schedule import build_schedule
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.tables.common import Column, TableResult, quiet_search, save_figure
+from paper_tables.common import Column, TableResult, quiet_search, save_figure
 
 __all__ = ["build"]
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from search.tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, save_figure
 
 __all__ = ["build", "fidelity"]
 

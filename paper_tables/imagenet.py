@@ -8,39 +8,35 @@ shows the published schedule read from the experiment's own config files.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from search.tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, save_figure
 
 __all__ = ["build", "expected_gpu_hours", "experiment_schedule"]
 
 IMAGENET_TRAIN_IMAGES = 1_281_167
 
 
-def _defaults(doc: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for item in doc.get("defaults", []) or []:
-        if isinstance(item, dict):
-            for k, v in item.items():
-                out[re.sub(r"^override\s+/", "", str(k))] = str(v)
-    return out
-
-
 def experiment_schedule(experiment: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    """(experiment config, its schedule config, its group choices) from ``configs/``."""
-    from supernets.paths import CONFIG_DIR
+    """(the composed supernet config of ``train.py experiment=<experiment>``, its schedule, its group choices),
+    composed by Hydra as ``train.py`` would."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
 
-    exp_path = CONFIG_DIR / "experiment" / f"{experiment}.yaml"
-    if not exp_path.is_file():
-        raise ValueError(f"no experiment {experiment!r} (looked for {exp_path})")
-    exp = yaml.safe_load(exp_path.read_text()) or {}
-    groups = _defaults(exp)
-    sched = yaml.safe_load((CONFIG_DIR / "schedule" / f"{groups['schedule']}.yaml").read_text())
-    return exp, sched, groups
+    from supernets.compose import group_options, hydra_on
+
+    if experiment not in group_options("experiment"):
+        raise ValueError(f"no experiment {experiment!r}; experiments: {group_options('experiment')}")
+    with hydra_on():
+        try:  # train.yaml lists `experiment: null` in its defaults, or (older) appends it with +experiment=
+            cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        except HydraException:
+            cfg = compose("train", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    choices = {str(k): str(v) for k, v in cfg.hydra.runtime.choices.items() if not str(k).startswith("hydra")}
+    return (OmegaConf.to_container(cfg.supernet, resolve=True), OmegaConf.to_container(cfg.schedule, resolve=True),
+            choices)
 
 
 def _passes(phase: dict[str, Any]) -> int:
@@ -83,12 +79,13 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     name = str(cfg["name"])
     title = f"Table 6: {experiment} on ImageNet (`+experiment={experiment}`)"
     if _is_imagenet(root):
-        from search.tables.small_scale_training import _train, evaluate_checkpoint
+        from paper_tables.common import run_train
+        from paper_tables.small_scale_training import evaluate_checkpoint
 
         run = Path(out_dir) / "train"
         run.mkdir(parents=True, exist_ok=True)
         ov = [f"+experiment={experiment}", f"data.root={root}", *[str(o) for o in cfg.get("train_overrides", [])]]
-        secs = _train(ov, run, run / "train.log")
+        secs = run_train(ov, run, run / "train.log")
         acc = evaluate_checkpoint(run / "checkpoints" / "last.ckpt", calib_batches=int(cfg.get("calib_batches", 20)))
         rows = [{"subnet": k, "top1": v, "train_s": secs} for k, v in acc.items()]
         cols = [Column("subnet", "subnet"), Column("top1", "ImageNet top-1 (%)", "pct2"), Column("train_s", "wall s", ".0f")]

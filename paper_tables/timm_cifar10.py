@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paper_tables.common import Column, TableResult
 from search.export import resize_to
-from search.tables.common import Column, TableResult
 
 __all__ = ["build", "role_arch"]
 
@@ -112,7 +112,7 @@ def _latency_ms(model: nn.Module, resolution: int, out: Path, threads: int) -> f
 def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     from supernets import count_macs, create_supernet
     from supernets.bn import recalibrate_bn
-    from supernets.training.data import create_datamodule
+    from supernets.data.modules import create_datamodule
 
     root = cfg.get("data_root")
     columns = [Column("method", "method"), Column("subnet", "subnet"), Column("top1", "top-1 %", "pct2"),

@@ -8,22 +8,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from search.tables.common import TableResult, markdown, provenance, table_command, write_atomic, write_table
+from paper_tables.common import TableResult, markdown, provenance, table_command, write_atomic, write_table
 
 __all__ = ["TABLES", "TABLE_CONFIG_DIR", "reproduce", "run_table", "table_config"]
 
 #: table name -> module with ``build(cfg, out_dir)``
 TABLES: dict[str, str] = {
-    "ofa_specialized": "search.tables.ofa_specialized",
-    "latency_fidelity": "search.tables.latency_fidelity",
-    "predictor_quality": "search.tables.predictor_quality",
-    "search_efficiency": "search.tables.search_efficiency",
-    "small_scale_training": "search.tables.small_scale_training",
-    "vit_training": "search.tables.vit_training",
-    "ofa_imagenet": "search.tables.imagenet",
-    "ofa_resnet_imagenet": "search.tables.imagenet",
-    "linas": "search.tables.linas",
-    "timm_cifar10": "search.tables.timm_cifar10",
+    "ofa_specialized": "paper_tables.ofa_specialized",
+    "latency_fidelity": "paper_tables.latency_fidelity",
+    "predictor_quality": "paper_tables.predictor_quality",
+    "search_efficiency": "paper_tables.search_efficiency",
+    "small_scale_training": "paper_tables.small_scale_training",
+    "vit_training": "paper_tables.vit_training",
+    "ofa_imagenet": "paper_tables.imagenet",
+    "ofa_resnet_imagenet": "paper_tables.imagenet",
+    "linas": "paper_tables.linas",
+    "timm_cifar10": "paper_tables.timm_cifar10",
 }
 
 
@@ -43,14 +43,19 @@ def _plain(cfg: Any) -> Any:
 
 
 def table_config(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``configs/reproduce/table/<name>.yaml`` merged with ``overrides`` (nested keys merge)."""
+    """``configs/reproduce/table/<name>.yaml`` (the ``table`` option Hydra composes) merged with ``overrides``
+    (nested keys merge)."""
+    from hydra import compose
     from omegaconf import OmegaConf
 
-    path = TABLE_CONFIG_DIR / f"{name}.yaml"
-    if name not in TABLES or not path.is_file():
-        raise ValueError(f"unknown table {name!r}; choose one of {sorted(TABLES)} or all "
-                         f"(configs/reproduce/table/<name>.yaml)")
-    cfg = OmegaConf.load(path)
+    from supernets.compose import hydra_on
+
+    with hydra_on(TABLE_CONFIG_DIR.parent) as h:
+        if name not in TABLES or name not in h.config_loader().get_group_options("table"):
+            raise ValueError(f"unknown table {name!r}; choose one of {sorted(TABLES)} or all "
+                             f"(configs/reproduce/table/<name>.yaml)")
+        cfg = compose("reproduce", overrides=[f"table={name}"]).table
+    OmegaConf.set_struct(cfg, False)  # overrides may add keys (recipe_overrides.<name>)
     if overrides:
         cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(_plain(overrides))))
     return dict(_plain(cfg))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.tables.common import Column, TableResult, quiet_search, save_figure
+from paper_tables.common import Column, TableResult, quiet_search, save_figure
 
 __all__ = ["build", "hv_curve"]
 
@@ -35,13 +35,13 @@ METHODS = ("linas", "one_shot", "nsga2_real", "random")
 
 def _train_ckpt(cfg: dict[str, Any], out_dir: Path) -> Path:
     """Train the tiny supernet as configured (``train`` overrides of configs/train.yaml) when no ckpt is given."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
 
-    from supernets.paths import CONFIG_DIR
+    from supernets.compose import hydra_on
     from supernets.training import train
 
     run = out_dir / "train"
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with hydra_on():  # inside scripts/reproduce.py's own Hydra app too
         tcfg = compose("train", overrides=[*list(cfg.get("train") or []), f"paths.output_dir={run}", "logger=none",
                                            "callbacks.lr_monitor=null", "callbacks.progress_bar=null",
                                            "trainer.enable_progress_bar=false"])

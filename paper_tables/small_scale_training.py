@@ -11,15 +11,12 @@ the sandwich run.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from search.tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, run_train, save_figure
 
 __all__ = ["build", "evaluate_checkpoint", "role_choices"]
 
@@ -47,8 +44,8 @@ def evaluate_checkpoint(ckpt: Path, roles: tuple[str, ...] = ROLES, *, calib_bat
                         max_val_batches: int | None = None) -> dict[str, float]:
     """Top-1 on the checkpoint's held-out split of each role's subnet after BN recalibration."""
     from supernets.bn import recalibrate_bn
-    from supernets.training.checkpoint import load_supernet
-    from supernets.training.data import create_datamodule
+    from supernets.checkpoints import load_supernet
+    from supernets.data.modules import create_datamodule
     from supernets.training.module import resize_batch
 
     net, meta = load_supernet(ckpt)
@@ -71,19 +68,6 @@ def evaluate_checkpoint(ckpt: Path, roles: tuple[str, ...] = ROLES, *, calib_bat
 
 def _flow(d: dict[str, list]) -> str:
     return "{" + ", ".join(f"{k}: [{', '.join(str(v) for v in vs)}]" for k, vs in d.items()) + "}"
-
-
-def _train(overrides: list[str], run_dir: Path, log: Path) -> float:
-    from supernets.paths import REPO_ROOT
-
-    cmd = [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}"]
-    t0 = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as f:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
-        raise RuntimeError(f"training failed ({' '.join(cmd)}), exit {proc.returncode}; log {log}:\n{tail}")
-    return time.perf_counter() - t0
 
 
 def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
@@ -111,7 +95,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     for method, role, ov in jobs:
         run = out_dir / "train" / (method if role is None else f"{method}_{role}")
         run.mkdir(parents=True, exist_ok=True)
-        secs = _train(ov, run, run / "train.log")
+        secs = run_train(ov, run, run / "train.log")
         acc = evaluate_checkpoint(run / "checkpoints" / "last.ckpt", roles if role is None else (role,),
                                   calib_batches=int(ev.get("calib_batches", 10)), max_val_batches=ev.get("max_val_batches"))
         row = next((r for r in rows if r["method"] == method), None)

@@ -8,6 +8,8 @@ import math
 import os
 import platform
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +20,8 @@ import pandas as pd
 from predictors.fileio import atomic_path, atomic_write_bytes
 from supernets.paths import REPO_ROOT
 
-__all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "quiet_search", "save_figure", "table_command", "write_atomic",
-           "write_table"]
+__all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "quiet_search", "run_train",
+           "save_figure", "table_command", "write_atomic", "write_table"]
 
 
 @dataclass(frozen=True)
@@ -179,3 +181,16 @@ def quiet_search(cfg: dict[str, Any], log: Path, **models: Any) -> dict[str, Any
 
 def table_command(name: str, overrides: Sequence[str] = ()) -> str:
     return " ".join(["python scripts/reproduce.py", f"table={name}", *overrides])
+
+
+def run_train(overrides: list[str], run_dir: Path, log: Path) -> float:
+    """``python train.py <overrides>`` into ``run_dir`` (a subprocess: the tables train as a user would), its
+    output in ``log``; returns the wall seconds. A failed run raises with the log's tail."""
+    cmd = [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}"]
+    t0 = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as f:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+        raise RuntimeError(f"training failed ({' '.join(cmd)}), exit {proc.returncode}; log {log}:\n{tail}")
+    return time.perf_counter() - t0

@@ -5,7 +5,7 @@ writes ``table.md`` / ``table.csv`` / ``table.png`` per table, prints the markdo
 regenerates ``RESULTS.md`` at the repository root.
 """
 
-from search.tables.common import Column, TableResult, markdown, write_table
-from search.tables.runner import TABLES, reproduce, run_table
+from paper_tables.common import Column, TableResult, markdown, write_table
+from paper_tables.runner import TABLES, reproduce, run_table
 
 __all__ = ["TABLES", "Column", "TableResult", "markdown", "reproduce", "run_table", "write_table"]

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from search.tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, save_figure
 
 __all__ = ["build", "resolution_transfer"]
 
@@ -23,7 +22,7 @@ __all__ = ["build", "resolution_transfer"]
 def resolution_transfer(rt: dict[str, Any]) -> list[dict[str, Any]]:
     """Fit each recipe x feature set on some resolutions of ``rt['dataset']``, score within each held-out one."""
     from predictors.accuracy import build_predictor, ranking_metrics, read_dataset
-    from supernets.paths import CONFIG_DIR
+    from predictors.accuracy.loading import predictor_config
 
     ds = read_dataset(str(rt["dataset"]))
     r = np.asarray(ds.space.values(ds.encoded, "r"))[:, 0].astype(int)
@@ -32,7 +31,7 @@ def resolution_transfer(rt: dict[str, Any]) -> list[dict[str, Any]]:
         train = np.isin(r, [int(v) for v in split["train"]])
         for name in rt["recipes"]:
             for feats in rt["features"]:
-                recipe = yaml.safe_load((CONFIG_DIR / "predictor" / f"{name}.yaml").read_text())
+                recipe = predictor_config(name)
                 recipe["features"] = feats
                 if recipe.get("kind") == "ensemble":
                     recipe["member"] = {**recipe["member"], "features": feats}
@@ -55,7 +54,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     """Cross-validate and score (``cfg``: configs/reproduce/table/predictor_quality.yaml)."""
     from predictors import load_predictor
     from predictors.accuracy import build_predictor, cross_validate, ranking_metrics, read_dataset
-    from supernets.paths import CONFIG_DIR
+    from predictors.accuracy.loading import predictor_config
 
     ds = read_dataset(str(cfg["dataset"]))
     n_max = cfg.get("max_rows")
@@ -64,7 +63,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     folds, seed = int(cfg["folds"]), int(cfg.get("seed", 0))
     rows: list[dict[str, Any]] = []
     for name in cfg["trainable"]:
-        recipe = yaml.safe_load((CONFIG_DIR / "predictor" / f"{name}.yaml").read_text())
+        recipe = predictor_config(name)
         recipe.update(dict((cfg.get("recipe_overrides") or {}).get(name) or {}))
         t0 = time.perf_counter()
         cv = cross_validate(lambda r=recipe: build_predictor(r, ds.space, supernet=ds.supernet), ds, folds=folds, seed=seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from search.tables.common import Column, TableResult, quiet_search, save_figure
+from paper_tables.common import Column, TableResult, quiet_search, save_figure
 
 __all__ = ["build"]
 

@@ -1,6 +1,6 @@
 """Table 8, ``vit_training``: the CPU elastic ViT's largest / middle / smallest subnets under four samplers
 (uniform, sandwich, ElasticViT's complexity-aware, SortedNet's sorted) against each subnet trained alone, at equal
-epochs on CIFAR-10. The training and evaluation are Table 5's (:mod:`search.tables.small_scale_training`): real
+epochs on CIFAR-10. The training and evaluation are Table 5's (:mod:`paper_tables.small_scale_training`): real
 ``python train.py`` runs, then the held-out top-1 of each role's subnet; this module sets every method's epochs,
 adds the gap to from-scratch and its own title and notes.
 """
@@ -11,8 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from search.tables import small_scale_training
-from search.tables.common import Column, TableResult
+from paper_tables import small_scale_training
+from paper_tables.common import Column, TableResult
 
 __all__ = ["build"]
 
