@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import pytest
@@ -38,7 +39,6 @@ def test_supernet_config_names_a_registered_supernet_matching_its_file(path):
     cfg = yaml.safe_load(path.read_text())
     assert cfg["name"].replace("/", "_") == path.stem  # timm/<model> lives in timm_<model>.yaml
     assert supernets.is_supernet(cfg["name"])
-    assert "_target_" not in cfg
 
 
 @pytest.mark.parametrize("name", supernets.list_supernets())
@@ -115,3 +115,161 @@ def test_bench_search_options_are_checked_by_name():
                      ("n_gen=1.5", "n_gen must be an integer")):
         with pytest.raises(SystemExit, match=msg):
             bench._parse([bad])
+
+
+# ---------------------------------------------------------------- every option of every group composes and builds
+# (lightning-hydra-template's test_*_config, one parameter per option). Each group is composed inside the primary
+# config that selects it (search.yaml or train.yaml: interpolations such as ${paths.output_dir} resolve there) and
+# built the way the code builds it: instantiate() where the config has a _target_, the registry otherwise.
+SEARCH_GROUPS = ("device", "predictor", "algorithm", "objectives", "constraints", "export")
+TRAIN_GROUPS = ("supernet", "data", "schedule", "trainer", "logger", "callbacks", "experiment", "paths")
+#: folders of primary configs for the scripts (composed by their own tests) and Hydra's own settings: not groups
+#: of components
+NOT_GROUPS = {"latency", "scripts", "reproduce", "hydra"}
+#: built in seconds on a CPU; the ImageNet-size ones take 1.5-13 s each here and their family tests build them
+TINY_SUPERNETS = {"ofa_mbv3_tiny", "ofa_resnet_tiny", "vit_cifar_tiny"}
+
+
+def _options() -> list[tuple[str, str]]:
+    from supernets.compose import group_options
+
+    return [(g, o) for g in (*SEARCH_GROUPS, *TRAIN_GROUPS) for o in group_options(g)]
+
+
+def test_every_config_folder_is_an_option_group_of_search_or_train():
+    folders = {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    assert folders - NOT_GROUPS == set(SEARCH_GROUPS) | set(TRAIN_GROUPS)
+
+
+def _compose_with(primary: str, group: str, option: str, tmp_path):
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    from supernets.compose import hydra_on
+
+    extra = ["paths.output_dir=" + str(tmp_path)] if primary == "train" else []
+    with hydra_on():
+        if group == "experiment":  # train.yaml's defaults hold `experiment: null`, or (older) it is appended
+            try:
+                return compose(primary, overrides=[f"experiment={option}", *extra], return_hydra_config=True)
+            except (HydraException, KeyError):
+                return compose(primary, overrides=[f"+experiment={option}", *extra], return_hydra_config=True)
+        return compose(primary, overrides=[f"{group}={option}", *extra], return_hydra_config=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _tiny(name: str):
+    return supernets.create_supernet(name)
+
+
+def _space_and_cost(supernet_name: str):
+    """The space (and MAC counter) a schedule is built against, without building an ImageNet-size supernet."""
+    from supernets.space import MobileNetV3Space, ResNetSpace
+
+    if supernet_name in TINY_SUPERNETS:
+        net = _tiny(supernet_name)
+        return net.space, lambda enc: net.macs_params(enc)[0]
+    if supernet_name.startswith("ofa_mbv3"):
+        return MobileNetV3Space(), None
+    if supernet_name.startswith("ofa_resnet"):
+        return ResNetSpace(), None
+    return None, None
+
+
+#: the supernet each schedule is written for (the experiments' pairing; the rest train the default tiny MBv3)
+SCHEDULE_SUPERNET = {"ps_ofa_mbv3": "ofa_mbv3_w10", "sandwich_bignas": "ofa_mbv3_w10", "ps_ofa_resnet": "ofa_resnet50",
+                     "ps_resnet_tiny": "ofa_resnet_tiny", "instatune": "timm_tf_efficientnet_lite0"}
+
+
+def _instantiate_each(node) -> list:
+    from hydra.utils import instantiate
+
+    return [instantiate(v) for v in (node or {}).values() if isinstance(v, dict) and "_target_" in v]
+
+
+@pytest.mark.parametrize(("group", "option"), _options(), ids=lambda v: str(v))
+def test_every_config_of_every_group_composes_and_builds(group, option, tmp_path):
+    import numpy as np
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    if group in ("device", "predictor", "algorithm"):  # no interpolation: the option alone (cached per option)
+        from supernets.compose import compose_option
+
+        cfg, node = None, compose_option(group, option)
+    else:
+        cfg = _compose_with("search" if group in SEARCH_GROUPS else "train", group, option, tmp_path)
+        # an experiment is a diff over the whole config (@package _global_): no node of its own
+        node = OmegaConf.to_container(cfg[group], resolve=True) if group != "experiment" else None
+    if group == "device":
+        from predictors.latency.devices import Device, as_device
+        from supernets.paths import LATENCY_TABLES_DIR
+
+        dev = as_device(node[option])  # each option under its own name: device=[a,b] selects both side by side
+        assert isinstance(dev, Device) and (LATENCY_TABLES_DIR / dev.table_dir).is_dir()
+    elif group == "predictor":
+        from predictors.accuracy import AccuracyPredictor
+        from predictors.accuracy.loading import recipe
+        from supernets.space import MobileNetV3Space
+
+        factory = instantiate(node, _convert_="all")
+        if factory.func is recipe:  # a training recipe: an unfitted predictor of that kind
+            model = factory(space=MobileNetV3Space())
+            assert isinstance(model, AccuracyPredictor) and model.kind == node["kind"]
+        else:  # published or shipped: it predicts
+            model = factory()
+            top1 = model.predict(model.space.decode(model.space.sample_encoded(np.random.default_rng(0), 4)))
+            assert np.isfinite(top1).all() and ((top1 > 0) & (top1 < 1)).all()
+    elif group == "algorithm":
+        from search.algorithms import SearchAlgorithm
+        from search.components import build_algorithm
+
+        algo = build_algorithm(node)
+        assert isinstance(algo, SearchAlgorithm) and algo.name == node["name"] and algo.total_generations >= 1
+    elif group in ("objectives", "constraints", "export"):
+        from search.config_check import check_search_config
+        from search.objectives import DeviceObjectives
+        from search.runner import from_hydra
+
+        checked = check_search_config(from_hydra(cfg))
+        obj = DeviceObjectives.build("pixel", checked["objectives"]["names"], checked["constraints"])
+        assert obj.n_obj == len(checked["objectives"]["names"])
+    elif group == "supernet":
+        if option not in TINY_SUPERNETS:
+            pytest.skip(f"{option}: ImageNet-size, seconds to build on CPU; built by its family's tests")
+        from supernets.data.modules import create_datamodule
+        from supernets.training.pipeline import build_supernet
+
+        model, name, _ = build_supernet(node, create_datamodule(**OmegaConf.to_container(cfg.data, resolve=True)))
+        assert model.name == name == node["name"]
+    elif group == "data":
+        if OmegaConf.is_missing(cfg.data, "root"):
+            pytest.skip(f"data={option} reads the user's files (data.root=...); none are bundled")
+        from supernets.data.modules import create_datamodule
+
+        dm = create_datamodule(**node)
+        assert dm.num_classes >= 2
+    elif group in ("schedule", "experiment"):
+        from supernets.training.schedule import build_schedule
+
+        sn = SCHEDULE_SUPERNET.get(option, "ofa_mbv3_tiny") if group == "schedule" else str(cfg.supernet.name)
+        space, cost = _space_and_cost(sn)
+        if space is None:
+            pytest.skip(f"supernet {sn}: its space comes from building the wrapped timm model (seconds)")
+        sched = OmegaConf.to_container(cfg.schedule, resolve=True)
+        assert build_schedule(sched, space, global_batch_size=64, cost_fn=cost).phases
+    elif group == "trainer":
+        import torch
+
+        if node.get("accelerator") == "gpu" and not torch.cuda.is_available():
+            pytest.skip("trainer=gpu needs a CUDA device")
+        from lightning.pytorch import Trainer
+
+        assert isinstance(instantiate(node), Trainer)
+    elif group in ("logger", "callbacks"):
+        if option == "wandb":
+            pytest.importorskip("wandb", reason="logger=wandb needs the wandb package (an optional dependency)")
+        built = _instantiate_each(node)
+        assert len(built) == sum(isinstance(v, dict) and "_target_" in v for v in (node or {}).values())
+    else:  # paths, hydra: settings, nothing to build
+        assert cfg.paths.output_dir == str(tmp_path)
