@@ -74,6 +74,13 @@ class Device:
     def __str__(self) -> str:  # messages name the device
         return self.name
 
+    def to_yaml(self) -> str:
+        """The file that registers this device as ``configs/device/<name>.yaml`` (packaged under ``device.<name>``
+        so that ``device=[a,b]`` composes both side by side)."""
+        body = {"_target_": f"{__name__}.Device", **{k: v for k, v in asdict(self).items()
+                                                      if k == "name" or (v and v != self.name)}}
+        return f"# @package device.{self.name}\n" + yaml.safe_dump(body, sort_keys=False)
+
 
 def list_devices(*, device_dir: Path | None = None) -> list[str]:
     """Names accepted by ``device=...`` (aliases included), sorted."""

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from predictors.latency.measure import best_of_passes
 from predictors.latency.table import LatencyTable, LatencyTableError, atomic_write_text, save_table
@@ -184,5 +183,7 @@ def import_timings(bundle: Path | str, device: str, *, tables_dir: Path | str, r
         doc = {"name": device, "latency": "table",
                "description": description or f"{fp.get('cpu', '?')}, onnxruntime {fp.get('onnxruntime')} "
                                              f"{fp.get('provider')}, {fp.get('threads')} thread(s)"}
-        atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+        from predictors.latency.devices import Device  # the config format lives with the class it instantiates
+
+        atomic_write_text(path, Device(**doc).to_yaml())
     return folder
