@@ -181,6 +181,18 @@ SCHEDULE_SUPERNET = {"ps_ofa_mbv3": "ofa_mbv3_w10", "sandwich_bignas": "ofa_mbv3
                      "ps_resnet_tiny": "ofa_resnet_tiny", "instatune": "timm_tf_efficientnet_lite0"}
 
 
+@functools.lru_cache(maxsize=1)
+def _all_devices() -> dict:
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    from supernets.compose import group_options, hydra_on
+
+    with hydra_on():
+        cfg = compose(overrides=[f"+device=[{','.join(group_options('device'))}]"])
+    return OmegaConf.to_container(cfg.device, resolve=True)
+
+
 def _instantiate_each(node) -> list:
     from hydra.utils import instantiate
 
@@ -193,7 +205,9 @@ def test_every_config_of_every_group_composes_and_builds(group, option, tmp_path
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    if group in ("device", "predictor", "algorithm"):  # no interpolation: the option alone (cached per option)
+    if group == "device":  # every device at once (device=[a,b,...] composes each under its own name)
+        cfg, node = None, _all_devices()
+    elif group in ("predictor", "algorithm"):  # no interpolation: the option alone (cached per option)
         from supernets.compose import compose_option
 
         cfg, node = None, compose_option(group, option)
