@@ -240,6 +240,11 @@ def test_every_config_of_every_group_composes_and_builds(group, option, tmp_path
 
         algo = build_algorithm(node)
         assert isinstance(algo, SearchAlgorithm) and algo.name == node["name"] and algo.total_generations >= 1
+        if isinstance(getattr(algo, "predictor", None), dict):  # LINAS: the recipe it fits each iteration
+            from predictors.accuracy.models import build_predictor
+            from supernets.space import MobileNetV3Space
+
+            assert build_predictor(algo.predictor, MobileNetV3Space()).kind == algo.predictor["kind"]
     elif group in ("objectives", "constraints", "export"):
         from search.config_check import check_search_config
         from search.objectives import DeviceObjectives
