@@ -338,7 +338,8 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
         ev.ensure_macs_params(ids, mp_fn)
         refs = published_reference(obj.device, comps.accuracy, comps.space, comps.supernet_name) if cfg.get("plot", True) else []
         title = f"{comps.supernet_name} on {obj.device}: {algorithm_label(acfg)}, {ev.n} archs evaluated"
-        meta = {"supernet": comps.supernet_name, "predictor": predictor_name(cfg.get("predictor")), "seed": seed,
+        pred = cfg.get("predictor")
+        meta = {"supernet": comps.supernet_name, "predictor": predictor_name(pred) if pred else str(pred), "seed": seed,
                 "algorithm": fingerprint["algorithm"], "n_evaluated": ev.n, "title": title,
                 "hypervolume": hypervolume(d.archive.F(), d.ref), "reference_point": d.ref.tolist()}
         df = write_device_outputs(out / obj.device, ev, obj, ids, d.history, meta, refs=refs,
