@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from predictors.latency.devices import _layer_cost_from, device_config
+from predictors.latency.devices import device_config, layer_cost_from
 from predictors.latency.layer_cost import LayerCostModel, MeasuredNet, fit_few_shot, loo_errors
 from predictors.latency.table import LatencyTableError, atomic_write_text, load_meta, load_table
 from supernets.paths import LATENCY_TABLES_DIR
@@ -82,7 +82,7 @@ def base_layer_cost(base: str, supernet: str, geometry: Any, tables_dir: Path) -
     meta = load_meta(folder)
     table = load_table(folder) if (folder / "table.csv").is_file() else None
     try:
-        return _layer_cost_from(meta, folder, table, geometry)
+        return layer_cost_from(meta, folder, table, geometry)
     except LatencyTableError as err:
         raise SystemExit(f"base device {base!r} for {supernet}: {err} (a learned model cannot be a few-shot base)") \
             from None

@@ -33,7 +33,7 @@ from supernets.measurable import MeasurableLayers, NotMeasurableError
 from supernets.paths import LATENCY_TABLES_DIR
 
 __all__ = ["Device", "UnknownDeviceError", "as_device", "build_command", "device_config", "geometry_for",
-           "list_devices", "load_latency_model", "resolve_device", "table_buildable"]
+           "layer_cost_from", "list_devices", "load_latency_model", "resolve_device", "table_buildable"]
 
 
 class UnknownDeviceError(ValueError):
@@ -164,7 +164,7 @@ def table_buildable(supernet: str) -> bool:
     return True
 
 
-def _layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
+def layer_cost_from(meta: dict[str, Any], folder: Path, table: Any = None,
                      geometry: MeasurableLayers | None = None) -> LayerCostModel:
     """The layer-cost model a meta names: inline, the device's ``layer_cost.yaml``, or (for a measured
     table without either) fitted on the table itself at load time."""
@@ -235,12 +235,12 @@ def load_latency_model(device: str | Device, supernet: str, *, tables_dir: Path 
                                                      name="calibrated" if calib is not None else "table",
                                                      supernet=supernet, device=name)
         if meta.get("fallback") == "layer_cost" and not model.covered.all():
-            lc = _layer_cost_from(meta, folder, table, g)
+            lc = layer_cost_from(meta, folder, table, g)
             model = model.fill_missing(lc.dense(g, supernet=supernet, device=name))
         _check_positive(model, folder)
         return model
     if kind == "layer_cost":
-        return _layer_cost_from(meta, folder).dense(g, name=str(meta.get("method", "layer_cost")), supernet=supernet,
+        return layer_cost_from(meta, folder).dense(g, name=str(meta.get("method", "layer_cost")), supernet=supernet,
                                                     device=name)
     if kind == "learned":
         from predictors.latency.learned import LearnedLatencyModel
