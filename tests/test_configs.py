@@ -292,3 +292,21 @@ def test_every_config_of_every_group_composes_and_builds(group, option, tmp_path
         assert len(built) == sum(isinstance(v, dict) and "_target_" in v for v in (node or {}).values())
     else:  # paths, hydra: settings, nothing to build
         assert cfg.paths.output_dir == str(tmp_path)
+
+
+def test_a_name_composed_inside_a_running_app_leaves_the_app_hydra_as_it_was(tmp_path):
+    """search.py and scripts/reproduce.py are Hydra apps: a component looked up by name inside them is composed
+    from the app's search path when it has the option, from configs/ otherwise, and the app's Hydra is kept."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from supernets.compose import compose_option
+
+    (tmp_path / "device").mkdir()
+    (tmp_path / "device" / "my_phone.yaml").write_text(
+        "# @package device.my_phone\n_target_: predictors.latency.devices.Device\nname: my_phone\n")
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        app = GlobalHydra.instance().hydra
+        assert compose_option("device", "my_phone")["my_phone"]["name"] == "my_phone"  # the app's own option
+        assert compose_option("device", "pixel1")["pixel1"]["name"] == "pixel"  # the repository's, alias resolved
+        assert GlobalHydra.instance().hydra is app
