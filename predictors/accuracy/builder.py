@@ -23,7 +23,7 @@ import yaml
 from torch import nn
 
 from predictors.accuracy.base import atomic_write_bytes
-from predictors.accuracy.dataset import COLUMNS, AccuracyDataset, _format_row, meta_path, read_dataset, write_dataset
+from predictors.accuracy.dataset import COLUMNS, AccuracyDataset, format_row, meta_path, read_dataset, write_dataset
 from predictors.accuracy.models import torch_threads
 from predictors.accuracy.spaces import space_from_dict, space_to_dict
 from predictors.accuracy.workers import exclusive_writer
@@ -185,7 +185,7 @@ class ResumableCSV:
         if key in self.done:
             raise ValueError(f"{key} is already in {self.path}")
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(_format_row(arch, top1, macs, params))
+        csv.writer(buf, lineterminator="\n").writerow(format_row(arch, top1, macs, params))
         self._fh.write(buf.getvalue())
         self._fh.flush()
         os.fsync(self._fh.fileno())

@@ -42,8 +42,8 @@ from predictors.latency.table import (
 )
 from supernets.measurable import MeasurableLayers, measurable_for
 
-__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_summary", "load_calibration", "measure_subnets",
-           "recalibrate"]
+__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_csv", "calibration_summary", "load_calibration",
+           "measure_subnets", "recalibrate"]
 
 CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks", "passes")
 #: calibration.csv as written before measurements came in passes (each row then counts as one pass).
@@ -99,7 +99,8 @@ def _check_host(meta: dict[str, Any], env: dict[str, Any], folder: Path) -> None
         )
 
 
-def _calibration_csv(rows: list[dict[str, Any]]) -> str:
+def calibration_csv(rows: list[dict[str, Any]]) -> str:
+    """``calibration.csv``'s text for ``rows`` (columns :data:`CALIBRATION_COLUMNS`)."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CALIBRATION_COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -271,11 +272,11 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
                 elif m["value_ms"] < row["measured_ms"]:
                     row.update(measured_ms=m["value_ms"], std_ms=m["iqr_ms"] / 1.349)
                 row["passes"] += 1
-                atomic_write_text(calib_path, _calibration_csv(calibration_rows()))
+                atomic_write_text(calib_path, calibration_csv(calibration_rows()))
                 done_now += 1
         calib_rows = calibration_rows()
         if calib_rows:
-            atomic_write_text(calib_path, _calibration_csv(calib_rows))
+            atomic_write_text(calib_path, calibration_csv(calib_rows))
 
     write_meta("complete", {"calibration": calibration_summary(calib_rows)} if len(calib_rows) >= 3 else {})
     return folder
