@@ -167,7 +167,7 @@ class VitMeasurable(MeasurableLayers):
                        mlp=[max(sp.mlp_ratios)] * sp.max_depth)
         if layer.kind == "block":
             block = net.blocks[layer.where]
-            block.configure(layer.heads, layer.mlp)
+            block.set_active(layer.heads, layer.mlp)
             return block.get_static(layer.dim)
         net.set_active_subnet(arch)
         sub = net.get_active_subnet()

@@ -147,7 +147,7 @@ class ElasticViT(Supernet):
         self._embed, self._depth = int(arch.embed), int(arch.d)
         for block, h, m in zip(self.blocks, arch.heads, arch.mlp):
             if h is not None:
-                block.configure(h, int(self._embed * m))
+                block.set_active(h, int(self._embed * m))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self._embed

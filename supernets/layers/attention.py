@@ -175,7 +175,7 @@ class DynamicViTBlock(nn.Module):
         self.norm2 = _LayerNorm(max_embed, eps=LN_EPS)
         self.mlp = DynamicMlp(max_embed, max_hidden)
 
-    def configure(self, heads: int, hidden: int) -> None:
+    def set_active(self, heads: int, hidden: int) -> None:
         self.attn.active_heads, self.mlp.active_hidden = int(heads), int(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
