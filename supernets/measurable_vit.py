@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernets.layers.attention import embed_tokens
 from supernets.measurable import MeasurableLayers
 from supernets.vit_space import VitSpace
 
@@ -88,10 +89,8 @@ class _Embed(nn.Module):
         self.subnet = subnet
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from supernets.vit import _tokens
-
         s = self.subnet
-        return _tokens(x, s.patch_embed.weight, s.patch_embed.bias, s.cls_token, s.pos_embed, s.patch_size)
+        return embed_tokens(x, s.patch_embed.weight, s.patch_embed.bias, s.cls_token, s.pos_embed, s.patch_size)
 
 
 class _Head(nn.Module):

@@ -14,8 +14,9 @@ from torch import nn
 
 from supernets import MobileNetV3Space, ResNetSpace, Supernet, count_params, create_supernet, list_supernets
 from supernets.bn import recalibrate_bn
-from supernets.space import Arch, VitSpace
+from supernets.space import Arch
 from supernets.timm_space import TimmSpace
+from supernets.vit_space import VitSpace
 
 # AutoFormer's ImageNet ViTs (23-80 M weights) take minutes in these per-element tests on 2 cores; their exact
 # counts and extraction are tested on the meta device and at small scale in tests/test_vit.py.

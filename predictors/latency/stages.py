@@ -126,7 +126,7 @@ def import_timings(bundle: Path | str, device: str, *, tables_dir: Path | str, r
     for the calibrated model, else the plain table sum is served).
     """
     import supernets
-    from predictors.latency.build import calibration_csv, calibration_summary
+    from predictors.latency.calibration import calibration_csv, calibration_summary
     from predictors.latency.models import TableLatencyModel
     from supernets.measurable import measurable_for
 
