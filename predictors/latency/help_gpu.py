@@ -102,6 +102,10 @@ class HelpRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, geometry: MeasurableLayers | None = None) -> None:
         self.geometry = geometry
 
+    def __sklearn_clone__(self) -> HelpRegressor:
+        # an unfitted copy that shares the geometry: deep-copying it would rebuild its feature grids every fold
+        return HelpRegressor(self.geometry)
+
     def fit(self, x: np.ndarray, y: np.ndarray) -> HelpRegressor:
         self.model_ = fit_help_model(self.geometry, x, y)
         return self
