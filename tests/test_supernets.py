@@ -314,3 +314,16 @@ def test_every_supernet_checkpoint_names_its_supernet_and_a_wrong_one_fails_nami
         resnet.load_state_dict(state)
     legacy = {k: v for k, v in state.items() if k != "_extra_state"}  # saved before names were recorded
     create_supernet("ofa_mbv3_tiny").load_state_dict(legacy)
+
+
+def test_recalibrate_bn_averages_the_batches_with_dropout_off() -> None:
+    """The statistics are the cumulative average over the first ``n_batches`` batches, estimated with dropout (and
+    drop-path) off: only the BatchNorms run in train mode, as OFA's ``set_running_statistics`` does."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Dropout(0.5), nn.BatchNorm1d(4))
+    xs = [torch.randn(8, 4) * 3 + 1 for _ in range(3)]
+    assert recalibrate_bn(net, [(x, None) for x in xs], n_batches=2, transform=lambda x: x * 2) == 2
+    bn = net[1]
+    torch.testing.assert_close(bn.running_mean, torch.stack([(2 * x).mean(0) for x in xs[:2]]).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([(2 * x).var(0) for x in xs[:2]]).mean(0))
+    assert not net.training and not bn.training and bn.momentum == 0.1
