@@ -68,7 +68,6 @@ class _Part(nn.Module):
 
     def __init__(self, model: nn.Module, part: str) -> None:
         super().__init__()
-
         saved = [(p, a, getattr(p, a)) for p, a in stage_slots(model)]
         try:
             for p, a, _ in saved:
@@ -140,7 +139,6 @@ class TimmMeasurable(MeasurableLayers):
         return self._grids[r]
 
     def _build_grid(self, r: int) -> tuple[list[TimmLayer], list[list[TimmLayer]]]:
-
         net, sp = self.supernet, self.space
         name = net.model_name
         rr = np.array([r])
@@ -199,7 +197,6 @@ class TimmMeasurable(MeasurableLayers):
     @torch.no_grad()
     def build(self, layer: TimmLayer) -> nn.Module:
         """A static module of ``layer`` with the supernet's weights (the block cut as the subnet would be)."""
-
         net = self.supernet
         if layer.kind in ("stem", "head"):
             return _Part(net.model, layer.kind)

@@ -176,6 +176,7 @@ class DynamicViTBlock(nn.Module):
         self.mlp = DynamicMlp(max_embed, max_hidden)
 
     def set_active(self, heads: int, hidden: int) -> None:
+        """Choose the active number of heads and MLP hidden width."""
         self.attn.active_heads, self.mlp.active_hidden = int(heads), int(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from supernets.space import MobileNetV3Space, ResNetSpace
+
 __all__ = [
     "OFA_FILES",
     "convert_ofa_checkpoint",
@@ -155,8 +157,6 @@ def convert_ofa_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Mo
     Raises ``ValueError`` naming the supernet the file fits when it is of another space (family, width, block
     count or a tensor's shape), and listing the keys that map nowhere.
     """
-    from supernets.space import MobileNetV3Space, ResNetSpace
-
     target = getattr(model, "name", type(model).__name__)
     family, described = identify_ofa_state_dict(state)
     # the family by its space, so this loader (which the families call) never imports the families back
