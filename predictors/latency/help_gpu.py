@@ -115,7 +115,13 @@ class HelpRegressor(RegressorMixin, BaseEstimator):
 
 
 def split_indices(n: int, *, seed: int = 0, test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` row indices of the held-out split (a seeded permutation; the first rows are test)."""
+    """``(train, test)`` row indices of the held-out split (a seeded permutation; the first rows are test).
+
+    Not ``sklearn.model_selection.train_test_split``: it draws with numpy's legacy ``RandomState``, so seed 0 would
+    hold out another 1000 rows (222 in common with these) and move every published held-out figure (RESULTS.md's
+    HELP rows, each ``latency_tables/help_*/meta.yaml``; e.g. titan_xp_b1's Spearman 0.790 -> 0.775). Callers that
+    need the split take it from here rather than re-deriving it.
+    """
     perm = np.random.default_rng(seed).permutation(n)
     n_test = round(test_fraction * n)
     return perm[n_test:], perm[:n_test]
