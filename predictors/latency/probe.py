@@ -19,8 +19,6 @@ supernet=<name> device=host_cpu restart=true``. ``scripts/bench_host_refresh.py`
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import shutil
 import tempfile
@@ -235,7 +233,7 @@ def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables
     the table's measurement settings. The per-block entries are kept; ``meta.yaml`` records this machine's
     fingerprint under ``calibration`` and what was done under ``refreshed``. Returns that ``refreshed`` record."""
     import predictors
-    from predictors.latency.build import CALIBRATION_COLUMNS
+    from predictors.latency.calibration import calibration_csv
     from predictors.latency.devices import device_config
 
     if k < 3:
@@ -262,11 +260,7 @@ def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "table.csv", dst / ".table.csv.tmp")
     (dst / ".table.csv.tmp").replace(dst / "table.csv")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CALIBRATION_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(dst / "calibration.csv", buf.getvalue())
+    atomic_write_text(dst / "calibration.csv", calibration_csv(rows))
     env = environment_fingerprint(settings)
     refreshed = {"how": f"recalibrated on {k} whole subnets timed on this machine; per-block table kept",
                  "from": str(src), "table_fingerprint": meta.get("fingerprint"), "k": k, "seed": seed,
