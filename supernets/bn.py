@@ -53,7 +53,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, n_batches: int = 20,
         transform: optional callable applied to each input batch (e.g. resize to the subnet's resolution).
 
     Returns:
-        The number of batches used. The model is left in eval mode.
+        The number of batches used (0 for a model without BatchNorm). The model is left in eval mode.
 
     Raises:
         ValueError: ``n_batches`` below 1, or no batch at all; the earlier statistics are then kept (also when
@@ -62,6 +62,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, n_batches: int = 20,
     if n_batches < 1:
         raise ValueError(f"recalibrate_bn needs n_batches >= 1 to estimate statistics, got {n_batches!r}")
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:  # nothing to estimate (a ViT: LayerNorm only); update_bn would not read a batch either
+        model.eval()
+        return 0
     # The statistics before the reset, restored if recalibration fails: a bad loader must not wipe them.
     before = [({k: t.clone() for k, t in m.named_buffers(recurse=False)}, m.momentum) for m in bns]
     used = 0

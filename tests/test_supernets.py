@@ -327,3 +327,5 @@ def test_recalibrate_bn_averages_the_batches_with_dropout_off() -> None:
     torch.testing.assert_close(bn.running_mean, torch.stack([(2 * x).mean(0) for x in xs[:2]]).mean(0))
     torch.testing.assert_close(bn.running_var, torch.stack([(2 * x).var(0) for x in xs[:2]]).mean(0))
     assert not net.training and not bn.training and bn.momentum == 0.1
+    ln = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)).train()
+    assert recalibrate_bn(ln, xs, n_batches=2) == 0 and not ln.training  # no BatchNorm: nothing to estimate
