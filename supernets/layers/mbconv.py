@@ -176,7 +176,7 @@ class ElasticSE(nn.Module):
     def get_static(self, channels: int) -> nn.Module:
         """timm's ``SqueezeExcite`` for ``channels`` input channels, with the copied weights."""
         w = self.conv_reduce.weight
-        se = se_layer(se_channels(channels))(channels, device=w.device, dtype=w.dtype)
+        se = se_layer(se_channels(channels))(channels).to(device=w.device, dtype=w.dtype)
         targets = (se.conv_reduce.weight, se.conv_reduce.bias, se.conv_expand.weight, se.conv_expand.bias)
         for dst, src in zip(targets, self.active_weights(channels)):
             dst.copy_(src)
@@ -439,7 +439,7 @@ class ElasticMBConv(nn.Module):
         block = InvertedResidual(self.in_chs, self.out_chs, dw_kernel_size=self.active_kernel, stride=self.stride,
                                  exp_ratio=mid / self.in_chs, act_layer=ACTIVATIONS[self.act_name],
                                  se_layer=se_layer(se_channels(mid)) if self.se is not None else None,
-                                 device=w.device, dtype=w.dtype)
+                                 ).to(device=w.device, dtype=w.dtype)
         if block.conv_pw.out_channels != mid:
             raise RuntimeError(f"timm's InvertedResidual made {block.conv_pw.out_channels} middle channels, OFA's "
                                f"rule {mid} (in {self.in_chs}, expand to {mid})")
