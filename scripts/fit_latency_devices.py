@@ -164,9 +164,10 @@ def main() -> None:
     lc = fit_note10(geos)
     fit_devices(lc, geos)
     if args.help_gpu:
-        from predictors.latency.help_gpu import fit_all
+        from predictors.latency.help_fit import fit_all, write_device_configs
+        from supernets.paths import CONFIG_DIR
 
-        fit_all()
+        write_device_configs(fit_all(), CONFIG_DIR / "device")
 
 
 if __name__ == "__main__":

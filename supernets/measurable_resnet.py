@@ -211,5 +211,5 @@ class ResNetMeasurable(MeasurableLayers):
             return _PoolLinear(static_linear(net.classifier, layer.c_in))
         s, j, width, e = where
         block = net.stages[s][j]
-        block.configure(width, e)
+        block.set_active(width, e)
         return block.get_static(layer.c_in)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from supernets.layers.attention import embed_tokens
 from supernets.measurable import MeasurableLayers
 from supernets.vit_space import VitSpace
 
@@ -88,10 +89,8 @@ class _Embed(nn.Module):
         self.subnet = subnet
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from supernets.vit import _tokens
-
         s = self.subnet
-        return _tokens(x, s.patch_embed.weight, s.patch_embed.bias, s.cls_token, s.pos_embed, s.patch_size)
+        return embed_tokens(x, s.patch_embed.weight, s.patch_embed.bias, s.cls_token, s.pos_embed, s.patch_size)
 
 
 class _Head(nn.Module):
@@ -167,7 +166,7 @@ class VitMeasurable(MeasurableLayers):
                        mlp=[max(sp.mlp_ratios)] * sp.max_depth)
         if layer.kind == "block":
             block = net.blocks[layer.where]
-            block.configure(layer.heads, layer.mlp)
+            block.set_active(layer.heads, layer.mlp)
             return block.get_static(layer.dim)
         net.set_active_subnet(arch)
         sub = net.get_active_subnet()

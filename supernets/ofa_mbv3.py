@@ -14,23 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from timm.models._efficientnet_blocks import SqueezeExcite
-from timm.models._efficientnet_builder import decode_arch_def, round_channels
+from timm.models._efficientnet_builder import decode_arch_def
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
 from supernets.base import Supernet
 from supernets.layers.dynamic import sliced_weights
-from supernets.layers.mbconv import ACTIVATIONS, ElasticMBConv, copy_bn_, se_channels
+from supernets.layers.mbconv import ACTIVATIONS, ElasticMBConv, se_layer
 from supernets.registry import register_supernet
 from supernets.space import Arch, MobileNetV3Space
-from supernets.utils import make_divisible, make_divisible_np
+from supernets.utils import copy_bn_, make_divisible, make_divisible_np
 
 __all__ = [
     "MobileNetV3Config",
@@ -275,11 +273,10 @@ class OFAMobileNetV3(Supernet):
     def get_active_subnet(self) -> MobileNetV3:
         """timm ``MobileNetV3`` of the active arch with copied (contiguous) weights, same device and dtype."""
         c, arch = self.config, self.active_arch
-        se_layer = partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.ReLU, rd_round_fn=round_channels)
         net = MobileNetV3(
             decode_arch_def(self.timm_arch_def(arch)),
             num_classes=c.num_classes, in_chans=c.in_chans, stem_size=c.stem_chs, fix_stem=True,
-            num_features=c.head_chs, head_bias=False, act_layer=nn.Hardswish, se_layer=se_layer,
+            num_features=c.head_chs, head_bias=False, act_layer=nn.Hardswish, se_layer=se_layer(),
             drop_rate=c.dropout,
         )
         if c.stem_stride != 2:
@@ -288,32 +285,23 @@ class OFAMobileNetV3(Supernet):
         p = self.conv_stem.weight
         net.to(device=p.device, dtype=p.dtype)
         net.conv_stem.weight.copy_(self.conv_stem.weight)
-        copy_bn_(net.bn1, self.bn1, c.stem_chs)
+        copy_bn_(net.bn1, self.bn1)
         first = net.blocks[0][0]
         first.conv_dw.weight.copy_(self.first_dw.weight)
-        copy_bn_(first.bn1, self.first_bn1, c.stem_chs)
+        copy_bn_(first.bn1, self.first_bn1)
         first.conv_pw.weight.copy_(self.first_pw.weight)
-        copy_bn_(first.bn2, self.first_bn2, c.first_chs)
+        copy_bn_(first.bn2, self.first_bn2)
         for s, stage in enumerate(self.stages):
             for j, blk in enumerate(stage[: arch.d[s]]):  # configured by set_active_subnet
-                target = net.blocks[s + 1][j]
-                if blk.use_se:
-                    _check_se(target.se, se_channels(blk.active_mid))
-                blk.export_to(target)
+                net.blocks[s + 1][j] = blk.get_static()
         final = net.blocks[-1][0]
         final.conv.weight.copy_(self.final_conv.weight)
-        copy_bn_(final.bn1, self.final_bn, c.final_chs)
+        copy_bn_(final.bn1, self.final_bn)
         net.conv_head.weight.copy_(self.conv_head.weight)
         net.classifier.weight.copy_(self.classifier.weight)
         net.classifier.bias.copy_(self.classifier.bias)
         net.train(self.training)
         return net
-
-
-def _check_se(se: nn.Module, expected: int) -> None:
-    got = se.conv_reduce.weight.shape[0]
-    if got != expected:
-        raise RuntimeError(f"timm SE reduce width {got} differs from OFA's {expected}")
 
 
 # ------------------------------------------------------------------------------------- builders

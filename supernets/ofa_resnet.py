@@ -137,7 +137,7 @@ class OFAResNet(Supernet):
             depth = space.base_depths[s] + arch.d[s + 1]
             self._stage_depths[s] = depth
             for j in range(depth):
-                stage[j].configure(self.stage_widths[s][w[2 + s]], e[offset + j])
+                stage[j].set_active(self.stage_widths[s][w[2 + s]], e[offset + j])
             offset += len(stage)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -42,25 +42,17 @@ def _prefixed(name: str) -> tuple[Callable[..., Supernet], str] | None:
     return None
 
 
-def _ensure_families_imported() -> None:
-    # Families register on import; importing the package imports them all.
-    import supernets  # noqa: F401
-
-
 def list_supernets(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style pattern, sorted."""
-    _ensure_families_imported()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def is_supernet(name: str) -> bool:
-    _ensure_families_imported()
     return name in _REGISTRY or _prefixed(name) is not None
 
 
 def create_supernet(name: str, **kwargs) -> Supernet:
     """Build a registered supernet, e.g. ``create_supernet("ofa_mbv3_w10", num_classes=10)``."""
-    _ensure_families_imported()
     routed = None if name in _REGISTRY else _prefixed(name)
     if name not in _REGISTRY and routed is None:
         prefixes = "".join(f", or {p}<name>" for p in _PREFIXES)

@@ -31,7 +31,9 @@ __all__ = [
     "MobileNetV3Space",
     "ResNetSpace",
     "SearchSpace",
-    "VitSpace",
+    "check_increasing",
+    "gene_list",
+    "stage_slot_mask",
 ]
 
 #: Index stored in an encoded matrix for a slot the arch does not use.
@@ -399,7 +401,7 @@ def _parse_number(token: str, choices: tuple[Any, ...], group: str, text: str) -
     return float(token) if is_float else int(token)
 
 
-def _stage_slot_mask(depth: np.ndarray, slots_per_stage: Sequence[int]) -> np.ndarray:
+def stage_slot_mask(depth: np.ndarray, slots_per_stage: Sequence[int]) -> np.ndarray:
     """(n, sum(slots)) mask: slot j of stage s is used when j < depth[:, s]."""
     pos = np.concatenate([np.arange(k) for k in slots_per_stage])
     stage = np.repeat(np.arange(len(slots_per_stage)), slots_per_stage)
@@ -411,7 +413,7 @@ def _default_resolutions() -> tuple[int, ...]:
     return tuple(range(128, 225, 4))
 
 
-def _gene_list(config: Mapping[str, Any], key: str) -> list:
+def gene_list(config: Mapping[str, Any], key: str) -> list:
     """An OFA dict's per-slot gene as a list; a scalar or string gets the contract's ValueError, not a TypeError."""
     v = config[key]
     if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
@@ -419,7 +421,7 @@ def _gene_list(config: Mapping[str, Any], key: str) -> list:
     return list(v)
 
 
-def _check_increasing(**choices: Sequence[float]) -> None:
+def check_increasing(**choices: Sequence[float]) -> None:
     """Every gene's choices non-empty and strictly increasing (min/max archs and encodings rely on it)."""
     for label, ch in choices.items():
         if not ch or list(ch) != sorted(set(ch)):
@@ -443,7 +445,7 @@ class MobileNetV3Space(SearchSpace):
     resolutions: tuple[int, ...] = field(default_factory=_default_resolutions)
 
     def __post_init__(self) -> None:
-        _check_increasing(kernel_sizes=self.kernel_sizes, expand_ratios=self.expand_ratios, depths=self.depths,
+        check_increasing(kernel_sizes=self.kernel_sizes, expand_ratios=self.expand_ratios, depths=self.depths,
                           resolutions=self.resolutions)
         if min(self.depths) < 1:
             raise ValueError(f"depths must be >= 1, got {self.depths}")
@@ -465,7 +467,7 @@ class MobileNetV3Space(SearchSpace):
 
     def _active_mask(self, encoded: np.ndarray) -> np.ndarray:
         depth = np.asarray(self.depths)[encoded[:, 1 : 1 + self.n_stages]]
-        slot = _stage_slot_mask(depth, [self.max_depth] * self.n_stages)
+        slot = stage_slot_mask(depth, [self.max_depth] * self.n_stages)
         head = np.ones((encoded.shape[0], 1 + self.n_stages), dtype=bool)
         return np.concatenate([head, slot, slot], axis=1)
 
@@ -478,7 +480,7 @@ class MobileNetV3Space(SearchSpace):
         missing = [k for k in ("ks", "e", "d", "r") if k not in config]
         if missing:
             raise ValueError(f"OFA MobileNetV3 dict needs keys ks, e, d, r; missing {missing}")
-        return self.arch(r=config["r"], d=_gene_list(config, "d"), ks=_gene_list(config, "ks"), e=_gene_list(config, "e"))
+        return self.arch(r=config["r"], d=gene_list(config, "d"), ks=gene_list(config, "ks"), e=gene_list(config, "e"))
 
     def to_ofa_dict(self, arch: Arch) -> dict[str, Any]:
         fill = {"ks": self.kernel_sizes[0], "e": self.expand_ratios[0]}
@@ -506,7 +508,7 @@ class ResNetSpace(SearchSpace):
     resolutions: tuple[int, ...] = field(default_factory=_default_resolutions)
 
     def __post_init__(self) -> None:
-        _check_increasing(depths=self.depths, expand_ratios=self.expand_ratios, width_mults=self.width_mults,
+        check_increasing(depths=self.depths, expand_ratios=self.expand_ratios, width_mults=self.width_mults,
                           resolutions=self.resolutions)
         if min(self.depths) < 0 or len(self.depths) < 2:
             raise ValueError(f"depths (extra blocks per stage) must hold at least two values >= 0, got {self.depths}: "
@@ -537,7 +539,7 @@ class ResNetSpace(SearchSpace):
     def _active_mask(self, encoded: np.ndarray) -> np.ndarray:
         n = encoded.shape[0]
         depth = np.asarray(self.base_depths)[None, :] + np.asarray(self.depths)[encoded[:, 2 : 2 + self.n_stages]]
-        slot = _stage_slot_mask(depth, self.stage_slots)
+        slot = stage_slot_mask(depth, self.stage_slots)
         head = np.ones((n, 2 + self.n_stages), dtype=bool)
         tail = np.ones((n, self.n_stages + 2), dtype=bool)
         return np.concatenate([head, slot, tail], axis=1)
@@ -556,13 +558,13 @@ class ResNetSpace(SearchSpace):
         missing = [k for k in ("d", "e", "w", "r") if k not in config]
         if missing:
             raise ValueError(f"OFA ResNet dict needs keys d, e, w, r; missing {missing}")
-        d = _gene_list(config, "d")
+        d = gene_list(config, "d")
         if len(d) != self.n_stages + 1:
             raise ValueError(f"gene 'd' needs {self.n_stages + 1} values, got {len(d)}: {d}")
         if d[0] not in self.depths:
             raise ValueError(f"gene d[0] value {d[0]!r} is not one of the allowed choices {list(self.depths)}")
         d[0] = max(self.depths) if d[0] == max(self.depths) else min(self.depths)
-        w_idx = _gene_list(config, "w")
+        w_idx = gene_list(config, "w")
         w = []
         for i, k in enumerate(w_idx):
             if not isinstance(k, (int, np.integer)) or not 0 <= k < len(self.width_mults):
@@ -571,14 +573,10 @@ class ResNetSpace(SearchSpace):
                     f"{list(range(len(self.width_mults)))}"
                 )
             w.append(self.width_mults[k])
-        return self.arch(r=config["r"], d=d, e=_gene_list(config, "e"), w=w)
+        return self.arch(r=config["r"], d=d, e=gene_list(config, "e"), w=w)
 
     def to_ofa_dict(self, arch: Arch) -> dict[str, Any]:
         e = [self.expand_ratios[0] if v is None else v for v in arch.e]
         w = [self.width_mults.index(v) for v in arch.w]
         return {"d": list(arch.d), "e": e, "w": w, "r": arch.r}
 
-
-# The ViT family's space lives in its own module; importing it here lets ``space_from_dict`` and
-# ``supernets.space.VitSpace`` find it like the CNN spaces (it imports only names defined above).
-from supernets.vit_space import VitSpace  # noqa: E402

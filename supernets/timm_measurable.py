@@ -26,6 +26,7 @@ from torch import nn
 
 from supernets.measurable import MeasurableLayers
 from supernets.profile import count_macs
+from supernets.timm_blocks import block_costs, cut_bottleneck, cut_ir, mid_layers, stage_slots
 from supernets.timm_space import TimmSpace
 
 __all__ = ["TimmLayer", "TimmMeasurable"]
@@ -67,9 +68,7 @@ class _Part(nn.Module):
 
     def __init__(self, model: nn.Module, part: str) -> None:
         super().__init__()
-        from supernets.timm_supernet import _stage_slots
-
-        saved = [(p, a, getattr(p, a)) for p, a in _stage_slots(model)]
+        saved = [(p, a, getattr(p, a)) for p, a in stage_slots(model)]
         try:
             for p, a, _ in saved:
                 setattr(p, a, nn.Sequential())
@@ -140,8 +139,6 @@ class TimmMeasurable(MeasurableLayers):
         return self._grids[r]
 
     def _build_grid(self, r: int) -> tuple[list[TimmLayer], list[list[TimmLayer]]]:
-        from supernets.timm_supernet import _block_costs, _mid_layers
-
         net, sp = self.supernet, self.space
         name = net.model_name
         rr = np.array([r])
@@ -160,9 +157,9 @@ class TimmMeasurable(MeasurableLayers):
                     if kind == "fixed":
                         feats = self._count(layer)
                     else:
-                        macs, _ = _block_costs(blk, kind, np.array([mid]), np.array([k]), np.array([h_in]),
+                        macs, _ = block_costs(blk, kind, np.array([mid]), np.array([k]), np.array([h_in]),
                                                np.array([h_out]))
-                        cout = _mid_layers(blk, kind)[1].out_channels
+                        cout = mid_layers(blk, kind)[1].out_channels
                         dw = h_out * h_out * mid * k * k if kind == "ir" else 0
                         feats = {"const": 1.0, "act_io": (h_in * h_in * c_in + h_out * h_out * cout) * 1e-6,
                                  "act_mid": (h_in * h_in + h_out * h_out) * mid * 1e-6}
@@ -200,8 +197,6 @@ class TimmMeasurable(MeasurableLayers):
     @torch.no_grad()
     def build(self, layer: TimmLayer) -> nn.Module:
         """A static module of ``layer`` with the supernet's weights (the block cut as the subnet would be)."""
-        from supernets.timm_supernet import _cut_bottleneck, _cut_ir
-
         net = self.supernet
         if layer.kind in ("stem", "head"):
             return _Part(net.model, layer.kind)
@@ -210,9 +205,9 @@ class TimmMeasurable(MeasurableLayers):
         stage = net.stages[s]
         blk = copy.deepcopy(stage[j])
         if stage.kinds[j] == "ir":
-            _cut_ir(blk, layer.mid, net._dw_kernel(s, stage, j, layer.mid, layer.kernel).detach().clone())
+            cut_ir(blk, layer.mid, net._dw_kernel(s, stage, j, layer.mid, layer.kernel).detach().clone())
         elif stage.kinds[j] == "bottleneck":
-            _cut_bottleneck(blk, layer.mid)
+            cut_bottleneck(blk, layer.mid)
         return blk
 
 

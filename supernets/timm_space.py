@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from supernets.space import Arch, Column, SearchSpace, _check_increasing, _gene_list, _stage_slot_mask
+from supernets.space import Arch, Column, SearchSpace, check_increasing, gene_list, stage_slot_mask
 
 __all__ = ["TimmSpace"]
 
@@ -49,7 +49,7 @@ class TimmSpace(SearchSpace):
     resolutions: tuple[int, ...] = (224,)
 
     def __post_init__(self) -> None:
-        _check_increasing(kernel_sizes=self.kernel_sizes, expand_ratios=self.expand_ratios,
+        check_increasing(kernel_sizes=self.kernel_sizes, expand_ratios=self.expand_ratios,
                           resolutions=self.resolutions)
         if self.expand_ratios[-1] != 1.0 or self.expand_ratios[0] <= 0:
             raise ValueError(f"expand_ratios are fractions of the original width in (0, 1] ending with 1.0 (the "
@@ -109,7 +109,7 @@ class TimmSpace(SearchSpace):
     def _active_mask(self, encoded: np.ndarray) -> np.ndarray:
         d_sl = slice(1, 1 + self.n_stages)
         depth = np.asarray(self.min_depths)[None, :] + encoded[:, d_sl]
-        slot = _stage_slot_mask(depth, self.stage_blocks)
+        slot = stage_slot_mask(depth, self.stage_blocks)
         head = np.ones((encoded.shape[0], 1 + self.n_stages), dtype=bool)
         return np.concatenate([head, *([slot] * (2 if self.has_kernels else 1))], axis=1)
 
@@ -128,7 +128,7 @@ class TimmSpace(SearchSpace):
         missing = [k for k in keys if k not in config]
         if missing:
             raise ValueError(f"a dict of space {self.name!r} needs keys {list(keys)}; missing {missing}")
-        genes = {k: config[k] if k == "r" else _gene_list(config, k) for k in keys}
+        genes = {k: config[k] if k == "r" else gene_list(config, k) for k in keys}
         return self.arch(**genes)
 
     def to_ofa_dict(self, arch: Arch) -> dict[str, Any]:

@@ -34,8 +34,7 @@ from timm.layers import BatchNormAct2d
 from timm.layers.conv2d_same import Conv2dSame, conv2d_same
 from timm.models._efficientnet_blocks import InvertedResidual, SqueezeExcite
 from timm.models.efficientnet import EfficientNet
-from timm.models.mobilenetv3 import MobileNetV3
-from timm.models.resnet import Bottleneck, ResNet
+from timm.models.resnet import Bottleneck
 from torch import nn
 
 from supernets.base import Supernet
@@ -43,6 +42,7 @@ from supernets.layers.dynamic import prefix
 from supernets.profile import count_macs
 from supernets.registry import register_supernet, register_supernet_prefix
 from supernets.space import Arch
+from supernets.timm_blocks import block_costs, conv_padding, cut_bottleneck, cut_ir, mid_layers, stage_slots
 from supernets.timm_space import TimmSpace
 from supernets.utils import band_offsets, make_divisible, permute_bn_
 
@@ -60,12 +60,7 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, groups: int | 
     groups = conv.groups if groups is None else groups
     if isinstance(conv, Conv2dSame):  # TF "same": the padding follows the kernel size at run time
         return conv2d_same(x, weight, bias, conv.stride, (0, 0), conv.dilation, groups)
-    return F.conv2d(x, weight, bias, conv.stride, _padding(conv, weight.shape[-1]), conv.dilation, groups)
-
-
-def _padding(conv: nn.Conv2d, k: int) -> tuple[int, int]:
-    shift = (conv.weight.shape[-1] - k) // 2
-    return (conv.padding[0] - shift * conv.dilation[0], conv.padding[1] - shift * conv.dilation[1])
+    return F.conv2d(x, weight, bias, conv.stride, conv_padding(conv, weight.shape[-1]), conv.dilation, groups)
 
 
 def _bn(bn: nn.BatchNorm2d, x: torch.Tensor, n: int) -> torch.Tensor:
@@ -132,11 +127,6 @@ def _kind(blk: nn.Module) -> str:
     return "fixed"
 
 
-def _mid_layers(blk: nn.Module, kind: str) -> tuple[nn.Conv2d, nn.Conv2d]:
-    """The conv producing a block's elastic middle channels and the conv reading them."""
-    return (blk.conv_pw, blk.conv_pwl) if kind == "ir" else (blk.conv1, blk.conv3)
-
-
 def _keeps_shape(blk: nn.Module) -> bool:
     """Whether a block can be left out (its output has its input's shape: an identity shortcut)."""
     if isinstance(blk, Bottleneck):
@@ -168,17 +158,6 @@ class ElasticStage(nn.Sequential):
         return x
 
 
-def _stage_slots(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """Where each stage of a supported timm model lives: ``(parent, attribute)``."""
-    if isinstance(model, (EfficientNet, MobileNetV3)):
-        return [(model.blocks, str(i)) for i in range(len(model.blocks))]
-    if isinstance(model, ResNet):
-        return [(model, f"layer{i}") for i in range(1, 5)]
-    raise ValueError(f"timm model class {type(model).__name__} is not supported as a supernet; supported: "
-                     f"EfficientNet (efficientnet_*, tf_efficientnet_*, efficientnet_lite*, mnasnet_*), MobileNetV3 "
-                     f"(mobilenetv3_*), ResNet with bottleneck blocks (resnet50, resnet101, ...)")
-
-
 # ------------------------------------------------------------------------------------ supernet
 class TimmSupernet(Supernet):
     """A timm CNN with elastic stages (see the module docstring). ``self.model`` is the timm model itself."""
@@ -187,7 +166,7 @@ class TimmSupernet(Supernet):
                  kernel_sizes: Sequence[int] = (3, 5, 7), expand_ratios: Sequence[float] = (0.5, 0.75, 1.0),
                  depth_drop: int = 2) -> None:
         stages = []
-        for parent, attr in _stage_slots(model):
+        for parent, attr in stage_slots(model):
             stage = ElasticStage(getattr(parent, attr).children())
             setattr(parent, attr, stage)
             stages.append(stage)
@@ -227,7 +206,7 @@ class TimmSupernet(Supernet):
         blk, kind = self.stages[s][j], self.stages[s].kinds[j]
         if kind == "fixed":
             return 0
-        full = _mid_layers(blk, kind)[0].out_channels
+        full = mid_layers(blk, kind)[0].out_channels
         return full if ratio >= 1.0 else min(make_divisible(full * ratio, 8), full)
 
     def _apply_arch(self, arch: Arch) -> None:
@@ -298,7 +277,7 @@ class TimmSupernet(Supernet):
             mid = mids[np.clip(np.searchsorted(ratios, e[:, i]), 0, len(ratios) - 1)]
             k = ks[:, i] if ks is not None else np.zeros(len(x), dtype=np.int64)
             h_in, h_out = self._block_sizes(s, j, r)
-            b_macs, b_params = _block_costs(self.stages[s][j], kind, mid, k, h_in, h_out)
+            b_macs, b_params = block_costs(self.stages[s][j], kind, mid, k, h_in, h_out)
             macs += np.where(used[:, i], b_macs, 0)
             params += np.where(used[:, i], b_params, 0)
         return macs, params
@@ -310,9 +289,9 @@ class TimmSupernet(Supernet):
         for stage in self.stages:
             for blk, kind in zip(stage, stage.kinds):
                 if kind != "fixed":
-                    mid, _ = _mid_layers(blk, kind)
+                    mid, _ = mid_layers(blk, kind)
                     k = blk.conv_dw.weight.shape[-1] if kind == "ir" else 0
-                    total -= int(_block_costs(blk, kind, mid.out_channels * one, k * one, one, one)[1][0])
+                    total -= int(block_costs(blk, kind, mid.out_channels * one, k * one, one, one)[1][0])
         return int(total)
 
     def _fixed_macs_at(self, r: int) -> int:
@@ -327,10 +306,10 @@ class TimmSupernet(Supernet):
             for s, stage in enumerate(self.stages):
                 for j, (blk, kind) in enumerate(zip(stage, stage.kinds)):
                     if kind != "fixed":
-                        mid = _mid_layers(blk, kind)[0].out_channels
+                        mid = mid_layers(blk, kind)[0].out_channels
                         k = blk.conv_dw.weight.shape[-1] if kind == "ir" else 0
                         h_in, h_out = self._block_sizes(s, j, rr)
-                        total -= int(_block_costs(blk, kind, np.array([mid]), np.array([k]), h_in, h_out)[0][0])
+                        total -= int(block_costs(blk, kind, np.array([mid]), np.array([k]), h_in, h_out)[0][0])
             self._fixed_macs[r] = int(total)
         return self._fixed_macs[r]
 
@@ -372,7 +351,7 @@ class TimmSupernet(Supernet):
     def get_active_subnet(self) -> nn.Module:
         """The timm model of the active arch: the same class, the active blocks cut to size (copied weights)."""
         net = copy.deepcopy(self.model)
-        slots = _stage_slots(net)
+        slots = stage_slots(net)
         for s, (parent, attr) in enumerate(slots):
             stage: ElasticStage = getattr(parent, attr)
             blocks = []
@@ -380,9 +359,9 @@ class TimmSupernet(Supernet):
                 blk, kind = stage[j], stage.kinds[j]
                 mid, k = stage.active[j]
                 if kind == "ir":
-                    _cut_ir(blk, mid, self._dw_kernel(s, self.stages[s], j, mid, k).detach())
+                    cut_ir(blk, mid, self._dw_kernel(s, self.stages[s], j, mid, k).detach())
                 elif kind == "bottleneck":
-                    _cut_bottleneck(blk, mid)
+                    cut_bottleneck(blk, mid)
                 blocks.append(blk)
             setattr(parent, attr, nn.Sequential(*blocks))
         net.train(self.training)
@@ -398,67 +377,10 @@ def _stride(blk: nn.Module) -> int:
     return max(m.stride[0] for m in blk.modules() if isinstance(m, nn.Conv2d))
 
 
-def _block_costs(blk: nn.Module, kind: str, mid: np.ndarray, k: np.ndarray, h_in: np.ndarray,
-                 h_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MACs (convs, SE included) and parameters (convs, BN affine, SE biases) of an elastic block."""
-    cin, cout = _mid_layers(blk, kind)[0].in_channels, _mid_layers(blk, kind)[1].out_channels
-    if kind == "ir":
-        macs = h_in * h_in * cin * mid + h_out * h_out * mid * (k * k + cout)
-        params = cin * mid + mid * k * k + mid * cout + 4 * mid + 2 * cout
-        if not isinstance(blk.se, nn.Identity):
-            rd = blk.se.conv_reduce.out_channels
-            macs = macs + 2 * mid * rd
-            params = params + 2 * mid * rd + rd + mid
-        return macs, params
-    k2 = blk.conv2.kernel_size[0] * blk.conv2.kernel_size[1]
-    macs = h_in * h_in * cin * mid + h_out * h_out * mid * (mid * k2 + cout)
-    params = cin * mid + mid * mid * k2 + mid * cout + 4 * mid + 2 * cout
-    return macs, params
-
-
 # ------------------------------------------------------------------------------ cutting and sorting
-def _cut_conv(conv: nn.Conv2d, weight: torch.Tensor, groups: int | None = None) -> None:
-    groups = conv.groups if groups is None else groups
-    k = weight.shape[-1]
-    if not isinstance(conv, Conv2dSame):
-        conv.padding = _padding(conv, k)
-    conv.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=conv.weight.requires_grad)
-    if conv.bias is not None:
-        conv.bias = nn.Parameter(conv.bias[: weight.shape[0]].detach().clone())
-    conv.out_channels, conv.in_channels = weight.shape[0], weight.shape[1] * groups
-    conv.kernel_size, conv.groups = (k, k), groups
-
-
-def _cut_bn(bn: nn.BatchNorm2d, n: int) -> None:
-    for name in ("weight", "bias"):
-        setattr(bn, name, nn.Parameter(getattr(bn, name)[:n].detach().clone()))
-    for name in ("running_mean", "running_var"):
-        setattr(bn, name, getattr(bn, name)[:n].clone())
-    bn.num_features = n
-
-
-def _cut_ir(blk: InvertedResidual, mid: int, dw: torch.Tensor) -> None:
-    _cut_conv(blk.conv_pw, blk.conv_pw.weight[:mid])
-    _cut_bn(blk.bn1, mid)
-    _cut_conv(blk.conv_dw, dw, groups=mid)
-    _cut_bn(blk.bn2, mid)
-    if not isinstance(blk.se, nn.Identity):
-        _cut_conv(blk.se.conv_reduce, blk.se.conv_reduce.weight[:, :mid])
-        _cut_conv(blk.se.conv_expand, blk.se.conv_expand.weight[:mid])
-    _cut_conv(blk.conv_pwl, blk.conv_pwl.weight[:, :mid])
-
-
-def _cut_bottleneck(blk: Bottleneck, mid: int) -> None:
-    _cut_conv(blk.conv1, blk.conv1.weight[:mid])
-    _cut_bn(blk.bn1, mid)
-    _cut_conv(blk.conv2, blk.conv2.weight[:mid, :mid])
-    _cut_bn(blk.bn2, mid)
-    _cut_conv(blk.conv3, blk.conv3.weight[:, :mid])
-
-
 @torch.no_grad()
 def _sort_block(blk: nn.Module, kind: str, widths: list[int], expand_stage: int) -> None:
-    reader = _mid_layers(blk, kind)[1].weight
+    reader = mid_layers(blk, kind)[1].weight
     importance = reader.detach().abs().sum(dim=(0, 2, 3)).double()
     importance += band_offsets(len(importance), widths, expand_stage, importance.device)
     idx = torch.argsort(importance, descending=True, stable=True).to(reader.device)
@@ -521,7 +443,7 @@ def build_timm_supernet(model_name: str, *, pretrained: str | None = None, num_c
     model = timm.create_model(model_name, pretrained=False, **kwargs)
     if pretrained:
         load_pretrained(model, str(pretrained), model_name)
-    _stage_slots(model)  # refuse unsupported classes before anything else
+    stage_slots(model)  # refuse unsupported classes before anything else
     net = TimmSupernet(model, model_name=model_name,
                        resolutions=resolutions if resolutions is not None else _default_resolutions(model),
                        kernel_sizes=kernel_sizes, expand_ratios=expand_ratios, depth_drop=depth_drop)

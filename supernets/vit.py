@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.layers import trunc_normal_
 from torch import nn
 
 from supernets.base import Supernet
-from supernets.layers.attention import LN_EPS, DynamicViTBlock
+from supernets.layers.attention import LN_EPS, DynamicViTBlock, embed_tokens
 from supernets.layers.dynamic import prefix
 from supernets.registry import register_supernet
 from supernets.space import Arch
@@ -39,19 +39,6 @@ from supernets.vit_space import VitSpace
 
 __all__ = ["ElasticViT", "ViTSubnet", "autoformer_b", "autoformer_s", "autoformer_space", "autoformer_t",
            "vit_cifar_tiny"]
-
-
-def _tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor,
-            patch: int) -> torch.Tensor:
-    """Patch embedding, class token and position embedding; the position embedding is resampled (timm's
-    ``resample_abs_pos_embed``) when the input's patch grid differs from the one it was allocated for."""
-    x = F.conv2d(x, weight, bias, stride=patch)
-    grid = x.shape[-2:]
-    x = x.flatten(2).transpose(1, 2)
-    if pos.shape[1] != x.shape[1] + 1:
-        side = round((pos.shape[1] - 1) ** 0.5)
-        pos = resample_abs_pos_embed(pos, list(grid), [side, side], num_prefix_tokens=1)
-    return torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1) + pos
 
 
 class ViTSubnet(nn.Module):
@@ -72,7 +59,7 @@ class ViTSubnet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pe = self.patch_embed
-        x = self.blocks(_tokens(x, pe.weight, pe.bias, self.cls_token, self.pos_embed, self.patch_size))
+        x = self.blocks(embed_tokens(x, pe.weight, pe.bias, self.cls_token, self.pos_embed, self.patch_size))
         return self.head(self.dropout(self.norm(x)[:, 0]))
 
 
@@ -147,11 +134,11 @@ class ElasticViT(Supernet):
         self._embed, self._depth = int(arch.embed), int(arch.d)
         for block, h, m in zip(self.blocks, arch.heads, arch.mlp):
             if h is not None:
-                block.configure(h, int(self._embed * m))
+                block.set_active(h, int(self._embed * m))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self._embed
-        x = _tokens(x, prefix(self.patch_embed.weight, e), prefix(self.patch_embed.bias, e),
+        x = embed_tokens(x, prefix(self.patch_embed.weight, e), prefix(self.patch_embed.bias, e),
                     prefix(self.cls_token, 1, 1, e), prefix(self.pos_embed, 1, self.pos_embed.shape[1], e),
                     self.patch_size)
         for j in range(self._depth):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from supernets.space import Arch, Column, SearchSpace, _check_increasing
+from supernets.space import Arch, Column, SearchSpace, check_increasing
 
 __all__ = ["VitSpace"]
 
@@ -35,7 +35,7 @@ class VitSpace(SearchSpace):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mlp_ratios", tuple(float(m) for m in self.mlp_ratios))
-        _check_increasing(embed_dims=self.embed_dims, num_heads=self.num_heads, mlp_ratios=self.mlp_ratios,
+        check_increasing(embed_dims=self.embed_dims, num_heads=self.num_heads, mlp_ratios=self.mlp_ratios,
                           depths=self.depths, resolutions=self.resolutions)
         if min(self.depths) < 1 or min(self.num_heads) < 1 or min(self.embed_dims) < 1 or min(self.mlp_ratios) <= 0:
             raise ValueError(f"space {self.name!r}: depths, heads and embed dims must be >= 1 and MLP ratios > 0, got "

@@ -285,3 +285,34 @@ def test_learned_fit_on_enough_measurements_saves_finite_held_out_metrics(tmp_pa
     script.fit_learned_device(str(path), "dev", "ofa_mbv3_tiny")
     held = yaml.safe_load((tmp_path / "tables" / "dev" / "ofa_mbv3_tiny" / "meta.yaml").read_text())["held_out"]
     assert held["n_test"] == 4 and np.isfinite(held["spearman"]) and np.isfinite(held["mape"])
+
+
+def test_help_cross_validation_through_sklearn_equals_a_plain_kfold_loop(help_data):
+    """cross_validate / cv_predictions run the recipe through scikit-learn: the same folds, the same fits, the same
+    numbers as fitting each KFold split by hand."""
+    from scipy.stats import spearmanr
+    from sklearn.model_selection import KFold
+
+    from predictors.latency.help_gpu import cross_validate, fit_help_model
+    from predictors.latency.help_noise import cv_predictions
+
+    g, x, lat = help_data
+    x, y = x[:300], lat["lat_ms_v100_1"][:300]
+    oof, rho = np.empty(len(y)), []
+    for tr, te in KFold(3, shuffle=True, random_state=4).split(x):
+        oof[te] = fit_help_model(g, x[tr], y[tr]).predict(x[te])
+        rho.append(spearmanr(oof[te], y[te]).statistic)
+    np.testing.assert_array_equal(cv_predictions(g, x, y, folds=3, seed=4), oof)
+    cv = cross_validate(g, x, y, folds=3, seed=4)
+    assert cv["spearman_mean"] == np.mean(rho) and cv["spearman_min"] == min(rho) and cv["folds"] == 3
+
+
+def test_help_device_configs_are_written_only_where_the_caller_says(tmp_path):
+    from predictors.latency.help_fit import device_config, write_device_configs
+
+    cfg = device_config("help_v100_b64", "lat_ms_v100_64", 64)
+    assert cfg == {"name": "help_v100_b64", "latency": "learned", "table_dir": "help_v100_b64",
+                   "description": "NVIDIA v100 at batch 64 (HELP measurements), learned predictor"}
+    write_device_configs({"help_v100_b64": {"spearman": 1.0, "device_config": cfg}}, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["help_v100_b64.yaml"]
+    assert yaml.safe_load((tmp_path / "help_v100_b64.yaml").read_text()) == cfg

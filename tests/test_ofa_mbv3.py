@@ -46,6 +46,18 @@ def test_make_divisible_gives_ofa_widths() -> None:
     assert make_divisible_np(v).tolist() == [make_divisible(x) for x in v]
 
 
+def test_make_divisible_is_timms_and_the_vectorised_copy_agrees_with_it() -> None:
+    from timm.layers import make_divisible as timm_make_divisible
+
+    assert make_divisible is timm_make_divisible
+    rng = np.random.default_rng(0)
+    # the search's inputs: integer products (round(c * e)), quarters, and off-grid floats near the 90 % edge
+    v = np.concatenate([np.arange(0, 3000), rng.uniform(0, 3000, 4000), np.arange(1, 400) * 8 * 0.9 + 1e-9])
+    for divisor, min_value in ((8, None), (8, 16), (4, None), (16, None), (1, None)):
+        ours = make_divisible_np(v, divisor, min_value)
+        assert ours.tolist() == [timm_make_divisible(x, divisor, min_value) for x in v], (divisor, min_value)
+
+
 def test_w12_config_has_ofa_widths() -> None:
     c = _model("ofa_mbv3_w12").config
     assert (c.stem_chs, c.first_chs, c.stage_chs, c.final_chs, c.head_chs) == (24, 24, (32, 48, 96, 136, 192), 1152, 1536)

@@ -194,3 +194,24 @@ def test_mlp_predictions_do_not_depend_on_the_cpus_blas_kernels():
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.add(proc.stdout.strip())
     assert len(outs) == 1, outs
+
+
+def test_cross_validate_through_sklearn_equals_a_plain_kfold_loop(split):
+    """The predictor's CV runs through scikit-learn's cross_val_predict: same folds and numbers as a hand loop."""
+    from sklearn.model_selection import KFold
+
+    from predictors.accuracy import cross_validate
+
+    train, _ = split
+    recipe = {"kind": "ridge"}
+    cv = cross_validate(lambda: build_predictor(recipe, train.space), train, folds=4, seed=3)
+    x, y = train.encoded, train.top1
+    oof = np.empty_like(y)
+    for tr, te in KFold(4, shuffle=True, random_state=3).split(x):
+        oof[te] = build_predictor(recipe, train.space).fit(x[tr], y[tr]).predict(x[te])
+    assert cv["pooled"]["kendall_tau"] == ranking_metrics(y, oof)["kendall_tau"]
+    assert [f["spearman"] for f in cv["per_fold"]] == [
+        ranking_metrics(y[te], oof[te])["spearman"] for _, te in KFold(4, shuffle=True, random_state=3).split(x)]
+    err = (oof - y) * 100.0
+    assert cv["pooled"]["rmse_points"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
+    assert cv["pooled"]["mae_points"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)

@@ -14,8 +14,9 @@ from torch import nn
 
 from supernets import MobileNetV3Space, ResNetSpace, Supernet, count_params, create_supernet, list_supernets
 from supernets.bn import recalibrate_bn
-from supernets.space import Arch, VitSpace
+from supernets.space import Arch
 from supernets.timm_space import TimmSpace
+from supernets.vit_space import VitSpace
 
 # AutoFormer's ImageNet ViTs (23-80 M weights) take minutes in these per-element tests on 2 cores; their exact
 # counts and extraction are tested on the meta device and at small scale in tests/test_vit.py.
@@ -313,3 +314,18 @@ def test_every_supernet_checkpoint_names_its_supernet_and_a_wrong_one_fails_nami
         resnet.load_state_dict(state)
     legacy = {k: v for k, v in state.items() if k != "_extra_state"}  # saved before names were recorded
     create_supernet("ofa_mbv3_tiny").load_state_dict(legacy)
+
+
+def test_recalibrate_bn_averages_the_batches_with_dropout_off() -> None:
+    """The statistics are the cumulative average over the first ``n_batches`` batches, estimated with dropout (and
+    drop-path) off: only the BatchNorms run in train mode, as OFA's ``set_running_statistics`` does."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Dropout(0.5), nn.BatchNorm1d(4))
+    xs = [torch.randn(8, 4) * 3 + 1 for _ in range(3)]
+    assert recalibrate_bn(net, [(x, None) for x in xs], n_batches=2, transform=lambda x: x * 2) == 2
+    bn = net[1]
+    torch.testing.assert_close(bn.running_mean, torch.stack([(2 * x).mean(0) for x in xs[:2]]).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([(2 * x).var(0) for x in xs[:2]]).mean(0))
+    assert not net.training and not bn.training and bn.momentum == 0.1
+    ln = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)).train()
+    assert recalibrate_bn(ln, xs, n_batches=2) == 0 and not ln.training  # no BatchNorm: nothing to estimate

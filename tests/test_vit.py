@@ -11,8 +11,8 @@ import yaml
 
 from supernets import count_macs, count_params, create_supernet
 from supernets.layers.attention import RelativePosition2D
-from supernets.space import VitSpace
 from supernets.vit import ElasticViT
+from supernets.vit_space import VitSpace
 
 # AutoFormer's own count (its get_sampled_params_numel) of its three searched subnets: 5.868M / 22.891M / 53.692M.
 PUBLISHED_PARAMS = {"t": 5_867_944, "s": 22_891_432, "b": 53_691_688}

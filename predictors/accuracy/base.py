@@ -23,6 +23,7 @@ from predictors.accuracy.spaces import space_from_dict, space_to_dict
 from predictors.base import ArchModel, as_encoded
 from predictors.fileio import atomic_write_bytes  # re-exported: datasets and builders write through it
 from supernets.space import Arch, SearchSpace
+from supernets.utils import to_plain
 
 __all__ = ["KINDS", "AccuracyPredictor", "artefact_paths", "atomic_write_bytes", "register_kind"]
 
@@ -133,7 +134,7 @@ class AccuracyPredictor(ArchModel):
         meta["saved"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         buf = io.BytesIO()
         torch.save(tensors, buf)
-        text = yaml.safe_dump(_plain(meta), sort_keys=False)
+        text = yaml.safe_dump(to_plain(meta), sort_keys=False)
         atomic_write_bytes(pth, buf.getvalue())
         atomic_write_bytes(meta_path, text.encode())
         return pth
@@ -184,17 +185,3 @@ class AccuracyPredictor(ArchModel):
     @classmethod
     def from_params(cls, space: SearchSpace, *, supernet: str | None, params: dict[str, Any]) -> AccuracyPredictor:
         return cls(space, supernet=supernet, **params)
-
-def _plain(obj: Any) -> Any:
-    """numpy scalars/arrays and tuples -> plain YAML-safe Python values."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

@@ -23,13 +23,14 @@ import yaml
 from torch import nn
 
 from predictors.accuracy.base import atomic_write_bytes
-from predictors.accuracy.dataset import COLUMNS, AccuracyDataset, _format_row, meta_path, read_dataset, write_dataset
+from predictors.accuracy.dataset import COLUMNS, AccuracyDataset, format_row, meta_path, read_dataset, write_dataset
 from predictors.accuracy.models import torch_threads
 from predictors.accuracy.spaces import space_from_dict, space_to_dict
 from predictors.accuracy.workers import exclusive_writer
 from supernets.bn import recalibrate_bn
 from supernets.cpu import tune_malloc
 from supernets.space import Arch, SearchSpace
+from supernets.utils import resize_batch
 
 __all__ = [
     "ResumableCSV",
@@ -185,7 +186,7 @@ class ResumableCSV:
         if key in self.done:
             raise ValueError(f"{key} is already in {self.path}")
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow(_format_row(arch, top1, macs, params))
+        csv.writer(buf, lineterminator="\n").writerow(format_row(arch, top1, macs, params))
         self._fh.write(buf.getvalue())
         self._fh.flush()
         os.fsync(self._fh.fileno())
@@ -218,13 +219,6 @@ def cache_batches(loader: Iterable, n_batches: int | None) -> list[tuple[torch.T
     return out
 
 
-def _resize(x: torch.Tensor, r: int) -> torch.Tensor:
-    if x.shape[-1] == r and x.shape[-2] == r:
-        return x
-    return torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", align_corners=False,
-                                           antialias=r < x.shape[-1])
-
-
 @torch.no_grad()
 def evaluate_arch(supernet: nn.Module, arch: Arch, calib: list, eval_batches: list, *,
                   device: str | torch.device = "cpu") -> float:
@@ -233,13 +227,13 @@ def evaluate_arch(supernet: nn.Module, arch: Arch, calib: list, eval_batches: li
     supernet.set_active_subnet(arch)
     saved = {k: v.clone() for k, v in supernet.state_dict().items() if "running_" in k or "num_batches" in k}
     try:
-        recalibrate_bn(supernet, [x for x, _ in calib], n_batches=len(calib), transform=lambda x: _resize(x, arch.r))
+        recalibrate_bn(supernet, [x for x, _ in calib], n_batches=len(calib), transform=lambda x: resize_batch(x, arch.r))
         supernet.eval()
         correct = total = 0
         for x, y in eval_batches:
             if y is None:
                 raise ValueError("evaluation batches need labels: (inputs, targets)")
-            logits = supernet(_resize(x, arch.r).to(device))
+            logits = supernet(resize_batch(x, arch.r).to(device))
             correct += int((logits.argmax(1).cpu() == y).sum())
             total += int(y.numel())
     finally:

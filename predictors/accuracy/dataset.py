@@ -29,6 +29,7 @@ __all__ = [
     "DATASETS_DIR",
     "AccuracyDataset",
     "file_sha256",
+    "format_row",
     "import_dynast",
     "meta_path",
     "read_dataset",
@@ -192,7 +193,8 @@ def read_dataset(path: str | os.PathLike, *, space: SearchSpace | None = None, s
     return AccuracyDataset(sp, archs, vals[:, 0], vals[:, 1], vals[:, 2], meta.get("supernet", supernet), meta, p)
 
 
-def _format_row(arch: Arch, top1: float, macs: float, params: float) -> list[str]:
+def format_row(arch: Arch, top1: float, macs: float, params: float) -> list[str]:
+    """A dataset CSV row (:data:`COLUMNS`): numbers as short exact text, NaN as an empty field."""
     def num(v: float) -> str:
         return "" if not np.isfinite(v) else (str(int(v)) if float(v).is_integer() else repr(float(v)))
 
@@ -206,7 +208,7 @@ def write_dataset(ds: AccuracyDataset, path: str | os.PathLike, *, meta: dict[st
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for a, t, m, q in zip(ds.archs, ds.top1, ds.macs, ds.params):
-        w.writerow(_format_row(a, t, m, q))
+        w.writerow(format_row(a, t, m, q))
     sidecar = {"format": "oncenas-accuracy-dataset/1", "supernet": ds.supernet, "space": space_to_dict(ds.space),
                "n": len(ds), **(meta if meta is not None else {k: v for k, v in ds.meta.items()
                                                                if k not in ("format", "supernet", "space", "n")})}

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from predictors.accuracy.base import AccuracyPredictor
 from predictors.accuracy.dataset import AccuracyDataset
@@ -22,31 +24,44 @@ def ranking_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     """Kendall tau-b, Spearman rho, RMSE and MAE (points), n."""
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    err = (y_pred - y_true) * 100.0
     return {
         "kendall_tau": float(stats.kendalltau(y_true, y_pred).statistic),
         "spearman": float(stats.spearmanr(y_true, y_pred).statistic),
-        "rmse_points": float(np.sqrt(np.mean(err**2))),
-        "mae_points": float(np.mean(np.abs(err))),
+        "rmse_points": 100.0 * float(root_mean_squared_error(y_true, y_pred)),
+        "mae_points": 100.0 * float(mean_absolute_error(y_true, y_pred)),
         "n": len(y_true),
     }
+
+
+class _Recipe(RegressorMixin, BaseEstimator):
+    """A predictor recipe (``make()`` builds a fresh, unfitted predictor) as a scikit-learn estimator, so
+    scikit-learn's cross-validation drives it."""
+
+    def __init__(self, make: Callable[[], AccuracyPredictor] | None = None) -> None:
+        self.make = make
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Recipe:
+        self.model_ = self.make().fit(x, y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict(x)
 
 
 def cross_validate(make: Callable[[], AccuracyPredictor], ds: AccuracyDataset, *, folds: int = 5,
                    seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``folds``-fold CV (shuffled with ``seed``): metrics per fold, their mean and std, metrics of the pooled
-    out-of-fold predictions, and pooled metrics per resolution when the dataset has several."""
-    from sklearn.model_selection import KFold
+    out-of-fold predictions, and pooled metrics per resolution when the dataset has several (``progress`` gets
+    one line per fold once the folds are fitted)."""
+    from sklearn.model_selection import KFold, cross_val_predict
 
     if len(ds) < folds:
         raise ValueError(f"{folds}-fold CV needs at least {folds} archs, the dataset has {len(ds)}")
     x, y = ds.encoded, ds.top1
-    oof = np.empty_like(y)
-    per_fold = []
     splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (tr, te) in enumerate(splitter.split(x)):
-        model = make().fit(x[tr], y[tr])
-        oof[te] = model.predict(x[te])
+    oof = cross_val_predict(_Recipe(make), x, y, cv=splitter).astype(y.dtype, copy=False)
+    per_fold = []
+    for k, (_, te) in enumerate(splitter.split(x)):
         per_fold.append(ranking_metrics(y[te], oof[te]))
         if progress is not None:
             m = per_fold[-1]

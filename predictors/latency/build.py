@@ -15,9 +15,7 @@ build completes. A build refuses to mix measurements from another host fingerpri
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import shlex
 import sys
 import tempfile
@@ -26,12 +24,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
+from predictors.latency.calibration import CALIBRATION_COLUMNS, calibration_csv, calibration_summary, load_calibration
 from predictors.latency.export import export_onnx
 from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx, measure_onnx_passes
-from predictors.latency.models import TableLatencyModel, fit_calibration
+from predictors.latency.models import TableLatencyModel
 from predictors.latency.stages import calibration_archs
 from predictors.latency.table import (
     LatencyTable,
@@ -42,14 +40,9 @@ from predictors.latency.table import (
 )
 from supernets.measurable import MeasurableLayers, measurable_for
 
-__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_summary", "load_calibration", "measure_subnets",
-           "recalibrate"]
+__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_csv", "calibration_summary", "load_calibration",
+           "measure_subnets", "recalibrate"]
 
-CALIBRATION_COLUMNS = ("arch", "resolution", "measured_ms", "std_ms", "table_sum_ms", "n_blocks", "passes")
-#: calibration.csv as written before measurements came in passes (each row then counts as one pass).
-_CALIBRATION_COLUMNS_V1 = CALIBRATION_COLUMNS[:-1]
-#: Fewer calibration subnets than this get a one-coefficient scale instead of ``a*sum + b*n_blocks + c``.
-_MIN_AFFINE = 6
 #: Fingerprint fields that must agree for measurements to share one table.
 _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
 
@@ -97,36 +90,6 @@ def _check_host(meta: dict[str, Any], env: dict[str, Any], folder: Path) -> None
             f"different hosts must not be mixed. Pass restart=true (restart=True) to discard them, or build into "
             f"another folder/device name"
         )
-
-
-def _calibration_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CALIBRATION_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({**{k: r[k] for k in _CALIBRATION_COLUMNS_V1}, "passes": r.get("passes", 1)})
-    return buf.getvalue()
-
-
-def load_calibration(folder: Path | str) -> list[dict[str, Any]]:
-    """Rows of ``calibration.csv`` (whole subnets measured end to end); [] if absent."""
-    path = Path(folder) / "calibration.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or tuple(reader.fieldnames) not in (CALIBRATION_COLUMNS, _CALIBRATION_COLUMNS_V1):
-            raise LatencyTableError(f"{path}: header {reader.fieldnames}, expected {list(CALIBRATION_COLUMNS)}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append({"arch": row["arch"], "resolution": int(row["resolution"]),
-                             "measured_ms": float(row["measured_ms"]), "std_ms": float(row["std_ms"]),
-                             "table_sum_ms": float(row["table_sum_ms"]), "n_blocks": int(row["n_blocks"]),
-                             "passes": int(row.get("passes") or 1)})
-            except (TypeError, ValueError) as exc:
-                raise LatencyTableError(f"{path} line {line}: malformed row {dict(row)} ({exc})") from None
-    return rows
 
 
 def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettings, workdir: Path,
@@ -271,32 +234,14 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
                 elif m["value_ms"] < row["measured_ms"]:
                     row.update(measured_ms=m["value_ms"], std_ms=m["iqr_ms"] / 1.349)
                 row["passes"] += 1
-                atomic_write_text(calib_path, _calibration_csv(calibration_rows()))
+                atomic_write_text(calib_path, calibration_csv(calibration_rows()))
                 done_now += 1
         calib_rows = calibration_rows()
         if calib_rows:
-            atomic_write_text(calib_path, _calibration_csv(calib_rows))
+            atomic_write_text(calib_path, calibration_csv(calib_rows))
 
     write_meta("complete", {"calibration": calibration_summary(calib_rows)} if len(calib_rows) >= 3 else {})
     return folder
-
-
-def calibration_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fit the calibrated-table coefficients on ``calibration.csv`` rows; what ``meta.yaml`` stores."""
-    y = np.array([r["measured_ms"] for r in rows])
-    tsum = np.array([r["table_sum_ms"] for r in rows])
-    nb = np.array([r["n_blocks"] for r in rows])
-    a, b, c = fit_calibration(tsum, nb, y) if len(rows) >= _MIN_AFFINE else (0.0, 0.0, 0.0)
-    if a > 0:
-        fit = "latency = a*sum + b*n_blocks + c, relative residuals, soft-L1 loss (robust to contended runs)"
-    else:  # too few subnets to pin three coefficients (an exact fit through 3 noisy points can slope down)
-        a, b, c = float(np.median(y / tsum)), 0.0, 0.0
-        fit = f"latency = a*sum, a the median measured/sum ratio ({len(rows)} subnets: too few for three coefficients)"
-    rel = np.abs(a * tsum + b * nb + c - y) / y
-    return {"a": a, "b": b, "c": c, "n_subnets": len(rows), "fit": fit,
-            "train_mape": float(rel.mean()), "train_median_ape": float(np.median(rel)),
-            "table_sum_ratio_range": [float((y / tsum).min()), float((y / tsum).max())],
-            "table_sum_ratio_median": float(np.median(y / tsum))}
 
 
 def recalibrate(folder: Path | str) -> dict[str, Any]:

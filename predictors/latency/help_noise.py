@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from predictors.latency.help_gpu import fit_help_model, split_indices
+from predictors.latency.help_gpu import HelpRegressor, fit_help_model, split_indices
 from predictors.latency.learned import BlockFeaturizer
 from supernets.measurable import MeasurableLayers
 
@@ -42,12 +42,9 @@ TWINS = {"2080ti": "titan_rtx", "titan_rtx": "2080ti"}
 def cv_predictions(geometry: MeasurableLayers, x: np.ndarray, y: np.ndarray, *, folds: int = 5,
                    seed: int = 0) -> np.ndarray:
     """Out-of-fold predictions of the shipped recipe (each row predicted by a model that never saw it)."""
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import KFold, cross_val_predict
 
-    p = np.empty(len(y))
-    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(x):
-        p[te] = fit_help_model(geometry, x[tr], y[tr]).predict(x[te])
-    return p
+    return cross_val_predict(HelpRegressor(geometry), x, y, cv=KFold(folds, shuffle=True, random_state=seed))
 
 
 def _lag1(v: np.ndarray) -> float:

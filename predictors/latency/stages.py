@@ -125,7 +125,7 @@ def import_timings(bundle: Path | str, device: str, *, tables_dir: Path | str, r
     for the calibrated model, else the plain table sum is served).
     """
     import supernets
-    from predictors.latency.build import _calibration_csv, calibration_summary
+    from predictors.latency.calibration import calibration_csv, calibration_summary
     from predictors.latency.models import TableLatencyModel
     from supernets.measurable import measurable_for
 
@@ -175,7 +175,7 @@ def import_timings(bundle: Path | str, device: str, *, tables_dir: Path | str, r
     folder.mkdir(parents=True, exist_ok=True)
     save_table(table, folder)
     if rows:
-        atomic_write_text(folder / "calibration.csv", _calibration_csv(rows))
+        atomic_write_text(folder / "calibration.csv", calibration_csv(rows))
     if device_config is not None:
         path = Path(device_config)
         path = path / f"{device}.yaml" if path.is_dir() or not path.suffix else path

@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models.vision_transformer import Attention, Block
 from torch import nn
 
 from supernets.layers.dynamic import prefix
 
-__all__ = ["DynamicViTBlock", "RelPosAttention", "RelativePosition2D", "attention"]
+__all__ = ["DynamicViTBlock", "RelPosAttention", "RelativePosition2D", "attention", "embed_tokens"]
 
 LN_EPS = 1e-6  # timm's ViT LayerNorm
 
@@ -175,7 +175,8 @@ class DynamicViTBlock(nn.Module):
         self.norm2 = _LayerNorm(max_embed, eps=LN_EPS)
         self.mlp = DynamicMlp(max_embed, max_hidden)
 
-    def configure(self, heads: int, hidden: int) -> None:
+    def set_active(self, heads: int, hidden: int) -> None:
+        """Choose the active number of heads and MLP hidden width."""
         self.attn.active_heads, self.mlp.active_hidden = int(heads), int(hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,3 +215,16 @@ class DynamicViTBlock(nn.Module):
             block.attn.rel_k.load_state_dict(self.attn.rel_k.state_dict())
             block.attn.rel_v.load_state_dict(self.attn.rel_v.state_dict())
         return block
+
+
+def embed_tokens(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor,
+                 patch: int) -> torch.Tensor:
+    """Patch embedding, class token and position embedding; the position embedding is resampled (timm's
+    ``resample_abs_pos_embed``) when the input's patch grid differs from the one it was allocated for."""
+    x = F.conv2d(x, weight, bias, stride=patch)
+    grid = x.shape[-2:]
+    x = x.flatten(2).transpose(1, 2)
+    if pos.shape[1] != x.shape[1] + 1:
+        side = round((pos.shape[1] - 1) ** 0.5)
+        pos = resample_abs_pos_embed(pos, list(grid), [side, side], num_prefix_tokens=1)
+    return torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1) + pos

@@ -3,8 +3,9 @@
 An elastic inverted-bottleneck block holds the weights of its widest, largest-kernel configuration and
 runs a prefix of its middle channels with a (transformed, centre-cropped) kernel chosen by
 :meth:`ElasticMBConv.set_active`. :meth:`ElasticMBConv.sort_channels` reorders the middle channels by
-importance so that prefixes keep the most important ones; :meth:`ElasticMBConv.export_to` copies the
-active configuration into timm's static ``InvertedResidual``.
+importance so that prefixes keep the most important ones; :meth:`ElasticMBConv.get_static` builds timm's
+static ``InvertedResidual`` of the active configuration (the vocabulary every family shares: ``set_active`` picks
+a layer's configuration, ``get_static`` returns the static layer, :func:`~supernets.utils.copy_bn_` copies a BN).
 
 Training slices the weights of every active block in one autograd node (:func:`~supernets.layers.dynamic.sliced_weights`,
 for which a block is a :class:`~supernets.layers.dynamic.SlicedUnit`); no-grad
@@ -15,6 +16,7 @@ elastic supernet near that of the extracted subnet (``scripts/bench_elastic.py``
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import cast
 
 import torch
@@ -29,10 +31,18 @@ from supernets.layers.dynamic import (
     same_padding,
     sliced_weights,
 )
-from supernets.utils import band_offsets, make_divisible, permute_bn_
+from supernets.utils import band_offsets, copy_bn_, make_divisible, permute_bn_
 
-__all__ = ["ACTIVATIONS", "ACTIVATION_FNS", "ElasticDepthwiseConv2d", "ElasticMBConv", "ElasticSE", "copy_bn_",
-           "se_channels", "squeeze_excite"]
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_FNS",
+    "ElasticDepthwiseConv2d",
+    "ElasticMBConv",
+    "ElasticSE",
+    "se_channels",
+    "se_layer",
+    "squeeze_excite",
+]
 
 #: Activation names used by the OFA configs -> in-place torch modules (OFA's h_swish is ``F.hardswish``).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "h_swish": nn.Hardswish}
@@ -43,18 +53,6 @@ ACTIVATION_FNS = {"relu": F.relu, "h_swish": F.hardswish}
 def se_channels(channels: int) -> int:
     """OFA's SE reduction width: a quarter of the channels, made divisible by 8."""
     return make_divisible(channels // 4, 8)
-
-
-@torch.no_grad()
-def copy_bn_(dst: nn.modules.batchnorm._BatchNorm, src: nn.modules.batchnorm._BatchNorm, channels: int) -> None:
-    """Copy the first ``channels`` of ``src`` (affine + running statistics) into ``dst``."""
-    dst.weight.copy_(src.weight[:channels])
-    dst.bias.copy_(src.bias[:channels])
-    dst.running_mean.copy_(src.running_mean[:channels])
-    dst.running_var.copy_(src.running_var[:channels])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
-    dst.eps = src.eps
-    dst.momentum = src.momentum
 
 
 class ElasticDepthwiseConv2d(DynamicDepthwiseConv2d):
@@ -175,11 +173,24 @@ class ElasticSE(nn.Module):
         return squeeze_excite(x, *self.active_weights(x.shape[1]))
 
     @torch.no_grad()
-    def export_to(self, se: nn.Module, channels: int) -> None:
-        """Copy the weights for ``channels`` input channels into timm's ``SqueezeExcite``."""
+    def get_static(self, channels: int) -> nn.Module:
+        """timm's ``SqueezeExcite`` for ``channels`` input channels, with the copied weights."""
+        w = self.conv_reduce.weight
+        se = se_layer(se_channels(channels))(channels).to(device=w.device, dtype=w.dtype)
         targets = (se.conv_reduce.weight, se.conv_reduce.bias, se.conv_expand.weight, se.conv_expand.bias)
         for dst, src in zip(targets, self.active_weights(channels)):
             dst.copy_(src)
+        return se
+
+
+def se_layer(rd_channels: int | None = None) -> partial:
+    """timm's ``SqueezeExcite`` configured as OFA's SE (ReLU, hard-sigmoid gate) with ``rd_channels`` reduction
+    channels (None: timm's ``round_channels`` of a quarter of the input, for timm's builder)."""
+    from timm.models._efficientnet_blocks import SqueezeExcite
+    from timm.models._efficientnet_builder import round_channels
+
+    rd = {"rd_round_fn": round_channels} if rd_channels is None else {"rd_channels": rd_channels}
+    return partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.ReLU, **rd)
 
 
 def squeeze_excite(x: torch.Tensor, w_rd: torch.Tensor, b_rd: torch.Tensor, w_ex: torch.Tensor,
@@ -418,23 +429,29 @@ class ElasticMBConv(nn.Module):
 
     # -- extraction --------------------------------------------------------------------------
     @torch.no_grad()
-    def export_to(self, block: nn.Module) -> None:
-        """Copy the active configuration into timm's ``InvertedResidual`` of matching shape."""
-        mid = self.active_mid
-        expected = (mid, self.in_chs, 1, 1)
-        if tuple(block.conv_pw.weight.shape) != expected or block.conv_dw.weight.shape[-1] != self.active_kernel:
-            raise ValueError(
-                f"target block has conv_pw {tuple(block.conv_pw.weight.shape)} and kernel "
-                f"{block.conv_dw.weight.shape[-1]}; expected {expected} and kernel {self.active_kernel}"
-            )
+    def get_static(self) -> nn.Module:
+        """timm's ``InvertedResidual`` of the active configuration with copied (contiguous) weights, on this
+        block's device and dtype."""
+        from timm.models._efficientnet_blocks import InvertedResidual
+
+        mid, w = self.active_mid, self.conv_pw.weight
+        # timm computes the middle width as make_divisible(in * exp_ratio); OFA's mid is already a multiple of 8
+        block = InvertedResidual(self.in_chs, self.out_chs, dw_kernel_size=self.active_kernel, stride=self.stride,
+                                 exp_ratio=mid / self.in_chs, act_layer=ACTIVATIONS[self.act_name],
+                                 se_layer=se_layer(se_channels(mid)) if self.se is not None else None,
+                                 ).to(device=w.device, dtype=w.dtype)
+        if block.conv_pw.out_channels != mid:
+            raise RuntimeError(f"timm's InvertedResidual made {block.conv_pw.out_channels} middle channels, OFA's "
+                               f"rule {mid} (in {self.in_chs}, expand to {mid})")
         block.conv_pw.weight.copy_(self.conv_pw.weight[:mid])
-        copy_bn_(block.bn1, self.bn1, mid)
+        copy_bn_(block.bn1, self.bn1)
         block.conv_dw.weight.copy_(self.conv_dw.active_weight(mid, self.active_kernel))
-        copy_bn_(block.bn2, self.bn2, mid)
+        copy_bn_(block.bn2, self.bn2)
         if self.se is not None:
-            self.se.export_to(block.se, mid)
+            block.se = self.se.get_static(mid)
         block.conv_pwl.weight.copy_(self.conv_pwl.weight[:, :mid])
-        copy_bn_(block.bn3, self.bn3, self.out_chs)
+        copy_bn_(block.bn3, self.bn3)
+        return block
 
     def extra_repr(self) -> str:
         return (f"in={self.in_chs}, out={self.out_chs}, stride={self.stride}, act={self.act_name}, "

@@ -30,7 +30,7 @@ from supernets.layers.dynamic import (
     prefix,
     sliced_weights,
 )
-from supernets.utils import band_offsets, make_divisible, permute_bn_
+from supernets.utils import band_offsets, copy_bn_, make_divisible, permute_bn_
 
 __all__ = [
     "Bottleneck",
@@ -40,7 +40,6 @@ __all__ = [
     "DynamicConvBnAct",
     "ResNetSubnet",
     "ResidualConvBnAct",
-    "copy_bn_",
     "static_linear",
 ]
 
@@ -126,18 +125,6 @@ def _shortcut(in_channels: int, out_channels: int, stride: int, conv: nn.Module,
     layers["conv"] = conv
     layers["bn"] = bn
     return nn.Sequential(layers)
-
-
-@torch.no_grad()
-def copy_bn_(src: nn.BatchNorm2d, dst: nn.BatchNorm2d) -> None:
-    """Copy the first ``dst.num_features`` channels of ``src`` (affine and running statistics) into ``dst``."""
-    c = dst.num_features
-    dst.weight.copy_(src.weight[:c])
-    dst.bias.copy_(src.bias[:c])
-    dst.running_mean.copy_(src.running_mean[:c])
-    dst.running_var.copy_(src.running_var[:c])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
-    dst.eps, dst.momentum = src.eps, src.momentum
 
 
 @torch.no_grad()
@@ -237,7 +224,7 @@ class DynamicConvBnAct(nn.Module):
         out = cls(in_channels, self.active_out_channels, self.conv.kernel_size[0], self.conv.stride[0],
                   act=self.use_act)
         out.conv.weight.copy_(self.conv.active_weight(in_channels))
-        copy_bn_(self.bn, out.bn)
+        copy_bn_(out.bn, self.bn)
         return out
 
 
@@ -273,7 +260,7 @@ class DynamicBottleneck(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.active_out_channels = max_out
         self.active_expand_ratio = max(self.expand_ratios)
-        self.configure(max_out, self.active_expand_ratio)
+        self.set_active(max_out, self.active_expand_ratio)
         self._inference_cache: tuple[tuple, list[tuple], list[torch.Tensor]] | None = None
 
     def mid_channels(self, out_channels: int, expand_ratio: float) -> int:
@@ -284,7 +271,7 @@ class DynamicBottleneck(nn.Module):
     def active_mid_channels(self) -> int:
         return self.mid_channels(self.active_out_channels, self.active_expand_ratio)
 
-    def configure(self, out_channels: int, expand_ratio: float) -> None:
+    def set_active(self, out_channels: int, expand_ratio: float) -> None:
         """Choose the active output width and expand ratio."""
         if out_channels not in self.out_channel_choices:
             raise ValueError(f"out_channels {out_channels} is not one of {list(self.out_channel_choices)}")
@@ -401,7 +388,7 @@ class DynamicBottleneck(nn.Module):
         out.conv3 = self.conv3.get_static(mid)
         if not self.identity_shortcut:
             out.downsample.conv.weight.copy_(self.downsample.conv.active_weight(in_channels))
-            copy_bn_(self.downsample.bn, out.downsample.bn)
+            copy_bn_(out.downsample.bn, self.downsample.bn)
         return out
 
     @torch.no_grad()

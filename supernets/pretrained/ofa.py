@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from supernets.space import MobileNetV3Space, ResNetSpace
+
 __all__ = [
     "OFA_FILES",
     "convert_ofa_checkpoint",
@@ -155,12 +157,11 @@ def convert_ofa_state_dict(state: Mapping[str, torch.Tensor], model: torch.nn.Mo
     Raises ``ValueError`` naming the supernet the file fits when it is of another space (family, width, block
     count or a tensor's shape), and listing the keys that map nowhere.
     """
-    from supernets.ofa_mbv3 import OFAMobileNetV3
-    from supernets.ofa_resnet import OFAResNet
-
     target = getattr(model, "name", type(model).__name__)
     family, described = identify_ofa_state_dict(state)
-    want = "mbv3" if isinstance(model, OFAMobileNetV3) else "resnet" if isinstance(model, OFAResNet) else None
+    # the family by its space, so this loader (which the families call) never imports the families back
+    space = getattr(model, "space", None)
+    want = "mbv3" if isinstance(space, MobileNetV3Space) else "resnet" if isinstance(space, ResNetSpace) else None
     if want is None:
         raise ValueError(f"pretrained OFA weights load into OFA-MobileNetV3 / OFA-ResNet supernets only, not {target!r}")
     if family != want:
