@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+from collections.abc import Callable
 
 from supernets.paths import REPO_ROOT
 
@@ -43,41 +44,22 @@ def run_file(relpath: str) -> None:
     runpy.run_path(str(path), run_name="__main__")
 
 
-def train() -> None:
-    run_file(COMMANDS["oncenas-train"])
+def _command(name: str) -> Callable[[], None]:
+    def main() -> None:
+        run_file(COMMANDS[name])
+
+    main.__name__ = main.__qualname__ = name.removeprefix("oncenas-").replace("-", "_")
+    main.__doc__ = f"``{name}``: ``python {COMMANDS[name]}`` with this command's arguments."
+    return main
 
 
-def search() -> None:
-    run_file(COMMANDS["oncenas-search"])
-
-
-def pipeline() -> None:
-    run_file(COMMANDS["oncenas-pipeline"])
-
-
-def reproduce() -> None:
-    run_file(COMMANDS["oncenas-reproduce"])
-
-
-def build_latency_table() -> None:
-    run_file(COMMANDS["oncenas-build-latency-table"])
-
-
-def build_accuracy_dataset() -> None:
-    run_file(COMMANDS["oncenas-build-accuracy-dataset"])
-
-
-def train_predictor() -> None:
-    run_file(COMMANDS["oncenas-train-predictor"])
-
-
-def fit_few_shot() -> None:
-    run_file(COMMANDS["oncenas-fit-few-shot"])
-
-
-def convert_ofa_checkpoint() -> None:
-    run_file(COMMANDS["oncenas-convert-ofa-checkpoint"])
-
-
-def demo() -> None:
-    run_file(COMMANDS["oncenas-demo"])
+train = _command("oncenas-train")
+search = _command("oncenas-search")
+pipeline = _command("oncenas-pipeline")
+reproduce = _command("oncenas-reproduce")
+build_latency_table = _command("oncenas-build-latency-table")
+build_accuracy_dataset = _command("oncenas-build-accuracy-dataset")
+train_predictor = _command("oncenas-train-predictor")
+fit_few_shot = _command("oncenas-fit-few-shot")
+convert_ofa_checkpoint = _command("oncenas-convert-ofa-checkpoint")
+demo = _command("oncenas-demo")
