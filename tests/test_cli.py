@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import runpy
+import shlex
 import sys
 import tomllib
 from pathlib import Path
@@ -138,3 +139,23 @@ def test_entry_points_name_the_apps_and_run_them_from_any_working_directory(tmp_
     job = yaml.safe_load(capsys.readouterr().out)
     assert job["seed"] == 3 and job["schedule"]["name"] == "sandwich" and job["task_name"] == "tiny_sandwich"
     assert not list(tmp_path.iterdir())
+
+
+def _readme_commands() -> list[str]:
+    """Every command line with options that the README gives for train.py, search.py or a script (in code blocks
+    or inline; one without options is the app's defaults, composed above)."""
+    text = (REPO_ROOT / "README.md").read_text()
+    found = re.findall(r"(?:^|`)((?:python3? )?(?:train\.py|search\.py|scripts/[a-z_]+\.py)[^`#\n]*)", text, re.M)
+    # the README's templates for a device or supernet of the reader's own (configs/device/my_board.yaml ...)
+    own = ("predictor=ofa_resnet50_pretrained device=my_board", "supernet=<any>")
+    return sorted({c.strip() for c in found if "=" in c and not any(o in c for o in own)})
+
+
+def test_readme_commands_compose(monkeypatch, capsys):
+    commands = _readme_commands()
+    assert len(commands) > 25 and "python train.py experiment=ofa_resnet" in " ".join(commands)
+    for command in commands:
+        parts = shlex.split(re.sub(r"<[^>]*>", "x", command))
+        parts = parts[1:] if parts[0].startswith("python") else parts
+        code, _, err = _invoke(parts[0], [*parts[1:], "--cfg", "job"], monkeypatch, capsys)
+        assert code == 0, f"README: {command}\n{err}"
