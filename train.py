@@ -1,5 +1,5 @@
 """Train a supernet: ``python train.py`` (tiny MobileNetV3 on bundled MNIST, CPU, minutes) or
-``python train.py +experiment=ofa_mbv3`` / ``+experiment=ofa_resnet`` / ``+experiment=bignas_mbv3``."""
+``python train.py experiment=ofa_mbv3`` / ``experiment=ofa_resnet`` / ``experiment=bignas_mbv3``."""
 
 from __future__ import annotations
 

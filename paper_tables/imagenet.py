@@ -1,7 +1,7 @@
 """Table 6, ``ofa_imagenet`` / ``ofa_resnet_imagenet``: the full ImageNet recipes.
 
 Where ``data_root`` points at ImageNet (``train/`` and ``val/`` class folders) the table runs the recipe,
-``python train.py +experiment=<experiment> data.root=<root> <train_overrides>``, and reports the trained
+``python train.py experiment=<experiment> data.root=<root> <train_overrides>``, and reports the trained
 supernet's max/mid/min subnets. Elsewhere it says what the run needs (data, GPUs, expected GPU-hours) and
 shows the published schedule read from the experiment's own config files.
 """
@@ -77,14 +77,14 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     total_hours = sum(p["gpu_hours"] for p in phases)
     root = cfg.get("data_root")
     name = str(cfg["name"])
-    title = f"Table 6: {experiment} on ImageNet (`+experiment={experiment}`)"
+    title = f"Table 6: {experiment} on ImageNet (`experiment={experiment}`)"
     if _is_imagenet(root):
         from paper_tables.common import run_train
         from paper_tables.small_scale_training import evaluate_checkpoint
 
         run = Path(out_dir) / "train"
         run.mkdir(parents=True, exist_ok=True)
-        ov = [f"+experiment={experiment}", f"data.root={root}", *[str(o) for o in cfg.get("train_overrides", [])]]
+        ov = [f"experiment={experiment}", f"data.root={root}", *[str(o) for o in cfg.get("train_overrides", [])]]
         secs = run_train(ov, run, run / "train.log")
         acc = evaluate_checkpoint(run / "checkpoints" / "last.ckpt", calib_batches=int(cfg.get("calib_batches", 20)))
         rows = [{"subnet": k, "top1": v, "train_s": secs} for k, v in acc.items()]
@@ -94,7 +94,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     train_ov = " ".join(str(o) for o in cfg.get("train_overrides", []))
     needs = (f"Not run here: `data_root` is {root!r}, not an ImageNet folder with train/ and val/ class folders. "
              f"To run: `python scripts/reproduce.py table={name} table.data_root=/path/to/imagenet` (it calls "
-             f"`python train.py +experiment={experiment} data.root=<root> {train_ov}` with the schedule below; "
+             f"`python train.py experiment={experiment} data.root=<root> {train_ov}` with the schedule below; "
              f"start it on every node through your cluster's launcher, e.g. srun, which Lightning detects).")
     gpu = (f"Needs: ImageNet-1k (1.28 M training images), {cfg['gpus']}; schedule {groups.get('schedule')} "
            f"({total_epochs:g} epochs over {len(phases)} phases, supernet {groups.get('supernet')}). Expected "

@@ -1,7 +1,7 @@
 """Table 5, ``small_scale_training``: progressive shrinking vs the sandwich rule vs training each subnet
 from scratch, on the bundled dataset and the tiny supernet (the shape of OFA's and BigNAS's tables).
 
-Every training is the real command ``python train.py +experiment=... <overrides>`` (run as a subprocess so
+Every training is the real command ``python train.py experiment=... <overrides>`` (run as a subprocess so
 each has its own Hydra run and seed state). Afterwards every checkpoint is evaluated the same way: the
 largest, middle and smallest subnet (``max`` / ``mid`` / ``min``: each gene at its largest, middle or smallest
 choice), BN recalibrated on training batches, top-1 on the held-out split. ``from_scratch`` trains one

@@ -1,13 +1,16 @@
 """Print how much of HELP's GPU latency is predictable from the arch (noise ceiling), per (gpu, batch).
 
-Run: ``OMP_NUM_THREADS=1 python scripts/analyse_help_noise.py [--all] [--no-trees]`` (< 1 min on one core).
+Run: ``OMP_NUM_THREADS=1 python scripts/analyse_help_noise.py [all=true] [no_trees=true]`` (< 1 min on one core).
 By default only the columns whose shipped predictor misses held-out Spearman 0.95 are analysed; the
 figures are defined in :mod:`predictors.latency.help_noise`.
 """
 
 from __future__ import annotations
 
-import argparse
+from types import SimpleNamespace
+
+import hydra
+from omegaconf import DictConfig
 
 from predictors.latency.devices import geometry_for
 from predictors.latency.help_gpu import evaluate_split, load_help_csv
@@ -16,11 +19,14 @@ from predictors.latency.help_noise import noise_report
 TARGET = 0.95
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--all", action="store_true", help="analyse every column, not only those below 0.95")
-    p.add_argument("--no-trees", action="store_true", help="skip the gradient-boosted capacity check")
-    args = p.parse_args(argv)
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="analyse_help_noise")
+def main(cfg: DictConfig) -> dict[str, dict]:
+    from supernets.config_checks import ConfigError
+
+    for key in ("all", "no_trees"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    args = SimpleNamespace(all=cfg.all, no_trees=cfg.no_trees)
     geo = geometry_for("ofa_mbv3_w10")
     x, lat = load_help_csv(geo.space)
     cols = sorted(lat) if args.all else [c for c in sorted(lat) if evaluate_split(geo, x, lat[c])["spearman"] < TARGET]

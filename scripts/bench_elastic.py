@@ -5,27 +5,28 @@ For the min, mid and max archs of a supernet, times a training step (forward + b
 shared machine hit both alike, and prints the median times and their ratios (supernet / static).
 Targets: <= 1.03 for training steps, <= 1.05 for batch-1 inference.
 
-``--impl ofa`` runs the same measurement on MIT's once-for-all reference code (``pip install ofa --no-deps``;
-its ``OFAMobileNetV3`` / ``OFAResNets`` with the same archs, via ``Arch.to_ofa_dict``), and ``--impl oncenas ofa``
+``impl=[ofa]`` runs the same measurement on MIT's once-for-all reference code (``pip install ofa --no-deps``;
+its ``OFAMobileNetV3`` / ``OFAResNets`` with the same archs, via ``Arch.to_ofa_dict``), and ``impl=[oncenas,ofa]``
 alternates the two, process by process, so that both meet the same machine state.
 
-    python scripts/bench_elastic.py [--supernet ofa_mbv3_w10] [--repeats 15] [--processes 3] [--threads 1]
-                                    [--impl oncenas ofa]
+    python scripts/bench_elastic.py [supernet=ofa_mbv3_w10] [repeats=15] [processes=3] [threads=1]
+                                    [impl=[oncenas,ofa]]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import NamedTuple
 
+import hydra
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from supernets import Arch, create_supernet, list_supernets
@@ -54,12 +55,12 @@ def oncenas_model(supernet: str) -> Elastic:
 def ofa_networks(supernet: str) -> ModuleType:
     """The reference code's elastic networks module, or a SystemExit saying how to get it."""
     if supernet not in OFA_REFERENCE:
-        raise SystemExit(f"--impl ofa: the reference code has no counterpart of {supernet!r}; "
+        raise SystemExit(f"impl=[ofa]: the reference code has no counterpart of {supernet!r}; "
                          f"choose one of {sorted(OFA_REFERENCE)}")
     try:
         from ofa.imagenet_classification.elastic_nn import networks
     except ImportError as e:
-        raise SystemExit("--impl ofa measures MIT's once-for-all reference code; install it with "
+        raise SystemExit("impl=[ofa] measures MIT's once-for-all reference code; install it with "
                          "`pip install ofa --no-deps`") from e
     return networks
 
@@ -71,7 +72,7 @@ def ofa_model(supernet: str) -> Elastic:
 
     def activate(arch: Arch) -> None:
         genes = arch.to_ofa_dict()
-        genes.pop("r")  # the input size is the benchmark's --resolution
+        genes.pop("r")  # the input size is the benchmark's resolution
         model.set_active_subnet(**genes)
 
     return Elastic(model, create_supernet(supernet).space, activate,
@@ -121,7 +122,7 @@ def interleaved_medians(a: Callable[[], None], b: Callable[[], None], repeats: i
     return statistics.median(wa), statistics.median(wb), statistics.median(ca), statistics.median(cb)
 
 
-def measure(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def measure(args: SimpleNamespace) -> dict[str, dict[str, float]]:
     """One process's measurement: per arch, wall and CPU medians of both models and their ratios."""
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -162,23 +163,37 @@ def _print_rows(rows: dict[str, dict[str, float]]) -> None:
               f"{r['eval_cpu']:9.3f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--supernet", default="ofa_mbv3_w10", choices=list_supernets())
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--infer-repeats", type=int, default=30)
-    parser.add_argument("--processes", type=int, default=3,
-                        help="fresh processes measured one after another; the ratios reported are their medians")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument("--default-malloc", action="store_true", help="leave glibc malloc untuned (see supernets/cpu.py)")
-    parser.add_argument("--no-channels-last", action="store_true", help="keep NCHW tensors (default: channels_last)")
-    parser.add_argument("--impl", nargs="+", choices=sorted(IMPLS), default=["oncenas"],
-                        help="whose elastic code to measure: ours, OFA's reference code, or both, alternating "
-                             "process by process (default: oncenas)")
-    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # one process's rows, for the driver
-    args = parser.parse_args()
+def _args(cfg: DictConfig) -> SimpleNamespace:
+    """The options, each checked by name (``impl`` as a list)."""
+    from supernets.config_checks import ConfigError, check_int
+
+    if cfg.supernet not in list_supernets():
+        raise ConfigError(f"supernet={cfg.supernet!r} is not a registered supernet; choose one of {list_supernets()}")
+    impl = [cfg.impl] if isinstance(cfg.impl, str) else list(cfg.impl)
+    if not impl or not set(impl) <= set(IMPLS):
+        raise ConfigError(f"impl must list some of {sorted(IMPLS)} (e.g. impl=[oncenas,ofa]), got {impl}")
+    for key in ("default_malloc", "no_channels_last", "json"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    ints = {k: check_int(k, cfg[k], min=1) for k in ("batch", "resolution", "repeats", "infer_repeats", "processes")}
+    return SimpleNamespace(supernet=cfg.supernet, impl=impl, default_malloc=cfg.default_malloc,
+                           no_channels_last=cfg.no_channels_last, json=cfg.json,
+                           threads=check_int("threads", cfg.threads, min=1, allow_none=True), **ints)
+
+
+def _child_command(args: SimpleNamespace, impl: str) -> list[str]:
+    """This script measuring ``impl`` in a fresh process with the driver's options, printing its rows as JSON."""
+    keys = ("supernet", "batch", "resolution", "repeats", "infer_repeats", "threads", "default_malloc",
+            "no_channels_last")
+    # (null/true/false spelled for Hydra; not a dict lookup: 1 == True would read threads=1 as true)
+    over = [f"{k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in ((k, getattr(args, k)) for k in keys)]
+    return [sys.executable, __file__, *over, "json=true", f"impl=[{impl}]"]
+
+
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="bench_elastic")
+def main(cfg: DictConfig) -> None:
+    args = _args(cfg)
     if args.json:
         print(json.dumps(measure(args)))
         return
@@ -191,11 +206,11 @@ def main() -> None:
     # Where the allocator happens to place the big activation and gradient buffers persists through a process
     # and moves some elementwise kernels by up to 2-5x (cache/4K aliasing): it biases one model or the other for
     # a whole process, so interleaving within a process cannot cancel it. Fresh processes resample it.
-    # A child gets the driver's options; its own --impl comes last, so argparse keeps it (--processes is unused).
+    # A child gets the driver's options and its own impl (processes is unused there).
     runs: dict[str, list[dict[str, dict[str, float]]]] = {impl: [] for impl in impls}
     for i in range(args.processes):
         for impl in impls:
-            res = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--json", "--impl", impl], capture_output=True, text=True)
+            res = subprocess.run(_child_command(args, impl), capture_output=True, text=True)
             if res.returncode:
                 raise SystemExit(f"{impl}: measuring process {i + 1} failed:\n{res.stderr}")
             runs[impl].append(json.loads(res.stdout.strip().splitlines()[-1]))

@@ -1,12 +1,12 @@
 """Which refresh makes a host latency table built elsewhere true of this machine: recalibration or a rebuild?
 
     python scripts/bench_host_refresh.py                       # ofa_mbv3_tiny, K = 5,10,20, 20 held-out subnets
-    python scripts/bench_host_refresh.py --k 10 --held-out 30 --no-rebuild
+    python scripts/bench_host_refresh.py k=[10] held_out=30 no_rebuild=true
 
-Times ``--held-out`` random whole subnets with the table's own measurement settings (what the pipeline's measure
+Times ``held_out`` random whole subnets with the table's own measurement settings (what the pipeline's measure
 step does) before and after the refreshes (their mean is the truth; the drift between the two passes is the
 contention's share of any error), then scores against them (MAPE, share within ±10 %, median measured/predicted):
-the shipped table as it is; the table recalibrated here on K whole subnets for each ``--k``
+the shipped table as it is; the table recalibrated here on K whole subnets for each of ``k``
 (:func:`predictors.latency.probe.recalibrate_here`); and a full rebuild on this machine (every block + 30
 calibration subnets, ``build_latency_table``), each with its wall time. Wall times on a contended host: compare
 within one run.
@@ -14,13 +14,15 @@ within one run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
+from omegaconf import DictConfig
 
 
 def _scores(model, archs, measured: np.ndarray) -> dict[str, float]:
@@ -30,17 +32,13 @@ def _scores(model, archs, measured: np.ndarray) -> dict[str, float]:
             "within_10pct": float(np.mean(np.abs(ratio - 1) <= 0.10)), "median_ratio": float(np.median(ratio))}
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--supernet", default="ofa_mbv3_tiny")
-    p.add_argument("--device", default="host_cpu")
-    p.add_argument("--k", default="5,10,20", help="comma-separated recalibration sizes (whole subnets)")
-    p.add_argument("--held-out", type=int, default=20)
-    p.add_argument("--no-rebuild", action="store_true")
-    args = p.parse_args(argv)
-    ks = [int(v) for v in args.k.split(",") if v]
-    if args.held_out < 3 or any(k < 3 for k in ks):
-        raise SystemExit(f"--held-out and every --k must be at least 3, got {args.held_out} and {ks}")
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="bench_host_refresh")
+def main(cfg: DictConfig) -> None:
+    from supernets.config_checks import check_int
+
+    ks = [check_int("k", v, min=3) for v in ([cfg.k] if isinstance(cfg.k, int) else cfg.k)]
+    args = SimpleNamespace(supernet=str(cfg.supernet), device=str(cfg.device), no_rebuild=bool(cfg.no_rebuild),
+                           held_out=check_int("held_out", cfg.held_out, min=3))
 
     import supernets
     from predictors import load_latency_model

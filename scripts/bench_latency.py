@@ -202,7 +202,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="../configs/latency", config_name="bench")
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="bench_latency")
 def main(cfg: DictConfig) -> None:
     bench(cfg)
 

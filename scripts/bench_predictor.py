@@ -1,25 +1,27 @@
 """Time to predict 10,000 archs with each accuracy predictor, against a naive per-arch baseline.
 
-    python scripts/bench_predictor.py [--n 10000] [--naive 1000] [--repeats 7]
+    python scripts/bench_predictor.py [n=10000] [naive=1000] [repeats=7] [threads=1]
 
 The baseline is what OFA's tutorial does per candidate: build one feature vector in Python from the arch's
-OFA dict and run the torch MLP on it. It is timed on ``--naive`` archs in this same run and scaled to ``--n``
+OFA dict and run the torch MLP on it. It is timed on ``naive`` archs in this same run and scaled to ``n``
 (per-arch cost is constant). The vectorised path builds one-hot features for the whole batch by fancy
 indexing and runs numpy float32 matmuls. The speed-up compares like with like: both start from a list of
 ``Arch`` objects (the encoded column shows what is left once archs come pre-encoded). Timings on a shared
-machine are contended: median of ``--repeats``.
+machine are contended: median of ``repeats``.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 from functools import partial
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from predictors import load_predictor
@@ -74,20 +76,15 @@ def _naive_generic(model: AccuracyPredictor) -> Callable[[list], np.ndarray]:
     return lambda archs: np.array([model.predict([a])[0] for a in archs])
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="bench_predictor")
+def main(cfg: DictConfig) -> list[dict[str, float | str]]:
     """Print the timings; returns one row per predictor (``naive_ms / arch_ms`` is its ``speed_up``)."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--naive", type=int, default=1_000, help="archs timed one by one (scaled to --n)")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="BLAS threads (1: on a shared 2-core host extra threads mostly spin-wait; 0: library default)")
-    args = ap.parse_args(argv)
-    for opt in ("n", "naive", "repeats"):
-        if getattr(args, opt) < 1:
-            ap.error(f"--{opt} must be at least 1, got {getattr(args, opt)}")
-    if args.threads < 0:
-        ap.error(f"--threads must be 0 (library default) or a positive count, got {args.threads}")
+    from supernets.config_checks import ConfigError, check_int
+
+    args = SimpleNamespace(**{k: check_int(k, cfg[k], min=1) for k in ("n", "naive", "repeats")})
+    if check_int("threads", cfg.threads) < 0:
+        raise ConfigError(f"threads must be 0 (library default) or a positive count, got {cfg.threads}")
+    args.threads = int(cfg.threads)
     if args.threads:
         from threadpoolctl import threadpool_limits
 
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float | str]]:
         # like with like: the naive loop starts from Arch objects (and encodes them), so does the Arch-list path
         rows.append({"predictor": name, "encoded_ms": enc_ms, "encoded_cpu_ms": enc_cpu, "arch_ms": arch_ms,
                      "naive_ms": naive_ms, "speed_up": naive_ms / arch_ms})
-    timed = min(args.naive, args.n)  # the naive loop runs over the first --naive of the --n archs
+    timed = min(args.naive, args.n)  # the naive loop runs over the first `naive` of the `n` archs
     how = f"all {args.n} timed" if timed == args.n else f"timed on {timed} archs and scaled to {args.n}"
     print(f"\npredict {args.n} archs, BLAS threads={args.threads or 'default'} (median of {args.repeats}; "
           f"naive per-arch {how})")

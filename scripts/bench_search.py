@@ -7,6 +7,7 @@ predictor (``predictor=ofa_pretrained``) and the Note10 latency table. OFA's Evo
     python scripts/bench_search.py                      # NSGA-II pop 200 x 60 gen (12k evaluations)
     python scripts/bench_search.py pop_size=100 n_gen=500 budgets=[15,20,25,30,35]   # OFA's budget (50k)
     python scripts/bench_search.py seeds=20             # the default front on 20 seeds vs the known reachable values
+    python scripts/bench_search.py --help               # every option (configs/scripts/bench_search.yaml)
 
 ``seeds=N`` runs the NSGA-II front on seeds 0..N-1 and prints, per budget, the min / median / max over seeds of the
 best top-1 under that budget and its gap to the values long runs reach (``KNOWN_REACHABLE``), then the search times.
@@ -19,12 +20,12 @@ machine vary; all numbers come from this run.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import tempfile
 import time
 
+import hydra
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
 import search
 from search.components import load_components
@@ -38,34 +39,29 @@ OFA_REFERENCE_DEVICE = "note10"
 KNOWN_REACHABLE = {15: 0.7880, 20: 0.8079, 25: 0.8222, 30: 0.8308, 35: 0.8368}
 
 
-def _parse(argv: list[str] | None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("overrides", nargs="*", help="key=value: pop_size, n_gen, seed, budgets, device, ofa_gens")
-    args = p.parse_args(argv)
-    opts = {"pop_size": 200, "n_gen": 60, "seed": 0, "budgets": [15, 20, 25, 30, 35], "device": "note10",
-            "ofa_gens": 500, "random_batch": 1000, "seeds": 0}
-    for ov in args.overrides:
-        k, _, v = ov.partition("=")
-        if k not in opts:
-            raise SystemExit(f"unknown option {k!r}; options: {sorted(opts)}")
-        if k == "device":
-            opts[k] = v
-            continue
-        try:
-            value = ast.literal_eval(v)
-        except (ValueError, SyntaxError):
-            raise SystemExit(f"option {k} must be a Python literal, got {v!r} (e.g. {k}={str(opts[k]).replace(' ', '')})"
-                             ) from None
-        want = list if k == "budgets" else int
-        if not isinstance(value, want) or (k == "budgets" and not all(isinstance(b, (int, float)) for b in value)):
-            raise SystemExit(f"option {k} must be {'a list of latency limits in ms' if want is list else 'an integer'}"
-                             f", got {v!r} (e.g. {k}={str(opts[k]).replace(' ', '')})")
-        opts[k] = value
-    return opts
+def _opts(cfg: DictConfig) -> dict:
+    """The options as plain values, each checked by name."""
+    from supernets.config_checks import ConfigError, check_int
+
+    o = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(o, dict)
+    for key in ("pop_size", "n_gen", "ofa_gens", "random_batch"):
+        o[key] = check_int(key, o[key], min=1 if key in ("pop_size", "random_batch") else 0)
+    o["seed"] = check_int("seed", o["seed"], min=0)
+    o["seeds"] = check_int("seeds", o["seeds"], min=0)
+    budgets = o["budgets"]
+    if not isinstance(budgets, list) or not budgets or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in budgets):
+        raise ConfigError(f"budgets must be a list of latency limits in ms (e.g. budgets=[15,20,25,30,35]), "
+                          f"got {budgets!r}")
+    if not isinstance(o["device"], str):
+        raise ConfigError(f"device must be a device name (configs/device/<name>.yaml), got {o['device']!r}")
+    return o
 
 
-def main(argv: list[str] | None = None) -> dict:
-    o = _parse(argv)
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="bench_search")
+def main(cfg: DictConfig) -> dict:
+    o = _opts(cfg)
     base = {"device": o["device"], "supernet": {"name": "ofa_mbv3_w12", "resolutions": OFA_RESOLUTIONS},
             "predictor": "ofa_pretrained", "progress": False, "plot": False, "checkpoint_every": 0, "seed": o["seed"],
             "probe": 512}

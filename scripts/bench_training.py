@@ -4,7 +4,7 @@
    top-1 of the largest / smallest / random subnets after BN recalibration, against the targets
    (<= 600 s on 2 cores, max >= 97 %, min >= 93 %).
 2. ``compare``: at equal epochs, progressive shrinking (the default recipe: each phase's largest and smallest
-   subnets every step), progressive shrinking as OFA samples it (``+experiment=tiny_ps_ofa``: uniform subnets, one
+   subnets every step), progressive shrinking as OFA samples it (``experiment=tiny_ps_ofa``: uniform subnets, one
    resolution per step), the sandwich rule (BigNAS) and the max / mid / min subnets each trained alone from
    scratch; prints the top-1 of the three subnets under each strategy and the gap to from-scratch (OFA and BigNAS
    claim parity, target within 0.5 pt). The default budget is twice the default
@@ -12,15 +12,15 @@
 
 Usage:
     python scripts/bench_training.py                       # both parts
-    python scripts/bench_training.py --part default
-    python scripts/bench_training.py --part compare --threads 1 --jobs 2 --out /tmp/bt   # rerun: reuses finished runs
-    python scripts/bench_training.py --part compare --seeds 0,1 --out /tmp/bt    # a table per seed, then the mean
+    python scripts/bench_training.py part=default
+    python scripts/bench_training.py part=compare threads=1 jobs=2 out=/tmp/bt   # rerun: reuses finished runs
+    python scripts/bench_training.py part=compare seeds=[0,1] out=/tmp/bt        # a table per seed, then the mean
+    python scripts/bench_training.py --help                                      # every option
 Timings are only meaningful on an otherwise idle machine; the script prints the load average it saw.
 """
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import resource
@@ -28,9 +28,12 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from supernets.paths import CONFIG_DIR
 from supernets.training import train
@@ -83,22 +86,9 @@ def _evaluate(ckpt: Path, archs: dict, calib: int) -> dict[str, float]:
     return dict(zip(archs, accs))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["default", "compare", "all"], default="all")
-    ap.add_argument("--epochs", type=int, default=None,
-                    help="epochs of every strategy in the comparison (default: twice the default schedule's total)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--calib-batches", type=int, default=10)
-    ap.add_argument("--seeds", default="0", help="training seeds (comma-separated): a table per seed, then their mean")
-    ap.add_argument("--roles", default="max,mid,min", help="subnets trained alone from scratch (comma-separated)")
-    ap.add_argument("--no-sandwich", action="store_true", help="skip the sandwich-rule run")
-    ap.add_argument("--no-ps-ofa", action="store_true", help="skip progressive shrinking with OFA's uniform sampling")
-    ap.add_argument("--jobs", type=int, default=1, help="comparison runs trained in parallel processes")
-    ap.add_argument("--ps-ckpt", type=Path, default=None,
-                    help="reuse this progressive-shrinking checkpoint (e.g. a default run's last.ckpt)")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="bench_training")
+def main(cfg: DictConfig) -> None:
+    args = _args(cfg)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_training_"))
     common = [f"threads={args.threads}"] if args.threads else []
     print(f"output: {out}  cores: {os.cpu_count()}  load average at start: {os.getloadavg()}")
@@ -121,12 +111,12 @@ def main() -> None:
 
         space = create_supernet(default_cfg.supernet.name, resolutions=list(default_cfg.supernet.resolutions)).space
         archs = _three_archs(space)
-        seeds = [int(x) for x in args.seeds.split(",") if x != ""]
+        seeds = args.seeds
         print(f"\n== equal epochs ({epochs}): progressive shrinking vs sandwich vs from scratch; seeds {seeds} ==")
         strategies = {"ps": "progressive shrinking", "ps_ofa": "PS, OFA's sampling", "sandwich": "sandwich"}
-        roles = [r for r in args.roles.split(",") if r]
+        roles = args.roles
         if not set(roles) <= set(archs):
-            raise SystemExit(f"--roles takes a comma-separated subset of {list(archs)}, got {args.roles!r}")
+            raise SystemExit(f"roles takes a subset of {list(archs)} (e.g. roles=[max,min]), got {roles}")
         runs: dict[str, list[str]] = {}
         for seed in seeds:
             tag = _seed_tag(seed)
@@ -134,12 +124,12 @@ def main() -> None:
             if args.ps_ckpt is None:
                 runs[f"ps{tag}"] = [*sc, *_phase_epochs(epochs, [])]
             if not args.no_ps_ofa:
-                runs[f"ps_ofa{tag}"] = [*sc, "+experiment=tiny_ps_ofa",
-                                        *_phase_epochs(epochs, ["+experiment=tiny_ps_ofa"])]
+                runs[f"ps_ofa{tag}"] = [*sc, "experiment=tiny_ps_ofa",
+                                        *_phase_epochs(epochs, ["experiment=tiny_ps_ofa"])]
             if not args.no_sandwich:
-                runs[f"sandwich{tag}"] = [*sc, "+experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
+                runs[f"sandwich{tag}"] = [*sc, "experiment=tiny_sandwich", f"schedule.phases.0.epochs={epochs}"]
             for role in roles:
-                runs[f"scratch_{role}{tag}"] = [*sc, "+experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
+                runs[f"scratch_{role}{tag}"] = [*sc, "experiment=tiny_uniform", f"schedule.phases.0.epochs={epochs}",
                                                 f"schedule.phases.0.choices={_fixed_choices(archs[role])}"]
         ckpts = _run_all(runs, out, args.jobs)
         if args.ps_ckpt is not None:
@@ -161,6 +151,27 @@ def main() -> None:
         for role, arch in archs.items():
             print(f"  {role}: {arch}")
     print(f"\nload average at end: {os.getloadavg()}")
+
+
+def _args(cfg: DictConfig) -> SimpleNamespace:
+    """The options, each checked by name (``seeds`` and ``roles`` as lists)."""
+    from supernets.config_checks import ConfigError, check_int
+
+    if cfg.part not in ("default", "compare", "all"):
+        raise ConfigError(f"part must be one of ['default', 'compare', 'all'], got {cfg.part!r}")
+    for key in ("no_sandwich", "no_ps_ofa"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    seeds = [cfg.seeds] if isinstance(cfg.seeds, int) else list(cfg.seeds)
+    roles = [cfg.roles] if isinstance(cfg.roles, str) else list(cfg.roles)
+    return SimpleNamespace(part=cfg.part, epochs=check_int("epochs", cfg.epochs, min=1, allow_none=True),
+                           threads=check_int("threads", cfg.threads, min=1, allow_none=True),
+                           calib_batches=check_int("calib_batches", cfg.calib_batches, min=0),
+                           seeds=[check_int("seeds", x, min=0) for x in seeds], roles=[str(r) for r in roles],
+                           no_sandwich=cfg.no_sandwich, no_ps_ofa=cfg.no_ps_ofa,
+                           jobs=check_int("jobs", cfg.jobs, min=1),
+                           ps_ckpt=None if cfg.ps_ckpt is None else Path(cfg.ps_ckpt),
+                           out=None if cfg.out is None else Path(cfg.out))
 
 
 def _seed_tag(seed: int) -> str:
@@ -188,7 +199,7 @@ def _run_job(name: str, overrides: list[str], out: Path) -> tuple[str, Path, flo
 
 
 def _finished(out: Path, name: str, overrides: list[str]) -> Path | None:
-    """The checkpoint of a run of ``--out`` that finished with these same overrides (so a rerun resumes)."""
+    """The checkpoint of a run of ``out`` that finished with these same overrides (so a rerun resumes)."""
     marker = out / name / "finished.txt"
     if not marker.is_file():
         return None
@@ -229,7 +240,7 @@ def _split(total: int, cfg) -> list[int]:
     """Scale a schedule's phase epochs to ``total`` (each phase keeps at least one epoch)."""
     base = [int(p.epochs) for p in cfg.schedule.phases]
     if total < len(base):
-        raise SystemExit(f"--epochs must be >= {len(base)} (one per progressive-shrinking phase)")
+        raise SystemExit(f"epochs must be >= {len(base)} (one per progressive-shrinking phase), got {total}")
     scaled = [max(1, round(e * total / sum(base))) for e in base]
     while sum(scaled) > total:  # rounding up overshot: trim the longest phase, never one down to 0 epochs
         scaled[int(np.argmax(scaled))] -= 1

@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 from predictors.accuracy.builder import build_from_checkpoint, default_out, merge_shards, parse_shard, shard_path
 from predictors.accuracy.dataset import meta_path, read_dataset
 from predictors.accuracy.workers import die_with_parent
-from supernets.paths import CONFIG_DIR
 
 
 def check_options(cfg: DictConfig) -> None:
@@ -114,7 +113,7 @@ def _build_parallel(cfg: DictConfig, jobs: int) -> Path:
 
 # configs/scripts/: a folder without config groups, so that `device=cpu` sets this script's torch device instead
 # of selecting a latency device from configs/device/ ("Could not override 'device'")
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR / "scripts"), config_name="build_accuracy_dataset")
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="build_accuracy_dataset")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

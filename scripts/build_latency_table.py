@@ -3,7 +3,7 @@
 Times every distinct block of the supernet's space at each resolution with ONNX Runtime, then K whole
 subnets end to end for the calibrated model; writes ``latency_tables/<device>/<supernet>/`` (table.csv,
 calibration.csv, meta.yaml). Resumable: rerun the same command after an interruption. Options: see
-``configs/latency/build.yaml`` (``measure.threads=2``, ``resolutions=[24,32]``, ``restart=true`` ...).
+``configs/scripts/build_latency_table.yaml`` (``measure.threads=2``, ``resolutions=[24,32]``, ``restart=true`` ...).
 
 For another machine (a phone, a board, a GPU server), in three stages (:mod:`predictors.latency.stages`)::
 
@@ -93,7 +93,7 @@ def import_(cfg: DictConfig) -> Path:
     return folder
 
 
-@hydra.main(version_base="1.3", config_path="../configs/latency", config_name="build")
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="build_latency_table")
 def main(cfg: DictConfig) -> None:
     build(cfg)
 

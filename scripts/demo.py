@@ -1,17 +1,19 @@
 """oncenas in one minute: build an elastic supernet, sample subnets, extract them as static timm models
 and profile them (MACs, parameters, CPU latency of one forward pass).
 
-    python scripts/demo.py [--supernet ofa_mbv3_w10] [--n 4] [--seed 0]
+    python scripts/demo.py [supernet=ofa_mbv3_w10] [n=4] [seed=0]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from supernets import count_macs, count_params, create_supernet, list_supernets
@@ -30,12 +32,13 @@ def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--supernet", default="ofa_mbv3_w10", choices=list_supernets())
-    parser.add_argument("--n", type=int, default=4, help="random subnets to sample (plus the min and max)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="demo")
+def main(cfg: DictConfig) -> None:
+    from supernets.config_checks import ConfigError, check_int
+
+    if cfg.supernet not in list_supernets():
+        raise ConfigError(f"supernet={cfg.supernet!r} is not a registered supernet; choose one of {list_supernets()}")
+    args = SimpleNamespace(supernet=cfg.supernet, n=check_int("n", cfg.n, min=0), seed=check_int("seed", cfg.seed))
 
     torch.manual_seed(args.seed)
     model = create_supernet(args.supernet)

@@ -9,7 +9,7 @@ memory/overhead scale are re-fitted on the CSV's networks (:func:`predictors.lat
 Prints the leave-one-out error and writes ``<out_dir>/<device>/<supernet>/meta.yaml`` for every supernet
 of the CSV (and ``serve_for``), and ``<device>.yaml`` under ``device_config`` when given.
 ``curve=true`` instead prints the error against the number of training networks (random subsets, the
-rest held out). Options: ``configs/latency/few_shot.yaml``.
+rest held out). Options: ``configs/scripts/fit_few_shot.yaml``.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     return {"loo_mape": mape, "loo": loo, "model": model}
 
 
-@hydra.main(version_base="1.3", config_path="../configs/latency", config_name="few_shot")
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="fit_few_shot")
 def main(cfg: DictConfig) -> None:
     print(OmegaConf.to_yaml(cfg) if cfg.get("verbose") else "", end="")
     fit(cfg)

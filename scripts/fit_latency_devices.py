@@ -6,21 +6,23 @@
 * few-shot devices (``pixel``, ``pixel2``, ``note8``, ``s7edge``, ``lg_g8``): the Note10 layer-cost model with
   its compute and memory/overhead scales re-fitted on the device's published OFA subnets, for
   ``ofa_mbv3_w10`` and ``ofa_mbv3_w12``, with the leave-one-out error in ``meta.yaml``;
-* HELP GPUs: see ``--help-gpu`` (ridge models over per-block features, :mod:`predictors.latency.help_gpu`).
+* HELP GPUs: see ``help_gpu=true`` (ridge models over per-block features, :mod:`predictors.latency.help_gpu`).
 
-* any device known by measured whole networks: ``--learned runs.csv --device NAME --supernet S`` fits a
+* any device known by measured whole networks: ``learned=runs.csv device=NAME supernet=S`` fits a
   ridge model over per-block features (CSV columns ``arch`` = canonical arch string, ``latency_ms``).
 
-Run: ``python scripts/fit_latency_devices.py [--help-gpu]``. Deterministic; rewrites the files atomically.
+Run: ``python scripts/fit_latency_devices.py [help_gpu=true]``. Deterministic; rewrites the files atomically.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
 import yaml
+from omegaconf import DictConfig
 
 from predictors.latency.layer_cost import LayerCostModel, fit_few_shot, loo_errors
 from predictors.latency.published import PUBLISHED_SOURCE, load_published_nets, published_geometries
@@ -142,22 +144,23 @@ def fit_learned_device(csv_path: str, device: str, supernet: str) -> None:
             "trained_on": f"{len(y)} whole networks from {csv_path}",
             "held_out": {"spearman": rho, "mape": mape, "n_test": len(te)},
             "date": dt.date.today().isoformat(),
-            "command": f"python scripts/fit_latency_devices.py --learned {csv_path} --device {device} "
-                       f"--supernet {supernet}"}
+            "command": f"python scripts/fit_latency_devices.py learned={csv_path} device={device} "
+                       f"supernet={supernet}"}
     model.save(LATENCY_TABLES_DIR / device / supernet, meta)
     print(f"{device}/{supernet}: held-out {meta['held_out']}; add configs/device/{device}.yaml to use it")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--help-gpu", action="store_true", help="also (re)fit the HELP GPU predictors")
-    p.add_argument("--learned", metavar="CSV", help="fit a learned model from whole-network measurements only")
-    p.add_argument("--device")
-    p.add_argument("--supernet")
-    args = p.parse_args()
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="fit_latency_devices")
+def main(cfg: DictConfig) -> None:
+    from supernets.config_checks import ConfigError
+
+    args = SimpleNamespace(help_gpu=cfg.help_gpu, learned=cfg.learned, device=cfg.device, supernet=cfg.supernet)
+    if not isinstance(args.help_gpu, bool):
+        raise ConfigError(f"help_gpu must be true or false, got {args.help_gpu!r}")
     if args.learned:
         if not (args.device and args.supernet):
-            raise SystemExit("--learned needs --device and --supernet")
+            raise ConfigError(f"learned={args.learned} needs device=<name> and supernet=<name>, got "
+                              f"device={args.device} supernet={args.supernet}")
         fit_learned_device(args.learned, args.device, args.supernet)
         return
     geos = published_geometries()

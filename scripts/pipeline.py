@@ -1,10 +1,11 @@
 """The whole pipeline on the bundled default, each step resumable and runnable alone.
 
     python scripts/pipeline.py                                   # all steps into outputs/pipeline
-    python scripts/pipeline.py out=outputs/pipe steps=search,measure top_k=3
+    python scripts/pipeline.py out=outputs/pipe steps=[search,measure] top_k=3
+    python scripts/pipeline.py --help                            # every option (configs/scripts/pipeline.yaml)
 
 Steps (each is the command it prints, so it can also be run by hand):
-  train      python train.py +experiment=<supernet's tiny one> -> <out>/train/checkpoints/last.ckpt
+  train      python train.py experiment=<supernet's tiny one> -> <out>/train/checkpoints/last.ckpt
   dataset    scripts/build_accuracy_dataset.py ckpt=... n=N    -> <out>/accuracy.csv   (resumes itself)
   predictor  scripts/train_predictor.py dataset=... predictor=P -> <out>/predictor.pth
   latency    probe the host_cpu table (a few whole subnets timed now vs its prediction); when it was built on
@@ -23,13 +24,15 @@ interrupted one (training from last.ckpt, the dataset from its CSV, the search f
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
 from supernets.paths import REPO_ROOT
 
@@ -41,36 +44,30 @@ TINY_EXPERIMENTS = {"ofa_mbv3_tiny": "tiny_ps", "ofa_resnet_tiny": "tiny_resnet_
 LATENCY_REFRESH = ("recalibrate", "rebuild", "keep")
 
 
-def _opts(argv: list[str] | None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("overrides", nargs="*", help="key=value: out, steps, n, predictor, top_k, supernet, train_args, "
-                                                  "search_args, latency (recalibrate|rebuild|keep), probe_k, recal_k")
-    o = {"out": "outputs/pipeline", "steps": ",".join(STEPS), "n": 300, "predictor": "mlp", "top_k": 3,
-         "supernet": "ofa_mbv3_tiny", "train_args": "", "search_args": "", "latency": "recalibrate",
-         "probe_k": 3, "recal_k": 20}
-    for ov in p.parse_args(argv).overrides:
-        k, _, v = ov.partition("=")
-        if k not in o:
-            raise SystemExit(f"unknown option {k!r}; options: {sorted(o)}")
-        if isinstance(o[k], int):
-            try:
-                o[k] = int(v)
-            except ValueError:
-                raise SystemExit(f"option {k} must be an integer, got {v!r} (e.g. {k}={o[k]})") from None
-        else:
-            o[k] = v
-    if "," in o["out"]:  # every step's command line passes out on as Hydra overrides, which read a,b as a list
-        raise SystemExit(f"out={o['out']} contains a comma, which Hydra command lines read as a list; pick a path "
-                         f"without commas")
+def _opts(cfg: DictConfig) -> dict:
+    """The options as plain values, each checked by name before the first step (``steps`` as a list)."""
+    from supernets.config_checks import ConfigError, check_int, reject_comma
+
+    o = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(o, dict)
+    for key in ("n", "top_k"):
+        o[key] = check_int(key, o[key], min=1)
+    o["probe_k"] = check_int("probe_k", o["probe_k"], min=1)
+    o["recal_k"] = check_int("recal_k", o["recal_k"], min=3)  # 3 calibration coefficients
+    for key in ("out", "predictor", "supernet", "train_args", "search_args", "latency"):
+        if not isinstance(o[key], str):
+            raise ConfigError(f"{key} must be a string, got {o[key]!r}")
+    # every step's command line passes out on as Hydra overrides, which read a,b as a list
+    reject_comma("out", o["out"])
     if o["latency"] not in LATENCY_REFRESH:
-        raise SystemExit(f"option latency must be one of {list(LATENCY_REFRESH)}, got {o['latency']!r}")
-    if o["probe_k"] < 1 or o["recal_k"] < 3:
-        raise SystemExit(f"probe_k must be >= 1 and recal_k >= 3 (3 calibration coefficients), got "
-                         f"probe_k={o['probe_k']}, recal_k={o['recal_k']}")
-    bad = [s for s in o["steps"].split(",") if s not in STEPS]
+        raise ConfigError(f"latency must be one of {list(LATENCY_REFRESH)}, got {o['latency']!r}")
+    # a list (steps=[search,measure]) or one quoted string (steps='search,measure')
+    steps = [o["steps"]] if isinstance(o["steps"], str) else o["steps"]
+    o["steps"] = [s for part in steps for s in str(part).split(",") if s]
+    bad = [s for s in o["steps"] if s not in STEPS]
     if bad:
-        raise SystemExit(f"unknown step {bad[0]!r}; steps: {list(STEPS)}")
-    _check_latency_steps(o["supernet"], o["steps"].split(","))
+        raise ConfigError(f"steps: unknown step {bad[0]!r}; steps: {list(STEPS)}")
+    _check_latency_steps(o["supernet"], o["steps"])
     return o
 
 
@@ -87,7 +84,7 @@ def _check_latency_steps(supernet: str, steps: list[str]) -> None:
         raise SystemExit(
             f"steps {needs_latency} need a host latency table, and those are built only for supernets whose family "
             f"implements the measurable-layer protocol (e.g. supernet=ofa_mbv3_tiny, ofa_resnet_tiny); for "
-            f"supernet={supernet} run steps=train,dataset,predictor")
+            f"supernet={supernet} run steps=[train,dataset,predictor]")
 
 
 def train_overrides(supernet: str, train_args: str = "") -> list[str]:
@@ -95,7 +92,7 @@ def train_overrides(supernet: str, train_args: str = "") -> list[str]:
     ``train_args`` picks an experiment itself; other supernets get ``supernet=...`` and need a schedule there."""
     args = train_args.split()
     if supernet in TINY_EXPERIMENTS and not any(a.lstrip("+").startswith("experiment=") for a in args):
-        return [f"+experiment={TINY_EXPERIMENTS[supernet]}", *args]
+        return [f"experiment={TINY_EXPERIMENTS[supernet]}", *args]
     return [f"supernet={supernet}", *args]
 
 
@@ -139,13 +136,14 @@ def _rerun(out: Path, step: str) -> bool:
     return (out / f"{step}.done").is_file()
 
 
-def main(argv: list[str] | None = None) -> None:
-    o = _opts(argv)
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="pipeline")
+def main(cfg: DictConfig) -> None:
+    o = _opts(cfg)
     _OPTS.clear()
     _OPTS.update(o)
     out = Path(o["out"]).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    steps = o["steps"].split(",")
+    steps = o["steps"]
     py = sys.executable
     ckpt = out / "train" / "checkpoints" / "last.ckpt"
     dataset = out / "accuracy.csv"

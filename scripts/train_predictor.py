@@ -16,10 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from predictors.accuracy.train import train_predictor
-from supernets.paths import CONFIG_DIR
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train_predictor")
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train_predictor")
 def main(cfg: DictConfig) -> dict[str, Any]:
     return run(cfg, cfg.out or Path(HydraConfig.get().runtime.output_dir) / "predictor.pth")
 

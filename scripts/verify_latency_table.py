@@ -1,10 +1,10 @@
 """Check a host latency table against whole subnets timed end to end, independently of the table builder.
 
-    python scripts/verify_latency_table.py ofa_resnet50 --n 20 --device host_cpu
+    python scripts/verify_latency_table.py supernet=ofa_resnet50 n=20 device=host_cpu
 
-Draws ``--n`` random subnets (seed 12345: not the build's calibration subnets) at the table's resolutions,
+Draws ``n`` random subnets (seed 12345: not the build's calibration subnets) at the table's resolutions,
 exports each static subnet to ONNX and times it with its own ONNX Runtime loop (1 intra-op thread, the
-table's statistic, fresh sessions, ``--passes`` passes over all the subnets keeping each one's fastest),
+table's statistic, fresh sessions, ``passes`` passes over all the subnets keeping each one's fastest),
 then compares with the device's served (calibrated) prediction: share within ±10 %, Spearman, MAPE. Prints
 the load average before and after (a contended host inflates end-to-end timings). Exit status 1 when the
 acceptance (>= 90 % within ±10 %, Spearman >= 0.98) fails.
@@ -12,13 +12,16 @@ acceptance (>= 90 % within ±10 %, Spearman >= 0.98) fails.
 
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import hydra
 import numpy as np
+from omegaconf import DictConfig
 from scipy.stats import spearmanr
 
 
@@ -43,18 +46,19 @@ def time_onnx(path: Path, statistic: str, sessions: int, repeats: int, warmup: i
     return float({"median": np.median(t), "p10": np.percentile(t, 10), "min": t.min()}[statistic])
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("supernet")
-    ap.add_argument("--device", default="host_cpu")
-    ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=12345)
-    ap.add_argument("--sessions", type=int, default=1, help="sessions per subnet and pass")
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--passes", type=int, default=3,
-                    help="passes over all the subnets; each keeps its fastest (a shared host's noise comes in bursts)")
-    ap.add_argument("--warmup", type=int, default=5)
-    args = ap.parse_args()
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="verify_latency_table")
+def main(cfg: DictConfig) -> None:
+    """Exits with status 1 when the acceptance fails."""
+    if run(cfg):
+        sys.exit(1)
+
+
+def run(cfg: DictConfig) -> int:
+    from supernets.config_checks import check_int
+
+    args = SimpleNamespace(supernet=str(cfg.supernet), device=str(cfg.device), seed=check_int("seed", cfg.seed),
+                           **{k: check_int(k, cfg[k], min=0 if k == "warmup" else 1)
+                              for k in ("n", "sessions", "repeats", "passes", "warmup")})
 
     import supernets
     from predictors.latency.devices import load_latency_model
@@ -102,4 +106,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -1,39 +1,48 @@
 """Check converted OFA supernets against MIT's own code (``pip install ofa --no-deps``) at the spaces' resolutions.
 
     python scripts/verify_ofa_pretrained.py                      # random weights, all three supernets
-    python scripts/verify_ofa_pretrained.py --supernet ofa_mbv3_w12 --pretrained ofa_mbv3_d234_e346_k357_w1.2
+    python scripts/verify_ofa_pretrained.py supernet=[ofa_mbv3_w12] pretrained=ofa_mbv3_d234_e346_k357_w1.2
 
-For each supernet: ``--archs`` random archs plus the largest and smallest, each at the next of ``--resolutions``,
+For each supernet: ``archs`` random archs plus the largest and smallest, each at the next of ``resolutions``,
 in eval and train mode; prints the worst ``max |Δ logits| / max |logits|`` (the test suite runs the same check at
-smaller inputs; ``pytest -m slow tests/test_pretrained_ofa.py`` runs this one). ``--pretrained`` loads a published
-file into both MIT's class and ours instead of random weights. Exits non-zero above ``--tol``.
+smaller inputs; ``pytest -m slow tests/test_pretrained_ofa.py`` runs this one). ``pretrained`` loads a published
+file into both MIT's class and ours instead of random weights. Exits non-zero above ``tol``.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from types import SimpleNamespace
 
+import hydra
 import torch
+from omegaconf import DictConfig
 
 from supernets.pretrained import OFA_FILES
 from supernets.pretrained.verify import compare_with_ofa
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--supernet", nargs="+", choices=sorted(OFA_FILES), default=sorted(OFA_FILES))
-    ap.add_argument("--pretrained", default=None, help="a published OFA file (one --supernet)")
-    ap.add_argument("--archs", type=int, default=20)
-    ap.add_argument("--resolutions", type=int, nargs="+", default=[128, 160, 192, 224])
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tol", type=float, default=1e-4)
-    args = ap.parse_args(argv)
-    if args.pretrained and len(args.supernet) != 1:
-        ap.error("--pretrained needs exactly one --supernet")
+@hydra.main(version_base="1.3", config_path="../configs/scripts", config_name="verify_ofa_pretrained")
+def main(cfg: DictConfig) -> None:
+    """Exits with status 1 when a supernet is above the tolerance."""
+    if run(cfg):
+        sys.exit(1)
+
+
+def run(cfg: DictConfig) -> int:
+    from supernets.config_checks import ConfigError, check_float, check_int
+
+    names = [cfg.supernet] if isinstance(cfg.supernet, str) else list(cfg.supernet)
+    if not names or not set(names) <= set(OFA_FILES):
+        raise ConfigError(f"supernet must list some of {sorted(OFA_FILES)}, got {names}")
+    if cfg.pretrained and len(names) != 1:
+        raise ConfigError(f"pretrained={cfg.pretrained} needs exactly one supernet (supernet=[<name>]), got {names}")
+    res = [cfg.resolutions] if isinstance(cfg.resolutions, int) else list(cfg.resolutions)
+    args = SimpleNamespace(supernet=names, pretrained=cfg.pretrained, archs=check_int("archs", cfg.archs, min=0),
+                           resolutions=[check_int("resolutions", r, min=1) for r in res],
+                           batch=check_int("batch", cfg.batch, min=1), seed=check_int("seed", cfg.seed),
+                           threads=check_int("threads", cfg.threads, min=1), tol=check_float("tol", cfg.tol, min=0))
     torch.set_num_threads(args.threads)
     failed = False
     for name in args.supernet:
@@ -51,4 +60,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

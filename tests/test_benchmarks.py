@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import pytest
 from omegaconf import OmegaConf
 
-from supernets.paths import CONFIG_DIR, REPO_ROOT
+from supernets.paths import CONFIG_DIR
+from tests.script_utils import load_script, script_config
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_script = load_script
 
 
 # ---------------------------------------------------------------------------------- bench_latency
 def _latency_cfg(*overrides: str):
-    """configs/latency/bench.yaml with tiny, fast measurement settings and ``overrides``."""
+    """configs/scripts/bench_latency.yaml with tiny, fast measurement settings and ``overrides``."""
     quick = ["supernet=ofa_mbv3_tiny", "n_subnets=3", "n_repeat_check=0", "n_predict=100", "measure.repeats=2",
              "measure.sessions=1", "measure.warmup=0"]
-    return OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "latency" / "bench.yaml"), OmegaConf.from_dotlist([*quick, *overrides]))
+    return OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "scripts" / "bench_latency.yaml"), OmegaConf.from_dotlist([*quick, *overrides]))
 
 
 @pytest.mark.parametrize(("device", "supernet"), [("note10", "ofa_mbv3_w12"), ("v100", "ofa_mbv3_w10")])
@@ -80,14 +75,13 @@ def test_bench_latency_labels_say_what_was_measured(capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- bench_predictor
-def test_bench_predictor_rejects_negative_threads(capsys):
-    with pytest.raises(SystemExit):
-        _script("bench_predictor").main(["--threads", "-1"])
-    assert "--threads must be 0 (library default) or a positive count, got -1" in capsys.readouterr().err
+def test_bench_predictor_rejects_negative_threads():
+    with pytest.raises(ValueError, match=r"threads must be 0 \(library default\) or a positive count, got -1"):
+        _script("bench_predictor").main(script_config("bench_predictor", "threads=-1"))
 
 
 def test_bench_predictor_speed_up_starts_from_arch_objects_on_both_sides(capsys):
-    rows = _script("bench_predictor").main(["--n", "60", "--naive", "1000", "--repeats", "1"])
+    rows = _script("bench_predictor").main(script_config("bench_predictor", "n=60", "naive=1000", "repeats=1"))
     out = capsys.readouterr().out
     assert "naive per-arch all 60 timed" in out and "timed on 1000" not in out  # it timed the 60 there were
     for r in rows:  # the naive loop encodes Arch objects: compare with the Arch-list path, not the pre-encoded one
@@ -97,12 +91,13 @@ def test_bench_predictor_speed_up_starts_from_arch_objects_on_both_sides(capsys)
 # ---------------------------------------------------------------------------------- bench_search
 def test_bench_search_scores_only_note10_against_ofa_and_gives_random_the_same_evaluations(capsys):
     bench = _script("bench_search")
-    res = bench.main(["device=pixel", "pop_size=10", "n_gen=2", "ofa_gens=0", "budgets=[25]", "random_batch=8"])
+    res = bench.main(script_config("bench_search", "device=pixel", "pop_size=10", "n_gen=2", "ofa_gens=0", "budgets=[25]",
+                                   "random_batch=8"))
     out = capsys.readouterr().out
     assert "no published reference for device 'pixel'" in out and not re.search(r"PASS|FAIL", out)
     # NSGA-II's evaluations are not a multiple of the random batch: the last random batch is smaller
     n = res["nsga2"]["n_evals"]
     assert n % 8 and res["random"]["n_evals"] == n
     assert f"NSGA-II {res['nsga2']['hypervolume']:.5f} ({n} evaluations) vs random" in out
-    bench.main(["pop_size=10", "n_gen=2", "ofa_gens=0", "budgets=[25]", "random_batch=8"])
+    bench.main(script_config("bench_search", "pop_size=10", "n_gen=2", "ofa_gens=0", "budgets=[25]", "random_batch=8"))
     assert re.search(r"25 ms: \S+ vs OFA tutorial 0.8171 -> (PASS|FAIL)", capsys.readouterr().out)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import pytest
 import yaml
 
 import supernets
-from supernets.paths import CONFIG_DIR, REPO_ROOT
+from supernets.paths import CONFIG_DIR
 from supernets.training.schedule import build_schedule
+from tests.script_utils import load_script, script_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 SUPERNET_FILES = sorted((CONFIG_DIR / "supernet").glob("*.yaml"))
@@ -27,7 +27,7 @@ def test_default_train_config_selects_tiny_mbv3_on_bundled_mnist_with_progressiv
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_with_a_supernet_data_and_schedule(compose_config, experiment):
-    cfg = compose_config("train", [f"+experiment={experiment}", "paths.output_dir=/tmp/unused"])
+    cfg = compose_config("train", [f"experiment={experiment}", "paths.output_dir=/tmp/unused"])
     assert supernets.is_supernet(cfg.supernet.name)
     assert cfg.schedule.phases, "a schedule lists at least one phase"
     for phase in cfg.schedule.phases:
@@ -69,10 +69,7 @@ def test_ddp_trainer_uses_two_processes_and_tolerates_unused_parameters(compose_
 
 
 def _pipeline_script():
-    spec = importlib.util.spec_from_file_location("pipeline_script", REPO_ROOT / "scripts" / "pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pipeline")
 
 
 @pytest.mark.parametrize("supernet", ["ofa_mbv3_tiny", "ofa_resnet_tiny"])
@@ -84,37 +81,39 @@ def test_pipeline_trains_each_tiny_supernet_with_a_schedule_of_its_own_genes(com
     assert build_schedule(cfg.schedule, space, global_batch_size=64).phases  # ps_tiny names ks: ResNet has none
 
 
+def _pipeline_opts(*overrides: str) -> dict:
+    return _pipeline_script()._opts(script_config("pipeline", *overrides))
+
+
 def test_pipeline_rejects_a_non_integer_option_by_name():
-    with pytest.raises(SystemExit, match="option n must be an integer, got '3OO'"):
-        _pipeline_script()._opts(["n=3OO"])
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got '3OO'"):
+        _pipeline_opts("n=3OO")
 
 
 def test_pipeline_refuses_latency_steps_for_a_supernet_without_a_latency_table_up_front(monkeypatch):
     from predictors.latency.devices import geometry_for
     from supernets.ofa_resnet import OFAResNet
 
-    assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny"])["supernet"] == "ofa_resnet_tiny"  # it has tables
+    assert _pipeline_opts("supernet=ofa_resnet_tiny")["supernet"] == "ofa_resnet_tiny"  # it has tables
     monkeypatch.delattr(OFAResNet, "latency_layers")  # a family without the measurable-layer protocol
     geometry_for.cache_clear()
     try:
-        with pytest.raises(SystemExit, match=r"measurable-layer protocol.*steps=train,dataset,predictor"):
-            _pipeline_script()._opts(["supernet=ofa_resnet_tiny"])
-        assert _pipeline_script()._opts(["supernet=ofa_resnet_tiny", "steps=train,dataset,predictor"])["n"] == 300
+        with pytest.raises(SystemExit, match=r"measurable-layer protocol.*steps=\[train,dataset,predictor\]"):
+            _pipeline_opts("supernet=ofa_resnet_tiny")
+        assert _pipeline_opts("supernet=ofa_resnet_tiny", "steps=[train,dataset,predictor]")["n"] == 300
     finally:
         geometry_for.cache_clear()
     with pytest.raises(SystemExit, match="unknown supernet 'nope'"):
-        _pipeline_script()._opts(["supernet=nope"])
+        _pipeline_opts("supernet=nope")
 
 
 def test_bench_search_options_are_checked_by_name():
-    spec = importlib.util.spec_from_file_location("bench_search", REPO_ROOT / "scripts" / "bench_search.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    assert bench._parse(["budgets=[20,30]", "n_gen=3"])["budgets"] == [20, 30]
-    for bad, msg in (("budgets=abc", "budgets must be a Python literal"), ("budgets=25", "budgets must be a list"),
-                     ("n_gen=1.5", "n_gen must be an integer")):
-        with pytest.raises(SystemExit, match=msg):
-            bench._parse([bad])
+    bench = load_script("bench_search")
+    assert bench._opts(script_config("bench_search", "budgets=[20,30]", "n_gen=3"))["budgets"] == [20, 30]
+    for bad, msg in (("budgets=abc", "budgets must be a list of latency limits in ms .* got 'abc'"),
+                     ("budgets=25", "budgets must be a list"), ("n_gen=1.5", "n_gen must be an integer")):
+        with pytest.raises(ValueError, match=msg):
+            bench._opts(script_config("bench_search", bad))
 
 
 # ---------------------------------------------------------------- every option of every group composes and builds
@@ -143,17 +142,11 @@ def test_every_config_folder_is_an_option_group_of_search_or_train():
 
 def _compose_with(primary: str, group: str, option: str, tmp_path):
     from hydra import compose
-    from hydra.errors import HydraException
 
     from supernets.compose import hydra_on
 
     extra = ["paths.output_dir=" + str(tmp_path)] if primary == "train" else []
     with hydra_on():
-        if group == "experiment":  # train.yaml's defaults hold `experiment: null`, or (older) it is appended
-            try:
-                return compose(primary, overrides=[f"experiment={option}", *extra], return_hydra_config=True)
-            except (HydraException, KeyError):
-                return compose(primary, overrides=[f"+experiment={option}", *extra], return_hydra_config=True)
         return compose(primary, overrides=[f"{group}={option}", *extra], return_hydra_config=True)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 import numpy as np
@@ -12,7 +11,8 @@ import yaml
 import supernets
 from predictors.latency.measure import HOST_FIELDS, environment_fingerprint, fingerprint_diff, isa_from_cpuinfo
 from predictors.latency.probe import probe_host_table, recalibrate_here, refit_calibration, warn_if_stale
-from supernets.paths import LATENCY_TABLES_DIR, REPO_ROOT
+from supernets.paths import LATENCY_TABLES_DIR
+from tests.script_utils import load_script, script_config
 
 SHIPPED = LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny"
 FAST = {"k": 2, "repeats": 10}  # a probe of 2 subnets, 10 timed runs each: about a second on the tiny supernet
@@ -79,19 +79,16 @@ def test_recalibration_refuses_too_few_subnets_and_writing_over_its_source(tmp_p
 
 
 def _pipeline():
-    spec = importlib.util.spec_from_file_location("pipeline_script", REPO_ROOT / "scripts" / "pipeline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("pipeline")
 
 
 def test_pipeline_recalibrates_a_foreign_host_table_into_its_out_dir_and_a_scaled_one_is_stale(tmp_path, tiny,
                                                                                                monkeypatch):
     pipe = _pipeline()
-    with pytest.raises(SystemExit, match="latency must be one of"):
-        pipe._opts(["latency=sometimes"])
-    with pytest.raises(SystemExit, match="recal_k"):
-        pipe._opts(["recal_k=2"])
+    with pytest.raises(ValueError, match=r"latency must be one of \['recalibrate', 'rebuild', 'keep'\], got 'sometimes'"):
+        pipe._opts(script_config("pipeline", "latency=sometimes"))
+    with pytest.raises(ValueError, match="recal_k must be an integer >= 3, got 2"):
+        pipe._opts(script_config("pipeline", "recal_k=2"))
     rebuilt = []
     monkeypatch.setattr(pipe, "_run", rebuilt.append)  # a full rebuild takes minutes: record it instead
     rec = pipe.latency_step(tmp_path, "ofa_mbv3_tiny", "recalibrate", probe_k=2, recal_k=5)

@@ -163,7 +163,7 @@ def test_build_script_resumes_a_table_with_the_statistic_it_was_built_with(tmp_p
     spec = importlib.util.spec_from_file_location("build_latency_table", REPO_ROOT / "scripts" / "build_latency_table.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    cfg = OmegaConf.load(REPO_ROOT / "configs" / "latency" / "build.yaml")
+    cfg = OmegaConf.load(REPO_ROOT / "configs" / "scripts" / "build_latency_table.yaml")
     shipped = yaml.safe_load((LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny" / "meta.yaml").read_text())
     (tmp_path / "meta.yaml").write_text(yaml.safe_dump(shipped))
     assert script.measure_settings(cfg, tmp_path).statistic == shipped["measurement"]["statistic"] == "p10"

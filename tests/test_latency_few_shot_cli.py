@@ -36,7 +36,7 @@ def _published_csv(path: Path, ofa_label: str) -> Path:
 
 
 def _cfg(tmp_path: Path, **over):
-    cfg = OmegaConf.load(CONFIG_DIR / "latency" / "few_shot.yaml")
+    cfg = OmegaConf.load(CONFIG_DIR / "scripts" / "fit_few_shot.yaml")
     cfg.update({"out_dir": str(tmp_path / "tables"), "device_config": str(tmp_path / "devices"),
                 "resolutions": list(PUBLISHED_RESOLUTIONS), **over})
     return cfg

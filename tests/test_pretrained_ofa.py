@@ -4,7 +4,6 @@ over a converted checkpoint exports subnets carrying its weights, BN-recalibrate
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from supernets import create_supernet
 from supernets.pretrained import convert_ofa_state_dict, identify_ofa_state_dict
 from supernets.pretrained.verify import build_ofa_reference, compare_with_ofa, randomise_
+from tests.script_utils import load_script, script_config
 
 
 # Inputs smaller than the spaces' 128-224 px keep the 20-arch sweeps to seconds on CPU; the layers are the same at
@@ -134,10 +134,8 @@ def test_search_over_a_converted_checkpoint_exports_its_weights_bn_recalibrated_
     src = tmp_path / "ofa_mbv3_d234_e346_k357_w1.2"
     torch.save({"state_dict": ofa_w12_state}, src)
     ckpt = tmp_path / "converted.ckpt"
-    spec = importlib.util.spec_from_file_location("convert_script", REPO / "scripts" / "convert_ofa_checkpoint.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    script.main([str(src), str(ckpt)])  # the supernet is picked from the file
+    script = load_script("convert_ofa_checkpoint")
+    script.main(script_config("convert_ofa_checkpoint", f"src={src}", f"dst={ckpt}"))  # the supernet: the file's
     model, meta = load_supernet(ckpt)
     assert meta["supernet"] == "ofa_mbv3_w12" and meta["bn_calibration_required"]
     assert torch.equal(model.first_pw.weight, ofa_w12_state["blocks.0.conv.point_linear.conv.weight"])

@@ -27,7 +27,7 @@ def script(monkeypatch):
 
 
 def _cfg(**over):
-    cfg = OmegaConf.load(CONFIG_DIR / "latency" / "build.yaml")
+    cfg = OmegaConf.load(CONFIG_DIR / "scripts" / "build_latency_table.yaml")
     cfg.supernet = "ofa_mbv3_w12"
     for k, v in over.items():
         OmegaConf.update(cfg, k, v)

@@ -202,7 +202,7 @@ def test_imagenet_tables_say_what_they_need_without_imagenet(tmp_path, name):
 @pytest.mark.parametrize("name", ["ofa_imagenet", "ofa_resnet_imagenet"])
 def test_imagenet_tables_train_on_the_gpus_they_count(compose_config, name):
     cfg = table_config(name)
-    job = compose_config("train", [f"+experiment={cfg['experiment']}", "data.root=/imagenet", *cfg["train_overrides"]])
+    job = compose_config("train", [f"experiment={cfg['experiment']}", "data.root=/imagenet", *cfg["train_overrides"]])
     t = job.trainer
     assert (t.accelerator, t.devices * t.num_nodes) == ("gpu", 32)  # trainer=ddp alone is 2 CPU processes
 

@@ -19,7 +19,7 @@ IMAGENET_SIZED = ("ofa_mbv3", "ofa_resnet", "bignas_mbv3")
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_runs_two_training_steps_and_one_validation(compose_config, tmp_path, experiment):
     res = (32, 40) if experiment in IMAGENET_SIZED else (20, 24)
-    cfg = compose_config("train", [f"+experiment={experiment}", *tiny_overrides(tmp_path, resolutions=res, batch_size=4)])
+    cfg = compose_config("train", [f"experiment={experiment}", *tiny_overrides(tmp_path, resolutions=res, batch_size=4)])
     metrics = train(cfg)
     assert metrics["trainer/global_step"] == 2
     for key in ("val/top1_max", "val/top1_min", "val/top1_random"):
@@ -132,7 +132,7 @@ def test_checkpoint_carries_metadata_and_refuses_another_supernet(compose_config
     assert meta["space"] == repr(model.space) and meta["sampler"]["seed"] == 0
     with pytest.raises(ValueError, match="ofa_resnet_tiny"):
         load_supernet(path, supernet="ofa_resnet_tiny")
-    other = compose_config("train", [*tiny_overrides(tmp_path / "r", resolutions=(20, 24)), "+experiment=tiny_resnet_ps",
+    other = compose_config("train", [*tiny_overrides(tmp_path / "r", resolutions=(20, 24)), "experiment=tiny_resnet_ps",
                                      f"ckpt_path={path}"])
     with pytest.raises(ValueError, match="holds supernet 'ofa_mbv3_tiny'"):
         train(other)

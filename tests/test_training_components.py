@@ -246,7 +246,7 @@ def test_schedule_rejects_empty_phases_non_positive_lr_and_inplace_kd_without_th
     assert build_schedule({**PS, "phases": [sandwich]}, space, global_batch_size=64).phases[0].distill == "inplace"
 
 
-@pytest.mark.parametrize("overrides", [[], ["+experiment=tiny_ps_ofa"]])
+@pytest.mark.parametrize("overrides", [[], ["experiment=tiny_ps_ofa"]])
 def test_bench_training_split_keeps_every_phase_at_least_one_epoch(compose_config, overrides):
     import importlib.util
 

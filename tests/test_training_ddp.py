@@ -15,7 +15,7 @@ def test_two_cpu_processes_train_the_same_sandwich_subnets_and_end_with_identica
     trace = tmp_path / "trace"
     overrides = [o for o in tiny_overrides(tmp_path / "run", max_steps=3, batches=4, batch_size=4)
                  if not o.startswith(("trainer=", "callbacks="))]
-    cmd = [sys.executable, str(REPO_ROOT / "train.py"), "+experiment=tiny_sandwich", *overrides, "trainer=ddp",
+    cmd = [sys.executable, str(REPO_ROOT / "train.py"), "experiment=tiny_sandwich", *overrides, "trainer=ddp",
            "callbacks=none", f"+callbacks.trace={{_target_: supernets.training.callbacks.SubnetTrace, dirpath: {trace}}}",
            f"hydra.run.dir={tmp_path / 'hydra'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -12,7 +12,7 @@ from paper_tables.runner import table_config
 
 @pytest.mark.slow
 def test_vit_training_table_scores_each_sampler_against_training_alone(tmp_path):
-    tiny = ["+experiment=vit_cifar", "data=synthetic", "data.batch_size=8", "data.val_batch_size=8",
+    tiny = ["experiment=vit_cifar", "data=synthetic", "data.batch_size=8", "data.val_batch_size=8",
             "data.n_train=16", "data.n_val=8", "data.image_size=32", "data.in_chans=3",
             "trainer.limit_train_batches=1", "trainer.limit_val_batches=1", "eval.calib_batches=1", "logger=none",
             "callbacks.progress_bar=null", "callbacks.lr_monitor=null", "trainer.enable_progress_bar=false",
