@@ -22,7 +22,6 @@ def experiment_schedule(experiment: str) -> tuple[dict[str, Any], dict[str, Any]
     """(the composed supernet config of ``train.py experiment=<experiment>``, its schedule, its group choices),
     composed by Hydra as ``train.py`` would."""
     from hydra import compose
-    from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
     from supernets.compose import group_options, hydra_on
@@ -30,10 +29,7 @@ def experiment_schedule(experiment: str) -> tuple[dict[str, Any], dict[str, Any]
     if experiment not in group_options("experiment"):
         raise ValueError(f"no experiment {experiment!r}; experiments: {group_options('experiment')}")
     with hydra_on():
-        try:  # train.yaml lists `experiment: null` in its defaults, or (older) appends it with +experiment=
-            cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-        except HydraException:
-            cfg = compose("train", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
     choices = {str(k): str(v) for k, v in cfg.hydra.runtime.choices.items() if not str(k).startswith("hydra")}
     return (OmegaConf.to_container(cfg.supernet, resolve=True), OmegaConf.to_container(cfg.schedule, resolve=True),
             choices)

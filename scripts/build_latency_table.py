@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from predictors.latency.build import build_latency_table
 from predictors.latency.build_guard import check_build_target
+from predictors.latency.devices import Device
 from predictors.latency.measure import MeasureSettings
 from predictors.latency.stages import export_bundle, import_timings
 from predictors.latency.table import load_meta
@@ -64,7 +65,8 @@ def build(cfg: DictConfig) -> Path:
     )
     print(f"latency table for {cfg.supernet} on {cfg.device}: {folder}")
     if not (CONFIG_DIR / "device" / f"{cfg.device}.yaml").is_file():
-        print(f"note: add configs/device/{cfg.device}.yaml (name: {cfg.device}, latency: table) to use device={cfg.device}")
+        print(f"note: to use device={cfg.device}, add configs/device/{cfg.device}.yaml:\n"
+              + Device(name=cfg.device, latency="table", table_dir=cfg.device).to_yaml())
     return folder
 
 

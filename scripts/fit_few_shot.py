@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from predictors.latency.devices import device_config, layer_cost_from
+from predictors.latency.devices import Device, device_config, layer_cost_from
 from predictors.latency.layer_cost import LayerCostModel, MeasuredNet, fit_few_shot, loo_errors
 from predictors.latency.table import LatencyTableError, atomic_write_text, load_meta, load_table
 from supernets.paths import LATENCY_TABLES_DIR
@@ -156,7 +156,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         doc = {"name": cfg.device, "latency": "few_shot", "table_dir": cfg.device,
                "description": cfg.get("description") or f"few-shot from {len(nets)} measured networks "
                                                           f"(base {cfg.base})"}
-        atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+        atomic_write_text(path, Device(**doc).to_yaml())  # packaged under device.<name>: device=[a,b] composes both
         print(f"  -> {path}")
     return {"loo_mape": mape, "loo": loo, "model": model}
 

@@ -8,9 +8,10 @@ import io
 import numpy as np
 import pytest
 import yaml
+from hydra.utils import instantiate
 
 import predictors
-from predictors.latency.devices import geometry_for
+from predictors.latency.devices import Device, geometry_for
 from predictors.latency.help_gpu import HELP_CSV, evaluate_split, load_help_csv
 from predictors.latency.layer_cost import LayerCostModel, fit_few_shot, loo_errors
 from predictors.latency.learned import LearnedLatencyModel
@@ -315,4 +316,9 @@ def test_help_device_configs_are_written_only_where_the_caller_says(tmp_path):
                    "description": "NVIDIA v100 at batch 64 (HELP measurements), learned predictor"}
     write_device_configs({"help_v100_b64": {"spearman": 1.0, "device_config": cfg}}, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["help_v100_b64.yaml"]
-    assert yaml.safe_load((tmp_path / "help_v100_b64.yaml").read_text()) == cfg
+    text = (tmp_path / "help_v100_b64.yaml").read_text()
+    # the format of configs/device/: packaged under device.<name> (device=[a,b] composes both), built by instantiate
+    assert text.startswith("# @package device.help_v100_b64\n")
+    assert instantiate(yaml.safe_load(text)) == Device(**cfg)
+    shipped = REPO_ROOT / "configs" / "device" / "help_v100_b64.yaml"
+    assert instantiate(yaml.safe_load(shipped.read_text())) == Device(**cfg)

@@ -9,8 +9,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from predictors.fileio import atomic_write_text
 from predictors.latency.help_gpu import (
     ATTRIBUTION,
@@ -40,10 +38,13 @@ def device_config(device: str, column: str, batch: int) -> dict[str, Any]:
 def write_device_configs(report: dict[str, dict[str, Any]], folder: Path) -> None:
     """Write each device config of a :func:`fit_all` report to ``folder/<device>.yaml`` (the caller picks the
     folder: library code never writes into the repository's ``configs/`` on its own)."""
+    from predictors.latency.devices import Device
+
     for device, row in report.items():
+        header, body = Device(**row["device_config"]).to_yaml().split("\n", 1)  # the package line stays first
         atomic_write_text(Path(folder) / f"{device}.yaml",
-                          "# GPU device from HELP's measured latencies (OFA-MobileNetV3 w1.0 space only).\n"
-                          + yaml.safe_dump(row["device_config"], sort_keys=False))
+                          header + "\n# GPU device from HELP's measured latencies (OFA-MobileNetV3 w1.0 space only).\n"
+                          + body)
 
 
 def fit_all(path: Path = HELP_CSV, supernet: str = "ofa_mbv3_w10", *,
