@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["create_algorithm", "is_algorithm", "list_algorithms", "register_algorithm"]
 
+# Filled as the algorithm modules are imported: importing this module imports its package first, whose
+# __init__ imports every algorithm module (no import back into the package, which would be a cycle).
 _REGISTRY: dict[str, Callable[..., SearchAlgorithm]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,23 +29,16 @@ def register_algorithm(fn: F) -> F:
     return fn
 
 
-def _ensure_imported() -> None:
-    import search.algorithms  # noqa: F401  (algorithms register on import)
-
-
 def list_algorithms(pattern: str = "*") -> list[str]:
-    _ensure_imported()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def is_algorithm(name: str) -> bool:
-    _ensure_imported()
     return name in _REGISTRY
 
 
 def create_algorithm(name: str, **kwargs: Any) -> SearchAlgorithm:
     """A registered algorithm, e.g. ``create_algorithm("nsga2", pop_size=60, n_gen=3)``."""
-    _ensure_imported()
     if name not in _REGISTRY:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {list_algorithms()}")
     try:
