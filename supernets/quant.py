@@ -16,6 +16,7 @@ Precision groups per family (``PRECISION_GROUPS``): OFA-MobileNetV3 (timm ``Mobi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,17 +183,29 @@ class QuantSupernet(nn.Module):
     base family's FP32 static module (the exporter quantizes its INT8 groups); the forward pass is FP32.
     """
 
-    def __init__(self, base: nn.Module, *, bits: tuple[int, ...] = (INT8, FP32)) -> None:
+    def __init__(self, base: nn.Module, *, bits: tuple[int, ...] = (INT8, FP32),
+                 resolutions: Sequence[int] | None = None) -> None:
         super().__init__()
         self.base = base
         geometry = measurable_for(base)
-        self.space = QuantSpace(base=base.space, n_groups=_groups_for(geometry).n_groups, bits=tuple(bits))
+        space = base.space
+        if resolutions is not None:  # a search over some of the trained resolutions (e.g. those a table covers)
+            bad = [r for r in resolutions if r not in space.resolutions]
+            if bad or not resolutions:
+                raise ValueError(f"resolutions {list(resolutions)} must be a non-empty subset of supernet "
+                                 f"{base.name!r}'s {list(space.resolutions)}")
+            space = dataclasses.replace(space, resolutions=tuple(sorted(int(r) for r in resolutions)))
+        self.space = QuantSpace(base=space, n_groups=_groups_for(geometry).n_groups, bits=tuple(bits))
         self.name = base.name
         self.precision: tuple[int, ...] = (max(bits),) * self.space.n_groups
 
+    def base_arch_of(self, base_arch: Arch) -> Arch:
+        """``base_arch`` (of the searched, possibly narrower base space) as an arch of the supernet's own space."""
+        return base_arch if base_arch.space == self.base.space else self.base.space.parse(str(base_arch))
+
     def set_active_subnet(self, arch: Arch) -> None:
         base_arch, self.precision = self.space.split(arch)
-        self.base.set_active_subnet(base_arch)
+        self.base.set_active_subnet(self.base_arch_of(base_arch))
 
     def get_active_subnet(self) -> nn.Module:
         return self.base.get_active_subnet()
@@ -201,20 +214,25 @@ class QuantSupernet(nn.Module):
         return self.base(x)
 
     def latency_layers(self) -> QuantMeasurable:
-        return QuantMeasurable(measurable_for(self.base), self.space)
+        geometry = measurable_for(self.base)
+        if self.space.base != self.base.space:
+            geometry = geometry.with_space(self.space.base)
+        return QuantMeasurable(geometry, self.space)
 
     def macs_params(self, archs: Any) -> tuple[np.ndarray, np.ndarray]:
-        x = archs if isinstance(archs, np.ndarray) else self.space.encode(archs)
-        return self.base.macs_params(self.space.base_encoded(x))
+        archs = self.space.decode(archs) if isinstance(archs, np.ndarray) else list(archs)
+        return self.base.macs_params([self.base_arch_of(self.space.split(a)[0]) for a in archs])
 
     @property
     def config(self) -> Any:  # export helpers read in_chans from here
         return getattr(self.base, "config", None)
 
 
-def quant_supernet(base: nn.Module, precisions: str = "mixed") -> QuantSupernet:
-    """``base`` with precision genes: ``mixed`` ({int8, fp32} per group), ``int8`` or ``fp32`` (pinned)."""
+def quant_supernet(base: nn.Module, precisions: str = "mixed", *,
+                   resolutions: Sequence[int] | None = None) -> QuantSupernet:
+    """``base`` with precision genes: ``mixed`` ({int8, fp32} per group), ``int8`` or ``fp32`` (pinned); optionally
+    over some of its resolutions only."""
     bits = {"mixed": (INT8, FP32), "int8": (INT8,), "fp32": (FP32,)}
     if precisions not in bits:
         raise ValueError(f"precisions {precisions!r} is not one of {sorted(bits)}")
-    return QuantSupernet(base, bits=bits[precisions])
+    return QuantSupernet(base, bits=bits[precisions], resolutions=resolutions)

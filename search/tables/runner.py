@@ -24,6 +24,7 @@ TABLES: dict[str, str] = {
     "ofa_resnet_imagenet": "search.tables.imagenet",
     "linas": "search.tables.linas",
     "timm_cifar10": "search.tables.timm_cifar10",
+    "quantization": "search.tables.quantization",
 }
 
 
