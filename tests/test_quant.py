@@ -153,3 +153,17 @@ def test_drop_and_direct_predictors_learn_a_precision_effect():
     stem8 = sp.join(sp.split(archs[0])[0], (8, 32, 32, 32, 32))
     fp32 = sp.join(sp.split(archs[0])[0], 32)
     assert q.predict([fp32])[0] - q.predict([stem8])[0] == pytest.approx(0.05, abs=0.015)
+
+
+def test_quant_supernet_searches_a_subset_of_resolutions_and_pins_precisions(qnet):
+    q = quant_supernet(qnet.base, "int8", resolutions=[24])
+    assert q.space.resolutions == (24,) and q.space.bits == (8,) and q.space.name == "ofa_mbv3_tiny_int8"
+    arch = q.space.sample(np.random.default_rng(0))
+    q.set_active_subnet(arch)
+    assert q.precision == (8,) * 5 and qnet.base.active_arch == qnet.base.space.parse(str(q.space.split(arch)[0]))
+    assert q.latency_layers().space.base.resolutions == (24,)
+    np.testing.assert_array_equal(q.macs_params([arch])[0], qnet.base.macs_params([qnet.base.active_arch])[0])
+    with pytest.raises(ValueError, match="subset"):
+        quant_supernet(qnet.base, resolutions=[40])
+    with pytest.raises(ValueError, match="precisions"):
+        quant_supernet(qnet.base, "int4")
