@@ -167,3 +167,27 @@ def test_quant_supernet_searches_a_subset_of_resolutions_and_pins_precisions(qne
         quant_supernet(qnet.base, resolutions=[40])
     with pytest.raises(ValueError, match="precisions"):
         quant_supernet(qnet.base, "int4")
+
+
+def test_quantization_table_scores_every_policy_against_one_reference_point():
+    import pandas as pd
+
+    from search.tables.quantization import summarize
+
+    rows = []
+    for p, pts in {"fp32": [(0.40, 1.0, 2e6), (0.38, 0.8, 1.8e6)], "int8": [(0.39, 1.5, 0.7e6)],
+                   "mixed": [(0.40, 1.0, 2e6), (0.39, 0.9, 0.9e6)]}.items():
+        for top1, ms, size in pts:
+            pol = p if p != "mixed" else ("fp32" if size > 1e6 else "mixed")
+            rows.append({"search": p, "policy": pol, "top1": top1, "latency_ms": ms, "bytes": size,
+                         "speedup": 1.0, "size_ratio": 2e6 / size, "drop_points": 0.1, "latency_err": 0.05,
+                         "top1_err_points": 2.0 if p == "int8" else 0.5})
+    out, ref, ref3 = summarize(pd.DataFrame(rows), dict.fromkeys(("fp32", "int8", "mixed"),
+                                                                 {"n_evaluated": 10, "front": 3, "hv_pred": 0.1}))
+    by = {r["policy"]: r for r in out}
+    np.testing.assert_allclose(ref, [0.62 * 1.05, 1.5 * 1.05])
+    assert by["int8"]["hypervolume_measured"] < by["fp32"]["hypervolume_measured"]
+    assert by["mixed"]["hypervolume_measured_size"] > by["fp32"]["hypervolume_measured_size"]
+    assert by["int8"]["top1_within_1pt"] == 0 and by["fp32"]["latency_within_10pct"] == 1
+    assert by["mixed"]["policies_on_front"] == "fp32:1 mixed:1" and by["fp32"]["median_size_ratio"] != by["fp32"][
+        "median_size_ratio"]  # no quantized subnet: NaN

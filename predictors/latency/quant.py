@@ -35,11 +35,15 @@ class QuantSettings:
         method: calibration method of ``quantize_static`` (``minmax``, ``entropy``, ``percentile``).
         per_channel: per-output-channel weight scales (else per tensor).
         calib_samples: inputs the calibration reader feeds (from the caller's training batches).
+        op_types: operator types to quantize (``quantize_static``'s ``op_types_to_quantize``); ``None``: every type
+            ORT can quantize (element-wise ops too, each wrapped in its own Q/DQ pair where ORT's CPU kernels have no
+            INT8 version of it).
     """
 
     method: str = "minmax"
     per_channel: bool = True
     calib_samples: int = 128
+    op_types: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -102,7 +106,8 @@ def quantize_onnx(fp32_path: Path | str, out_path: Path | str, samples: Sequence
         exclude = [n for n, g in zip(names, groups) if g in keep]
         quantize_static(str(pre), str(out), _reader(model.graph.input[0].name, list(samples)[: s.calib_samples]),
                         quant_format=QuantFormat.QDQ, per_channel=s.per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method)
+                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
+                        op_types_to_quantize=list(s.op_types) if s.op_types else None)
     return {"n_nodes": len(names), "n_excluded": len(exclude), "bytes": Path(out_path).stat().st_size}
 
 

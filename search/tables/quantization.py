@@ -26,7 +26,7 @@ import pandas as pd
 from predictors.base import ArchModel
 from search.tables.common import Column, TableResult, quiet_search, write_atomic
 
-__all__ = ["POLICIES", "build"]
+__all__ = ["POLICIES", "build", "summarize"]
 
 POLICIES = ("fp32", "int8", "mixed")
 
@@ -90,6 +90,42 @@ def _hv_ref(points: np.ndarray) -> np.ndarray:
     return points.max(axis=0) * 1.05
 
 
+def summarize(df: pd.DataFrame, searched: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray,
+                                                                             np.ndarray]:
+    """One row per policy from the exported subnets' measurements (``exported.csv``): measured hypervolume against
+    one reference point for all policies (and with the model's size as a third objective), speed-ups, size
+    ratios, drops, and how many predictions held; returns the rows and the two reference points."""
+    from search.pareto import hypervolume, non_dominated
+
+    pts = np.stack([1 - df["top1"].to_numpy(), df["latency_ms"].to_numpy()], axis=1)
+    ref = _hv_ref(pts)
+    # the same points with the model's bytes as a third objective (not searched on: search.py's objectives are
+    # top1/latency_ms/macs/params), in MB so the three axes have comparable magnitudes
+    pts3 = np.concatenate([pts, df[["bytes"]].to_numpy() / 1e6], axis=1)
+    ref3 = _hv_ref(pts3)
+    out_rows = []
+    for p in POLICIES:
+        sel = (df["search"] == p).to_numpy()
+        f, f3 = pts[sel], pts3[sel]
+        sub = df[sel]
+        q8 = sub[sub["policy"] != "fp32"]
+        out_rows.append({
+            "policy": p, "evaluations": searched[p]["n_evaluated"], "front": searched[p]["front"],
+            "exported": int(sel.sum()), "hypervolume_measured": hypervolume(f[non_dominated(f)], ref),
+            "hypervolume_predicted_own_ref": searched[p]["hv_pred"],
+            "hypervolume_measured_size": hypervolume(f3[non_dominated(f3)], ref3),
+            "size_min_mb": float(sub["bytes"].min() / 1e6),
+            "top1_best": float(sub["top1"].max()), "latency_min_ms": float(sub["latency_ms"].min()),
+            "median_speedup": float(q8["speedup"].median()) if len(q8) else float("nan"),
+            "median_size_ratio": float(q8["size_ratio"].median()) if len(q8) else float("nan"),
+            "median_drop_points": float(q8["drop_points"].median()) if len(q8) else float("nan"),
+            "latency_within_10pct": float((sub["latency_err"].abs() <= 0.10).mean()),
+            "top1_within_1pt": float((sub["top1_err_points"].abs() <= 1.0).mean()),
+            "policies_on_front": " ".join(f"{k}:{v}" for k, v in sub["policy"].value_counts().sort_index().items()),
+        })
+    return out_rows, ref, ref3
+
+
 def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     import torch
 
@@ -97,7 +133,6 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     from predictors.latency.measure import MeasureSettings, measure_onnx_passes
     from predictors.latency.quant import QuantSettings
     from search.export import choose_spread
-    from search.pareto import hypervolume, non_dominated
     from search.tables.linas import _train_ckpt
     from supernets.quant import quant_supernet
     from supernets.training.checkpoint import load_supernet
@@ -173,26 +208,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     write_atomic(out_dir / "exported.json", json.dumps(export, indent=1))
 
     # (6) measured hypervolume per policy, one reference point
-    pts = np.stack([1 - df["top1"].to_numpy(), df["latency_ms"].to_numpy()], axis=1)
-    ref = _hv_ref(pts)
-    out_rows = []
-    for p in POLICIES:
-        sel = (df["search"] == p).to_numpy()
-        f = pts[sel]
-        sub = df[sel]
-        q8 = sub[sub["policy"] != "fp32"]
-        out_rows.append({
-            "policy": p, "evaluations": searched[p]["n_evaluated"], "front": searched[p]["front"],
-            "exported": int(sel.sum()), "hypervolume_measured": hypervolume(f[non_dominated(f)], ref),
-            "hypervolume_predicted_own_ref": searched[p]["hv_pred"],
-            "top1_best": float(sub["top1"].max()), "latency_min_ms": float(sub["latency_ms"].min()),
-            "median_speedup": float(q8["speedup"].median()) if len(q8) else float("nan"),
-            "median_size_ratio": float(q8["size_ratio"].median()) if len(q8) else float("nan"),
-            "median_drop_points": float(q8["drop_points"].median()) if len(q8) else float("nan"),
-            "latency_within_10pct": float((sub["latency_err"].abs() <= 0.10).mean()),
-            "top1_within_1pt": float((sub["top1_err_points"].abs() <= 1.0).mean()),
-            "policies_on_front": " ".join(f"{k}:{v}" for k, v in sub["policy"].value_counts().sort_index().items()),
-        })
+    out_rows, ref, ref3 = summarize(df, searched)
     q_all = df[df["policy"] != "fp32"]
     notes = [
         f"Supernet: {base.name} from {ckpt} ({meta.get('data', {}).get('name')}); top-1 measured with ONNX Runtime on "
@@ -209,7 +225,8 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         f"{cmp['drop']['kendall_tau']:.3f}, Spearman {cmp['drop']['spearman']:.3f}, RMSE "
         f"{cmp['drop']['rmse_points']:.2f} pt; searched with {best}.",
         f"Search: {cfg['search']} per policy (same evaluations); hypervolume_measured of each policy's exported "
-        f"subnets' measured (1 - top1, latency) against one reference point {np.round(ref, 4).tolist()}.",
+        f"subnets' measured (1 - top1, latency) against one reference point {np.round(ref, 4).tolist()}; 'HV measured "
+        f"(+ size)' adds the quantized ONNX file's MB as a third objective (reference {np.round(ref3, 4).tolist()}).",
         f"Exported quantized subnets (INT8 or mixed, {len(q_all)}): measured latency within ±10 % of predicted "
         f"{(q_all['latency_err'].abs() <= 0.10).mean():.0%}, measured top-1 within 1 point of predicted "
         f"{(q_all['top1_err_points'].abs() <= 1.0).mean():.0%}; speed-up over the same subnet in FP32 "
@@ -220,6 +237,8 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     ]
     cols = [Column("policy", "policy"), Column("evaluations", "search evaluations"), Column("front", "front size"),
             Column("exported", "exported"), Column("hypervolume_measured", "HV measured", ".5f"),
+            Column("hypervolume_measured_size", "HV measured (+ size)", ".5f"),
+            Column("size_min_mb", "smallest (MB)", ".3f"),
             Column("top1_best", "best top-1 (measured)", "pct1"),
             Column("latency_min_ms", "fastest (ms, measured)", ".3f"),
             Column("median_speedup", "median speed-up vs FP32", ".2f"),
