@@ -26,7 +26,7 @@ import pandas as pd
 from predictors.base import ArchModel
 from search.tables.common import Column, TableResult, quiet_search, write_atomic
 
-__all__ = ["POLICIES", "build", "summarize"]
+__all__ = ["POLICIES", "build", "summarize", "whole_net_ratios"]
 
 POLICIES = ("fp32", "int8", "mixed")
 
@@ -124,6 +124,35 @@ def summarize(df: pd.DataFrame, searched: dict[str, dict[str, Any]]) -> tuple[li
             "policies_on_front": " ".join(f"{k}:{v}" for k, v in sub["policy"].value_counts().sort_index().items()),
         })
     return out_rows, ref, ref3
+
+
+def whole_net_ratios(supernet: str, resolution: int, settings: Any) -> list[dict[str, Any]]:
+    """FP32 vs INT8 vs mixed (stem and head FP32) of a registered supernet's largest and smallest subnets (random
+    weights, random calibration inputs: timing and size only), timed together in passes: how INT8 pays on this host
+    beyond the tiny net."""
+    import tempfile
+
+    import supernets
+    from predictors.latency.measure import measure_onnx_passes
+    from predictors.latency.quant import export_subnet_onnx
+    from supernets.quant import quant_supernet
+
+    q = quant_supernet(supernets.create_supernet(supernet).eval())
+    sp, n = q.space, q.space.n_groups
+    policies = {"fp32": (32,) * n, "int8": (8,) * n, "mixed": (32, *(8,) * (n - 2), 32)}
+    with tempfile.TemporaryDirectory(prefix="quant_ratio_") as tmp:
+        runs = []
+        for which, base in (("largest", sp.base.max_arch(resolution)), ("smallest", sp.base.min_arch(resolution))):
+            for p, bits in policies.items():
+                path = Path(tmp) / f"{which}_{p}.onnx"
+                export_subnet_onnx(q, sp.join(base, bits), q.latency_layers().input_shape(resolution), path)
+                runs.append({"subnet": which, "policy": p, "path": path, "bytes": path.stat().st_size})
+        for r, m in zip(runs, measure_onnx_passes([r["path"] for r in runs], settings, desc="whole nets")):
+            r["ms"] = m["value_ms"]
+    fp32 = {r["subnet"]: r for r in runs if r["policy"] == "fp32"}
+    return [{"subnet": r["subnet"], "policy": r["policy"], "ms": r["ms"], "bytes": r["bytes"],
+             "speedup_vs_fp32": fp32[r["subnet"]]["ms"] / r["ms"], "size_ratio": fp32[r["subnet"]]["bytes"] / r["bytes"]}
+            for r in runs]
 
 
 def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
