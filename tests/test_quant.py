@@ -147,9 +147,9 @@ def test_drop_and_direct_predictors_learn_a_precision_effect():
     top1_fp32 = 0.6 + 0.01 * e
     top1 = top1_fp32 - 0.05 * sp.int8_mask(x)[:, 0] - 0.01 * sp.int8_mask(x)[:, 1:].sum(1)  # stem hurts most
     rows = [{"arch": str(a), "top1": t, "top1_fp32": t32} for a, t, t32 in zip(archs, top1, top1_fp32)]
-    res = compare_predictors(sp, rows)
+    res = compare_predictors(sp, rows, direct={"kind": "ridge"})
     assert res["drop"]["kendall_tau"] > 0.7 and res["direct"]["kendall_tau"] > 0.5
-    q = QuantDropPredictor(sp).fit(archs[:100], top1[:100], top1_fp32[:100])
+    q = QuantDropPredictor(sp, max_iter=50).fit(archs[:100], top1[:100], top1_fp32[:100])
     stem8 = sp.join(sp.split(archs[0])[0], (8, 32, 32, 32, 32))
     fp32 = sp.join(sp.split(archs[0])[0], 32)
     assert q.predict([fp32])[0] - q.predict([stem8])[0] == pytest.approx(0.05, abs=0.015)
@@ -182,12 +182,40 @@ def test_quantization_table_scores_every_policy_against_one_reference_point():
             rows.append({"search": p, "policy": pol, "top1": top1, "latency_ms": ms, "bytes": size,
                          "speedup": 1.0, "size_ratio": 2e6 / size, "drop_points": 0.1, "latency_err": 0.05,
                          "top1_err_points": 2.0 if p == "int8" else 0.5})
-    out, ref, ref3 = summarize(pd.DataFrame(rows), dict.fromkeys(("fp32", "int8", "mixed"),
-                                                                 {"n_evaluated": 10, "front": 3, "hv_pred": 0.1}))
+    searched = {p: {"n_evaluated": 10, "front": 3, "hv_pred": 0.1} for p in ("fp32", "int8", "mixed")}
+    out, ref, ref3 = summarize(pd.DataFrame(rows), searched)
     by = {r["policy"]: r for r in out}
     np.testing.assert_allclose(ref, [0.62 * 1.05, 1.5 * 1.05])
+    np.testing.assert_allclose(ref3, [0.62 * 1.05, 1.5 * 1.05, 2.0 * 1.05])
     assert by["int8"]["hypervolume_measured"] < by["fp32"]["hypervolume_measured"]
     assert by["mixed"]["hypervolume_measured_size"] > by["fp32"]["hypervolume_measured_size"]
     assert by["int8"]["top1_within_1pt"] == 0 and by["fp32"]["latency_within_10pct"] == 1
     assert by["mixed"]["policies_on_front"] == "fp32:1 mixed:1" and by["fp32"]["median_size_ratio"] != by["fp32"][
         "median_size_ratio"]  # no quantized subnet: NaN
+
+
+def test_exported_quantized_front_holds_measured_next_to_predicted_and_ort_scores_like_torch(qnet, tmp_path):
+    from predictors.accuracy.quant import QuantEvaluator
+    from predictors.latency.measure import MeasureSettings
+    from search.quant_export import export_quantized
+    from supernets.bn import recalibrate_bn
+
+    g = torch.Generator().manual_seed(0)
+    calib = [(torch.randn(6, 3, 24, 24, generator=g), torch.zeros(6, dtype=torch.long))]
+    held = [(torch.randn(16, 3, 24, 24, generator=g), torch.randint(0, 10, (16,), generator=g))]
+    q = quant_supernet(qnet.base, resolutions=[24])
+    ev = QuantEvaluator(q, calib, held)
+    arch = q.space.join(q.space.base.min_arch(24), (32, 8, 8, 8, 32))
+    recs = export_quantized(ev, [arch], [{"top1": 0.5, "latency_ms": 1.0}], tmp_path,
+                            MeasureSettings(warmup=0, repeats=2, passes=1))
+    r = recs[0]
+    assert r["policy"] == "mixed" and r["top1_predicted"] == 0.5 and r["latency_ms"] > 0 and r["speedup"] > 0
+    assert r["bytes"] < r["bytes_fp32"] and (tmp_path / "exported.json").is_file()
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(r["onnx"]).graph.node}
+    assert "QuantizeLinear" not in {n.op_type for n in onnx.load(r["onnx_fp32"]).graph.node}
+    qnet.base.set_active_subnet(q.base_arch_of(q.space.split(arch)[0]))
+    sub = qnet.base.get_active_subnet().eval()
+    recalibrate_bn(sub, [x for x, _ in calib], n_batches=1)
+    with torch.no_grad():
+        torch_top1 = float((sub(held[0][0]).argmax(1) == held[0][1]).float().mean())
+    assert r["top1_fp32"] == pytest.approx(torch_top1)  # ONNX Runtime's FP32 top-1 is the network's

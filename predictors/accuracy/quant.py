@@ -108,7 +108,8 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def build_quant_dataset(evaluator: QuantEvaluator, archs: Sequence[Any], out: Path | str, *,
                         progress: bool = False) -> list[dict[str, Any]]:
-    """Measure ``archs`` into ``out`` (rewritten atomically after each row; a rerun measures only the missing)."""
+    """Measure ``archs`` into ``out`` (rewritten atomically after each row; a rerun measures only the missing).
+    Rows are keyed by arch alone: keep one file per checkpoint, data and quantization settings."""
     from tqdm.auto import tqdm
 
     out = Path(out)

@@ -159,9 +159,10 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     import torch
 
     from predictors.accuracy.quant import QuantEvaluator, build_quant_dataset, compare_predictors
-    from predictors.latency.measure import MeasureSettings, measure_onnx_passes
+    from predictors.latency.measure import MeasureSettings
     from predictors.latency.quant import QuantSettings
     from search.export import choose_spread
+    from search.quant_export import export_quantized, measure_exports
     from search.tables.linas import _train_ckpt
     from supernets.quant import quant_supernet
     from supernets.training.checkpoint import load_supernet
@@ -213,25 +214,11 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         front = pd.read_csv(run / "host_cpu_quant" / "pareto.csv").sort_values("latency_ms").reset_index(drop=True)
         searched[p] = {"n_evaluated": res.get("n_evaluated"), "front": len(front),
                        "hv_pred": res["devices"]["host_cpu_quant"].get("hypervolume")}
-        for i in choose_spread(len(front), int(cfg["export_k"])):
-            arch = q.space.parse(front["arch"].iloc[i])
-            arch_m = mixed.join(*q.space.split(arch))
-            folder = out_dir / "export" / p
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{len(export):02d}_r{arch.r}.onnx"
-            rec = evaluator.evaluate(arch_m, path)
-            twin = folder / f"{len(export):02d}_r{arch.r}_fp32.onnx"
-            evaluator.evaluate(mixed.join(mixed.split(arch_m)[0], 32), twin)
-            export.append({**rec, "search": p, "onnx": str(path), "onnx_fp32": str(twin),
-                           "top1_predicted": float(front["top1"].iloc[i]),
-                           "latency_predicted_ms": float(front["latency_ms"].iloc[i])})
-    timing = measure_onnx_passes([e["onnx"] for e in export] + [e["onnx_fp32"] for e in export], settings,
-                                 desc="exported subnets")
-    for e, m, m32 in zip(export, timing[: len(export)], timing[len(export):]):
-        e.update(latency_ms=m["value_ms"], latency_fp32_ms=m32["value_ms"], speedup=m32["value_ms"] / m["value_ms"],
-                 size_ratio=e["bytes_fp32"] / e["bytes"], drop_points=100 * (e["top1_fp32"] - e["top1"]),
-                 latency_err=(e["latency_predicted_ms"] - m["value_ms"]) / m["value_ms"],
-                 top1_err_points=100 * (e["top1_predicted"] - e["top1"]))
+        pick = choose_spread(len(front), int(cfg["export_k"]))
+        archs = [mixed.join(*q.space.split(q.space.parse(front["arch"].iloc[i]))) for i in pick]
+        export += export_quantized(evaluator, archs, [front.iloc[i].to_dict() for i in pick], out_dir / "export" / p,
+                                   settings, start=len(export), tag={"search": p}, measure=False)
+    measure_exports(export, settings)  # every front's files timed together: their ratios compare
     df = pd.DataFrame(export)
     write_atomic(out_dir / "exported.csv", df.to_csv(index=False, float_format="%.6g"))
     write_atomic(out_dir / "exported.json", json.dumps(export, indent=1))
