@@ -33,7 +33,7 @@ __all__ = ["build", "hv_curve"]
 METHODS = ("linas", "one_shot", "nsga2_real", "random")
 
 
-def _train_ckpt(cfg: dict[str, Any], out_dir: Path) -> Path:
+def train_ckpt(cfg: dict[str, Any], out_dir: Path) -> Path:
     """Train the tiny supernet as configured (``train`` overrides of configs/train.yaml) when no ckpt is given."""
     from hydra import compose
 
@@ -108,7 +108,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     from search.measured import measured_from_checkpoint
 
     out_dir = Path(out_dir)
-    ckpt = Path(cfg["ckpt"]) if cfg.get("ckpt") else _train_ckpt(cfg, out_dir)
+    ckpt = Path(cfg["ckpt"]) if cfg.get("ckpt") else train_ckpt(cfg, out_dir)
     device = str(cfg["device"])
     budgets = sorted(int(b) for b in cfg["budgets"])
     seeds = [int(s) for s in cfg["seeds"]]

@@ -24,6 +24,7 @@ TABLES: dict[str, str] = {
     "ofa_resnet_imagenet": "paper_tables.imagenet",
     "linas": "paper_tables.linas",
     "timm_cifar10": "paper_tables.timm_cifar10",
+    "quantization": "paper_tables.quantization",
 }
 
 

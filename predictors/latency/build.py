@@ -27,9 +27,9 @@ from typing import Any
 import yaml
 
 from predictors.latency.calibration import CALIBRATION_COLUMNS, calibration_csv, calibration_summary, load_calibration
-from predictors.latency.export import export_onnx
 from predictors.latency.measure import MeasureSettings, environment_fingerprint, measure_onnx, measure_onnx_passes
 from predictors.latency.models import TableLatencyModel
+from predictors.latency.quant import export_layer_onnx, export_subnet_onnx
 from predictors.latency.stages import calibration_archs
 from predictors.latency.table import (
     LatencyTable,
@@ -101,10 +101,8 @@ def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettin
     input_shape = measurable_for(supernet).input_shape
     paths = []
     for i, arch in enumerate(tqdm(archs, desc="export subnets", disable=not progress)):
-        supernet.set_active_subnet(arch)
         path = Path(workdir) / f"subnet{i:04d}.onnx"
-        export_onnx(supernet.get_active_subnet().eval(), (settings.batch, *input_shape(arch.r)[1:]), path,
-                    check=False)
+        export_subnet_onnx(supernet, arch, (settings.batch, *input_shape(arch.r)[1:]), path)
         paths.append(path)
     return measure_onnx_passes(paths, settings, progress=progress, desc="whole subnets")
 
@@ -186,8 +184,8 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
             if stop_after is not None and done_now >= stop_after:
                 bar.close()
                 return folder
-            path = layer_files.get((r, key), lambda p, spec=spec: export_onnx(
-                geometry.build(spec), (s.batch, *spec.input_shape[1:]), p, check=False))
+            path = layer_files.get((r, key), lambda p, spec=spec: export_layer_onnx(
+                geometry, spec, (s.batch, *spec.input_shape[1:]), p))  # INT8 layers quantized (quant.py)
             m = measure_onnx(path, s)
             layer_files.done(path)
             k = (r, key)
@@ -213,10 +211,8 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
 
         subnet_files = _OnnxFiles(Path(tmp), "subnet")
 
-        def export_subnet(path: Path, arch: Any) -> None:
-            supernet.set_active_subnet(arch)
-            export_onnx(supernet.get_active_subnet().eval(), (s.batch, *geometry.input_shape(arch.r)[1:]), path,
-                        check=False)
+        def export_subnet(path: Path, arch: Any) -> None:  # mixed-precision archs quantized (quant.py)
+            export_subnet_onnx(supernet, arch, (s.batch, *geometry.input_shape(arch.r)[1:]), path)
 
         for p in range(1, s.passes + 1):
             for arch in archs:

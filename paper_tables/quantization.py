@@ -1,0 +1,268 @@
+"""Table ``quantization``: FP32-only, INT8-only and mixed-precision searches of a trained tiny supernet, each
+front re-measured as real ONNX Runtime models (issue 30; SimQ-NAS / APQ searched architecture and precision
+together).
+
+Steps, all on this host: (1) one latency table with FP32 and INT8 layers (ONNX Runtime static QDQ quantization of
+each layer), calibrated on whole mixed-precision subnets, built by the repository's table builder; (2) an accuracy
+dataset of quantized subnets measured with ONNX Runtime on the held-out split (each sampled base arch at FP32, INT8
+and one random mixed policy); (3) the ``direct`` and ``drop`` predictors ranked on held-out rows, the better one
+searched with; (4) NSGA-II with the same population and generations (equal evaluations) over the FP32-only, INT8-only
+and mixed spaces; (5) ``export_k`` subnets spread over each front exported as quantized ONNX (calibrated on training
+batches), their top-1 measured with ONNX Runtime and their latency timed together with their FP32 twins in passes,
+one intra-op thread; (6) hypervolume of each policy's *measured* exported points against one reference point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from paper_tables.common import Column, TableResult, quiet_search, write_atomic
+from predictors.base import ArchModel
+
+__all__ = ["POLICIES", "build", "summarize", "whole_net_ratios"]
+
+POLICIES = ("fp32", "int8", "mixed")
+
+
+class _PinnedAccuracy(ArchModel):
+    """The mixed space's accuracy model served over a pinned (FP32-only / INT8-only) space of the same layout."""
+
+    target = "top1"
+
+    def __init__(self, model: ArchModel, space: Any) -> None:
+        super().__init__(space, supernet=model.supernet)
+        self.model = model
+        self._to_mixed = np.asarray([model.space.bits.index(b) for b in space.bits])
+
+    def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        x = np.array(encoded, copy=True)
+        x[:, self.space.q_slice] = self._to_mixed[x[:, self.space.q_slice]]
+        return self.model.predict(x)
+
+
+def _data(meta: dict[str, Any], cfg: dict[str, Any]) -> tuple[list, list]:
+    from predictors.accuracy.builder import cache_batches
+    from supernets.training.data import create_datamodule
+
+    d = {**dict(meta["data"]), "augment": False, **dict(cfg.get("data") or {})}
+    dm = create_datamodule(**d)
+    dm.setup()
+    return cache_batches(dm.train_dataloader(), int(cfg["calib_batches"])), \
+        cache_batches(dm.val_dataloader(), int(cfg["eval_batches"]))
+
+
+def _latency_models(qnets: dict[str, Any], folder: Path, cfg: dict[str, Any], settings: Any) -> dict[str, Any]:
+    from predictors.latency.build import build_latency_table
+    from predictors.latency.models import TableLatencyModel
+    from predictors.latency.table import load_meta, load_table
+
+    build_latency_table(qnets["mixed"].name, folder, device="host_cpu_quant", settings=settings,
+                        n_calibration=int(cfg["n_calibration"]),
+                        seed=int(cfg["seed"]), progress=False, supernet=qnets["mixed"],
+                        command="python scripts/reproduce.py table=quantization")
+    table, meta = load_table(folder), load_meta(folder)
+    cal = meta.get("calibration") or {}
+    abc = (cal.get("a", 1.0), cal.get("b", 0.0), cal.get("c", 0.0))
+    return {p: TableLatencyModel(q.latency_layers(), table, calibration=abc, name="quant_table",
+                                 supernet=q.name, device="host_cpu_quant") for p, q in qnets.items()}
+
+
+def _plan(space: Any, n_base: int, seed: int) -> list[Any]:
+    """Each of ``n_base`` base archs at FP32, INT8 and one random mixed policy (paired rows teach the drop)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for base in space.base.sample(rng, n_base):
+        mixed = tuple(int(b) for b in rng.choice([8, 32], size=space.n_groups))
+        while len(set(mixed)) == 1:
+            mixed = tuple(int(b) for b in rng.choice([8, 32], size=space.n_groups))
+        out += [space.join(base, 32), space.join(base, 8), space.join(base, mixed)]
+    return out
+
+
+def _hv_ref(points: np.ndarray) -> np.ndarray:
+    return points.max(axis=0) * 1.05
+
+
+def summarize(df: pd.DataFrame, searched: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray,
+                                                                             np.ndarray]:
+    """One row per policy from the exported subnets' measurements (``exported.csv``): measured hypervolume against
+    one reference point for all policies (and with the model's size as a third objective), speed-ups, size
+    ratios, drops, and how many predictions held; returns the rows and the two reference points."""
+    from search.pareto import hypervolume, non_dominated
+
+    pts = np.stack([1 - df["top1"].to_numpy(), df["latency_ms"].to_numpy()], axis=1)
+    ref = _hv_ref(pts)
+    # the same points with the model's bytes as a third objective (not searched on: search.py's objectives are
+    # top1/latency_ms/macs/params), in MB so the three axes have comparable magnitudes
+    pts3 = np.concatenate([pts, df[["bytes"]].to_numpy() / 1e6], axis=1)
+    ref3 = _hv_ref(pts3)
+    out_rows = []
+    for p in POLICIES:
+        sel = (df["search"] == p).to_numpy()
+        f, f3 = pts[sel], pts3[sel]
+        sub = df[sel]
+        q8 = sub[sub["policy"] != "fp32"]
+        out_rows.append({
+            "policy": p, "evaluations": searched[p]["n_evaluated"], "front": searched[p]["front"],
+            "exported": int(sel.sum()), "hypervolume_measured": hypervolume(f[non_dominated(f)], ref),
+            "hypervolume_predicted_own_ref": searched[p]["hv_pred"],
+            "hypervolume_measured_size": hypervolume(f3[non_dominated(f3)], ref3),
+            "size_min_mb": float(sub["bytes"].min() / 1e6),
+            "top1_best": float(sub["top1"].max()), "latency_min_ms": float(sub["latency_ms"].min()),
+            "median_speedup": float(q8["speedup"].median()) if len(q8) else float("nan"),
+            "median_size_ratio": float(q8["size_ratio"].median()) if len(q8) else float("nan"),
+            "median_drop_points": float(q8["drop_points"].median()) if len(q8) else float("nan"),
+            "latency_within_10pct": float((sub["latency_err"].abs() <= 0.10).mean()),
+            "top1_within_1pt": float((sub["top1_err_points"].abs() <= 1.0).mean()),
+            "policies_on_front": " ".join(f"{k}:{v}" for k, v in sub["policy"].value_counts().sort_index().items()),
+        })
+    return out_rows, ref, ref3
+
+
+def whole_net_ratios(supernet: str, resolution: int, settings: Any) -> list[dict[str, Any]]:
+    """FP32 vs INT8 vs mixed (stem and head FP32) of a registered supernet's largest and smallest subnets (random
+    weights, random calibration inputs: timing and size only), timed together in passes: how INT8 pays on this host
+    beyond the tiny net."""
+    import tempfile
+
+    import supernets
+    from predictors.latency.measure import measure_onnx_passes
+    from predictors.latency.quant import export_subnet_onnx
+    from supernets.quant import quant_supernet
+
+    q = quant_supernet(supernets.create_supernet(supernet).eval())
+    sp, n = q.space, q.space.n_groups
+    policies = {"fp32": (32,) * n, "int8": (8,) * n, "mixed": (32, *(8,) * (n - 2), 32)}
+    with tempfile.TemporaryDirectory(prefix="quant_ratio_") as tmp:
+        runs = []
+        for which, base in (("largest", sp.base.max_arch(resolution)), ("smallest", sp.base.min_arch(resolution))):
+            for p, bits in policies.items():
+                path = Path(tmp) / f"{which}_{p}.onnx"
+                export_subnet_onnx(q, sp.join(base, bits), q.latency_layers().input_shape(resolution), path)
+                runs.append({"subnet": which, "policy": p, "path": path, "bytes": path.stat().st_size})
+        for r, m in zip(runs, measure_onnx_passes([r["path"] for r in runs], settings, desc="whole nets")):
+            r["ms"] = m["value_ms"]
+    fp32 = {r["subnet"]: r for r in runs if r["policy"] == "fp32"}
+    return [{"subnet": r["subnet"], "policy": r["policy"], "ms": r["ms"], "bytes": r["bytes"],
+             "speedup_vs_fp32": fp32[r["subnet"]]["ms"] / r["ms"], "size_ratio": fp32[r["subnet"]]["bytes"] / r["bytes"]}
+            for r in runs]
+
+
+def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
+    import torch
+
+    from paper_tables.linas import train_ckpt
+    from predictors.accuracy.quant import QuantEvaluator, build_quant_dataset, compare_predictors
+    from predictors.latency.measure import MeasureSettings
+    from predictors.latency.quant import QuantSettings
+    from search.export import choose_spread
+    from search.quant_export import export_quantized, measure_exports
+    from supernets.quant import quant_supernet
+    from supernets.training.checkpoint import load_supernet
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    torch.set_num_threads(int(cfg.get("threads") or 1))
+    ckpt = Path(cfg["ckpt"]) if cfg.get("ckpt") else train_ckpt(cfg, out_dir)
+    base, meta = load_supernet(ckpt)
+    qnets = {p: quant_supernet(base, p, resolutions=cfg.get("resolutions")) for p in POLICIES}
+    mixed = qnets["mixed"].space
+    calib, held_out = _data(meta, cfg)
+    settings = MeasureSettings(**dict(cfg["measure"]))
+    qsettings = QuantSettings(**dict(cfg["quant"]))
+    load = os.getloadavg()
+
+    # (1) FP32 + INT8 layer table, calibrated on whole mixed-precision subnets
+    t = time.perf_counter()
+    latency = _latency_models(qnets, out_dir / "latency_table", cfg, settings)
+    t_table = time.perf_counter() - t
+
+    # (2) accuracy dataset of quantized subnets, (3) predictors ranked on held-out rows
+    t = time.perf_counter()
+    evaluator = QuantEvaluator(qnets["mixed"], calib, held_out, settings=qsettings)
+    rows = build_quant_dataset(evaluator, _plan(mixed, int(cfg["n_base"]), int(cfg["seed"])),
+                               out_dir / "quant_accuracy.csv")
+    t_acc = time.perf_counter() - t
+    cmp = compare_predictors(mixed, rows, seed=int(cfg["seed"]), direct=dict(cfg["predictor"]))
+    best = max(("direct", "drop"), key=lambda k: cmp[k]["kendall_tau"])
+    acc_model = cmp["models"][best]
+    if best == "direct":  # refit on every row for the search
+        acc_model = acc_model.fit([mixed.parse(r["arch"]) for r in rows], [r["top1"] for r in rows])
+    else:
+        acc_model = acc_model.fit([mixed.parse(r["arch"]) for r in rows], np.array([r["top1"] for r in rows]),
+                                  np.array([r["top1_fp32"] for r in rows]))
+
+    # (4) searches at equal evaluations, (5) exported subnets measured
+    export: list[dict[str, Any]] = []
+    searched: dict[str, dict[str, Any]] = {}
+    for p in POLICIES:
+        q = qnets[p]
+        model = acc_model if p == "mixed" else _PinnedAccuracy(acc_model, q.space)
+        run = out_dir / f"search_{p}"
+        scfg = {"device": "host_cpu_quant", "supernet": q.name, "progress": False, "plot": False,
+                "out_dir": str(run), "seed": int(cfg["seed"]), "overwrite": True, "algorithm": dict(cfg["search"]),
+                "objectives": {"names": ["top1", "latency_ms"]}}
+        res = quiet_search(scfg, run / "search.log", accuracy=model, latency={"host_cpu_quant": latency[p]},
+                           supernet=q)
+        front = pd.read_csv(run / "host_cpu_quant" / "pareto.csv").sort_values("latency_ms").reset_index(drop=True)
+        searched[p] = {"n_evaluated": res.get("n_evaluated"), "front": len(front),
+                       "hv_pred": res["devices"]["host_cpu_quant"].get("hypervolume")}
+        pick = choose_spread(len(front), int(cfg["export_k"]))
+        archs = [mixed.join(*q.space.split(q.space.parse(front["arch"].iloc[i]))) for i in pick]
+        export += export_quantized(evaluator, archs, [front.iloc[i].to_dict() for i in pick], out_dir / "export" / p,
+                                   settings, start=len(export), tag={"search": p}, measure=False)
+    measure_exports(export, settings)  # every front's files timed together: their ratios compare
+    df = pd.DataFrame(export)
+    write_atomic(out_dir / "exported.csv", df.to_csv(index=False, float_format="%.6g"))
+    write_atomic(out_dir / "exported.json", json.dumps(export, indent=1))
+
+    # (6) measured hypervolume per policy, one reference point
+    out_rows, ref, ref3 = summarize(df, searched)
+    q_all = df[df["policy"] != "fp32"]
+    notes = [
+        f"Supernet: {base.name} from {ckpt} ({meta.get('data', {}).get('name')}); top-1 measured with ONNX Runtime on "
+        f"{sum(len(y) for _, y in held_out)} held-out images; quantizer: onnxruntime.quantization.quantize_static "
+        f"(QDQ, per-channel S8 weights, U8 activations, {qsettings.method}, {qsettings.calib_samples} calibration "
+        f"images), mixed precision by nodes_to_exclude.",
+        f"Latency: one table of FP32 + INT8 layers ({out_dir / 'latency_table'}), calibrated on {cfg['n_calibration']} "
+        f"mixed-precision subnets; exported subnets timed together in {settings.passes} passes, {settings.threads} "
+        f"intra-op thread; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end "
+        f"{os.getloadavg()[0]:.2f} (a shared 2-core host).",
+        f"Accuracy predictors on {cmp['n_test']} held-out rows of {len(rows)}: direct ({cfg['predictor']}) Kendall "
+        f"tau {cmp['direct']['kendall_tau']:.3f}, Spearman {cmp['direct']['spearman']:.3f}, RMSE "
+        f"{cmp['direct']['rmse_points']:.2f} pt; drop (FP32 ridge - GBM drop) Kendall tau "
+        f"{cmp['drop']['kendall_tau']:.3f}, Spearman {cmp['drop']['spearman']:.3f}, RMSE "
+        f"{cmp['drop']['rmse_points']:.2f} pt; searched with {best}.",
+        f"Search: {cfg['search']} per policy (same evaluations); hypervolume_measured of each policy's exported "
+        f"subnets' measured (1 - top1, latency) against one reference point {np.round(ref, 4).tolist()}; 'HV measured "
+        f"(+ size)' adds the quantized ONNX file's MB as a third objective (reference {np.round(ref3, 4).tolist()}).",
+        f"Exported quantized subnets (INT8 or mixed, {len(q_all)}): measured latency within ±10 % of predicted "
+        f"{(q_all['latency_err'].abs() <= 0.10).mean():.0%}, measured top-1 within 1 point of predicted "
+        f"{(q_all['top1_err_points'].abs() <= 1.0).mean():.0%}; speed-up over the same subnet in FP32 "
+        f"{q_all['speedup'].min():.2f}-{q_all['speedup'].max():.2f}x, size {q_all['size_ratio'].min():.2f}-"
+        f"{q_all['size_ratio'].max():.2f}x smaller.",
+        f"Wall time: latency table {t_table:.0f} s, accuracy dataset {t_acc:.0f} s, total "
+        f"{time.perf_counter() - t0:.0f} s; per-subnet figures in exported.csv.",
+    ]
+    cols = [Column("policy", "policy"), Column("evaluations", "search evaluations"), Column("front", "front size"),
+            Column("exported", "exported"), Column("hypervolume_measured", "HV measured", ".5f"),
+            Column("hypervolume_measured_size", "HV measured (+ size)", ".5f"),
+            Column("size_min_mb", "smallest (MB)", ".3f"),
+            Column("top1_best", "best top-1 (measured)", "pct1"),
+            Column("latency_min_ms", "fastest (ms, measured)", ".3f"),
+            Column("median_speedup", "median speed-up vs FP32", ".2f"),
+            Column("median_size_ratio", "median size ratio", ".2f"),
+            Column("median_drop_points", "median top-1 drop (pt)", ".2f"),
+            Column("latency_within_10pct", "latency within ±10 %", "pct0"),
+            Column("top1_within_1pt", "top-1 within 1 pt", "pct0"),
+            Column("policies_on_front", "precisions exported")]
+    return TableResult(name="quantization", title="Table 9: quantization inside the search (FP32 / INT8 / mixed "
+                       "precision, ONNX Runtime QDQ)", columns=cols, rows=out_rows, notes=notes,
+                       summary={"compare": {k: cmp[k] for k in ("direct", "drop")}, "best": best})

@@ -1,0 +1,181 @@
+"""Accuracy of quantized subnets, measured with ONNX Runtime, and predictors of it.
+
+:class:`QuantEvaluator` measures one arch of a :class:`~supernets.quant_space.QuantSpace`: the base subnet is
+extracted, its BatchNorm recalibrated on training batches (as every evaluation here does), exported to ONNX,
+quantized by ONNX Runtime's static QDQ quantizer with calibration on ``calib_batches`` training batches (its FP32
+groups' nodes excluded, :mod:`predictors.latency.quant`), and scored with ONNX Runtime on the held-out split. The
+FP32 top-1 of the same base subnet is measured the same way (cached per base arch), so every row carries the drop.
+
+:func:`build_quant_dataset` writes those rows (resumable CSV: ``arch, policy, top1, top1_fp32, bytes, bytes_fp32``).
+Two ways to predict the quantized top-1 (:func:`compare_predictors` ranks them on held-out rows):
+
+* ``direct``: any predictor recipe (``configs/predictor``) over the quant space's features, precision genes included;
+* ``drop``: an FP32 predictor over the base space minus a learnt drop (:class:`QuantDropPredictor`).
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from predictors.base import ArchModel
+from predictors.fileio import atomic_write_text
+from predictors.latency.quant import QuantSettings, export_quant_subnet, ort_top1, resize_to_resolution
+
+__all__ = ["DATASET_COLUMNS", "QuantDropPredictor", "QuantEvaluator", "build_quant_dataset", "compare_predictors",
+           "load_quant_dataset"]
+
+DATASET_COLUMNS = ("arch", "policy", "top1", "top1_fp32", "bytes", "bytes_fp32")
+
+
+class QuantEvaluator:
+    """Measured top-1 (ONNX Runtime) of quantized subnets of ``qnet`` (a :class:`~supernets.quant.QuantSupernet`).
+
+    Args:
+        calib: training batches ``(x, y)``: BN recalibration and the quantizer's calibration.
+        eval_batches: held-out labelled batches the top-1 is measured on.
+        settings: the quantizer's method, per-channel weights, calibration samples.
+    """
+
+    def __init__(self, qnet: Any, calib: Sequence[tuple[Any, Any]], eval_batches: Sequence[tuple[Any, Any]], *,
+                 settings: QuantSettings | None = None) -> None:
+        self.qnet, self.calib, self.eval_batches = qnet, list(calib), list(eval_batches)
+        self.settings = settings or QuantSettings()
+        self._fp32: dict[str, tuple[float, int]] = {}
+
+    def _static(self, base_arch: Any) -> Any:
+        from supernets.bn import recalibrate_bn
+
+        self.qnet.base.set_active_subnet(self.qnet.base_arch_of(base_arch))
+        sub = self.qnet.base.get_active_subnet().eval()
+        recalibrate_bn(sub, [x for x, _ in self.calib], n_batches=len(self.calib),
+                       transform=lambda x: resize_to_resolution(x, base_arch.r))
+        return sub
+
+    def evaluate(self, arch: Any, out_path: Path | str | None = None) -> dict[str, Any]:
+        """``{"arch", "policy", "top1", "top1_fp32", "bytes", "bytes_fp32"}`` of one arch; ``out_path`` keeps its
+        (quantized) ONNX file."""
+        import torch
+
+        sp = self.qnet.space
+        base, bits = sp.split(arch)
+        shape = (1, *self.qnet.latency_layers().input_shape(arch.r)[1:])
+        with tempfile.TemporaryDirectory(prefix="quant_eval_") as tmp, torch.no_grad():
+            sub = self._static(base)
+            if str(base) not in self._fp32:
+                fp32 = Path(tmp) / "fp32.onnx"
+                export_quant_subnet(sub, shape, (32,) * sp.n_groups, fp32)
+                self._fp32[str(base)] = (ort_top1(fp32, self.eval_batches, arch.r), fp32.stat().st_size)
+            top1_fp32, bytes_fp32 = self._fp32[str(base)]
+            path = Path(out_path) if out_path is not None else Path(tmp) / "q.onnx"
+            samples = [s[None] for x, _ in self.calib for s in resize_to_resolution(x, arch.r).numpy()]
+            export_quant_subnet(sub, shape, bits, path, samples, settings=self.settings)
+            top1 = ort_top1(path, self.eval_batches, arch.r) if any(b == 8 for b in bits) else top1_fp32
+            size = path.stat().st_size
+        return {"arch": str(arch), "policy": sp.policy(arch), "top1": top1, "top1_fp32": top1_fp32, "bytes": size,
+                "bytes_fp32": bytes_fp32}
+
+
+def load_quant_dataset(path: Path | str) -> list[dict[str, Any]]:
+    """Rows of a quantized-accuracy CSV (:data:`DATASET_COLUMNS`); [] if absent."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != DATASET_COLUMNS:
+            raise ValueError(f"{path}: header {reader.fieldnames}, expected {list(DATASET_COLUMNS)}")
+        out = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                out.append({"arch": row["arch"], "policy": row["policy"], "top1": float(row["top1"]),
+                            "top1_fp32": float(row["top1_fp32"]), "bytes": int(row["bytes"]),
+                            "bytes_fp32": int(row["bytes_fp32"])})
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path} line {line}: malformed row {dict(row)} ({exc})") from None
+    return out
+
+
+def _write(path: Path, rows: list[dict[str, Any]]) -> None:
+    lines = [",".join(DATASET_COLUMNS)] + [",".join(str(r[c]) for c in DATASET_COLUMNS) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def build_quant_dataset(evaluator: QuantEvaluator, archs: Sequence[Any], out: Path | str, *,
+                        progress: bool = False) -> list[dict[str, Any]]:
+    """Measure ``archs`` into ``out`` (rewritten atomically after each row; a rerun measures only the missing).
+    Rows are keyed by arch alone: keep one file per checkpoint, data and quantization settings."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    rows = load_quant_dataset(out)
+    done = {r["arch"] for r in rows}
+    for arch in tqdm([a for a in archs if str(a) not in done], desc="quantized subnets", disable=not progress):
+        rows.append(evaluator.evaluate(arch))
+        _write(out, rows)
+    by_arch = {r["arch"]: r for r in rows}
+    return [by_arch[str(a)] for a in archs]
+
+
+class QuantDropPredictor(ArchModel):
+    """Quantized top-1 = an FP32 predictor over the base space - a drop model over the quant space's features
+    (gradient-boosted trees, scikit-learn): the FP32 ranking learnt from FP32 rows, the precision genes' effect
+    learnt as a difference."""
+
+    target = "top1"
+
+    def __init__(self, space: Any, fp32: dict[str, Any] | None = None, *, max_iter: int = 100) -> None:
+        super().__init__(space)
+        from predictors.accuracy.models import build_predictor
+
+        self.fp32 = build_predictor(dict(fp32 or {"kind": "ridge"}), space.base)
+        self.max_iter = int(max_iter)
+        self.drop: Any = None
+
+    def _features(self, encoded: np.ndarray) -> np.ndarray:
+        from predictors.accuracy.features import onehot_stats_features
+
+        return onehot_stats_features(self.space, encoded)
+
+    def fit(self, archs: Sequence[Any], top1: np.ndarray, top1_fp32: np.ndarray) -> QuantDropPredictor:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from threadpoolctl import threadpool_limits
+
+        x = self.space.encode(archs)
+        self.fp32.fit(self.space.base_encoded(x), np.asarray(top1_fp32))
+        with threadpool_limits(1):  # OpenMP's spinning workers cost a shared 2-core host far more than they give
+            self.drop = HistGradientBoostingRegressor(max_iter=self.max_iter, random_state=0).fit(
+                self._features(x), np.asarray(top1_fp32) - np.asarray(top1))
+        return self
+
+    def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        if self.drop is None:
+            raise RuntimeError("QuantDropPredictor is not fitted; call fit(archs, top1, top1_fp32)")
+        return self.fp32.predict(self.space.base_encoded(encoded)) - self.drop.predict(self._features(encoded))
+
+
+def compare_predictors(space: Any, rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.3, seed: int = 0,
+                       direct: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit the ``direct`` and ``drop`` predictors on a random split of ``rows`` and rank the held-out rows:
+    ``{"direct": ranking metrics, "drop": ranking metrics, "n_train", "n_test"}`` (Kendall tau, Spearman, RMSE)."""
+    from sklearn.model_selection import train_test_split
+    from threadpoolctl import threadpool_limits
+
+    from predictors.accuracy.metrics import ranking_metrics
+    from predictors.accuracy.models import build_predictor
+
+    archs = [space.parse(r["arch"]) for r in rows]
+    y = np.array([r["top1"] for r in rows])
+    y32 = np.array([r["top1_fp32"] for r in rows])
+    tr, te = train_test_split(np.arange(len(rows)), test_size=test_fraction, random_state=seed)
+    pick = lambda idx: [archs[i] for i in idx]  # noqa: E731
+    with threadpool_limits(1):
+        d = build_predictor(dict(direct or {"kind": "gbm", "max_iter": 100}), space).fit(pick(tr), y[tr])
+        q = QuantDropPredictor(space).fit(pick(tr), y[tr], y32[tr])
+    return {"direct": ranking_metrics(y[te], d.predict(pick(te))), "drop": ranking_metrics(y[te], q.predict(pick(te))),
+            "n_train": len(tr), "n_test": len(te), "models": {"direct": d, "drop": q}}

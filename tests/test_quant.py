@@ -1,0 +1,221 @@
+"""Precision genes, ONNX Runtime static QDQ quantization of (mixed-precision) subnets, INT8 latency layers and the
+quantized-accuracy predictors (issue 30)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import supernets
+from predictors.latency.export import export_onnx
+from predictors.latency.models import DenseLatencyModel
+from predictors.latency.quant import QuantSettings, export_quant_subnet, quantize_onnx
+from supernets.quant import QuantLayer, precision_group_of_node, quant_supernet
+from supernets.quant_space import QuantSpace
+
+
+@pytest.fixture(scope="module")
+def qnet():
+    torch.manual_seed(0)
+    return quant_supernet(supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=3).eval())
+
+
+def test_quant_space_strings_round_trip_and_old_strings_load_as_fp32(qnet):
+    sp = qnet.space
+    assert sp.group_names[-1] == "q" and sp.n_groups == 5 and sp.name == "ofa_mbv3_tiny_q"
+    archs = sp.sample(np.random.default_rng(0), 50)
+    assert all(sp.parse(str(a)) == a for a in archs)
+    assert {sp.policy(a) for a in archs} >= {"mixed"}
+    base = sp.base.sample(np.random.default_rng(1))
+    old = sp.parse(str(base))  # an FP32-only string (old datasets, tables) loads as all-FP32
+    assert sp.split(old) == (base, (32,) * 5) and str(old) == f"{base}_q=32-32-32-32-32"
+    assert sp.base.parse(str(base)) == base  # the base space is unchanged
+    with pytest.raises(ValueError, match=r"q\[1\].*16"):
+        sp.parse(f"{base}_q=8-16-8-8-8")
+    int8_only = QuantSpace(base=sp.base, n_groups=5, bits=(8,))
+    with pytest.raises(ValueError, match="no precision gene"):
+        int8_only.parse(str(base))
+    assert sp.count() == sp.base.count() * 2**5 and int8_only.count() == sp.base.count()
+
+
+def test_quant_space_encodes_samples_and_masks_vectorised(qnet):
+    sp = qnet.space
+    x = sp.sample_encoded(np.random.default_rng(0), 400)
+    assert x.shape == (400, sp.base.n_columns + 5)
+    np.testing.assert_array_equal(sp.base_encoded(x), sp.base.normalize(sp.base_encoded(x)))
+    mask = sp.int8_mask(x)
+    assert 0.35 < mask.mean() < 0.65  # both precisions drawn per group
+    archs = sp.decode(x)
+    assert all(tuple(b == 8 for b in sp.split(a)[1]) == tuple(m) for a, m in zip(archs, mask))
+    np.testing.assert_array_equal(sp.encode(archs), x)
+    d = sp.from_ofa_dict({**sp.base.to_ofa_dict(sp.split(archs[0])[0]), "q": list(sp.split(archs[0])[1])})
+    assert d == archs[0] and sp.to_ofa_dict(d)["q"] == list(sp.split(archs[0])[1])
+
+
+def _exported(qnet, tmp_path, arch_bits):
+    sp = qnet.space
+    base = sp.base.min_arch(24)
+    qnet.set_active_subnet(sp.join(base, arch_bits))
+    return qnet.get_active_subnet().eval()
+
+
+def test_node_scopes_map_stem_stages_and_head_to_their_precision_groups(qnet, tmp_path):
+    sub = _exported(qnet, tmp_path, 32)
+    export_onnx(sub, (1, 3, 24, 24), tmp_path / "m.onnx", check=False)
+    names = [n.name for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    groups = dict(zip(names, precision_group_of_node(names, 5)))
+    assert groups["/conv_stem/Conv"] == 0 and groups["/classifier/Gemm"] == 4 and groups["/conv_head/Conv"] == 4
+    for k in range(5):
+        in_block = [g for n, g in groups.items() if n.startswith(f"/blocks/blocks.{k}/")]
+        assert in_block and set(in_block) == {k}
+
+
+def _float_weight_convs(path):
+    m = onnx.load(str(path))
+    inits = {i.name for i in m.graph.initializer}
+    return sorted(n.name for n in m.graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in inits)
+
+
+def test_mixed_precision_subnet_quantizes_only_its_int8_groups_and_runs_in_onnx_runtime(qnet, tmp_path):
+    import onnxruntime as ort
+
+    bits = (32, 8, 8, 32, 32)
+    sub = _exported(qnet, tmp_path, bits)
+    rng = np.random.default_rng(0)
+    samples = [rng.standard_normal((1, 3, 24, 24)).astype(np.float32) for _ in range(4)]
+    paths = {}
+    for name, b in {"fp32": (32,) * 5, "mixed": bits, "int8": (8,) * 5}.items():
+        paths[name] = tmp_path / f"{name}.onnx"
+        export_quant_subnet(sub, (1, 3, 24, 24), b, paths[name], samples, settings=QuantSettings(calib_samples=4))
+    float_convs = _float_weight_convs(paths["mixed"])
+    # FP32 groups (stem + first block, stage 3, head) keep float weights; stages 1 and 2 are quantized
+    assert "/conv_stem/Conv" in float_convs and "/classifier/Gemm" in float_convs
+    assert any(n.startswith("/blocks/blocks.3/") for n in float_convs)
+    assert not any(n.startswith(("/blocks/blocks.1/", "/blocks/blocks.2/")) for n in float_convs)
+    assert _float_weight_convs(paths["int8"]) == []
+    q_ops = [n.op_type for n in onnx.load(str(paths["int8"])).graph.node]
+    assert "QuantizeLinear" in q_ops and "DequantizeLinear" in q_ops
+    size = {k: p.stat().st_size for k, p in paths.items()}
+    assert size["int8"] < 0.5 * size["fp32"] and size["int8"] < size["mixed"] < size["fp32"]
+    x = samples[0]
+    with torch.no_grad():
+        ref = sub(torch.from_numpy(x)).numpy()
+    for name in ("mixed", "int8"):
+        out = ort.InferenceSession(str(paths[name]), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        rel = np.abs(out - ref).max() / np.abs(ref).max()
+        assert 0 < rel < 0.2, (name, rel)  # quantized (not bit-exact), yet the same function
+
+
+def test_quantize_refuses_no_samples_and_unknown_methods(tmp_path):
+    with pytest.raises(ValueError, match="calibration samples"):
+        quantize_onnx(tmp_path / "x.onnx", tmp_path / "y.onnx", [])
+    with pytest.raises(ValueError, match="entropy"):
+        QuantSettings(method="kl")
+
+
+def test_quant_layers_keys_and_dense_grid_agree_with_the_subnets_layers(qnet):
+    m = qnet.latency_layers()
+    sp = qnet.space
+    archs = sp.sample(np.random.default_rng(3), 30)
+    fake = {}  # a distinct cost per key, so a wrong slot/choice mapping changes the sum
+
+    def cost(r, layer):
+        return fake.setdefault((r, layer.key), 1.0 + len(fake) * 0.37)
+
+    model = DenseLatencyModel.from_cost(m, cost)
+    for a in archs:
+        layers = m.layers(a)
+        base, bits = sp.split(a)
+        assert [ly.base.key for ly in layers] == [ly.key for ly in qnet.base.latency_layers().layers(base)]
+        assert sum(ly.int8 for ly in layers) > 0 or set(bits) == {32}
+        assert all(isinstance(ly, QuantLayer) and ly.key.endswith("-q:int8") == ly.int8 for ly in layers)
+        assert model.predict([a])[0] == pytest.approx(sum(cost(a.r, ly) for ly in layers))
+    fp32 = sp.join(sp.split(archs[0])[0], 32)
+    assert all("-q:" not in ly.key for ly in m.layers(fp32))  # FP32 keys are the base tables' keys
+
+
+def test_drop_and_direct_predictors_learn_a_precision_effect():
+    from predictors.accuracy.quant import QuantDropPredictor, compare_predictors
+
+    base = supernets.create_supernet("ofa_mbv3_tiny").space
+    sp = QuantSpace(base=base, n_groups=5)
+    archs = sp.sample(np.random.default_rng(0), 160)
+    x = sp.encode(archs)
+    e = np.nan_to_num(base.values(sp.base_encoded(x), "e")).sum(1)
+    top1_fp32 = 0.6 + 0.01 * e
+    top1 = top1_fp32 - 0.05 * sp.int8_mask(x)[:, 0] - 0.01 * sp.int8_mask(x)[:, 1:].sum(1)  # stem hurts most
+    rows = [{"arch": str(a), "top1": t, "top1_fp32": t32} for a, t, t32 in zip(archs, top1, top1_fp32)]
+    res = compare_predictors(sp, rows, direct={"kind": "ridge"})
+    assert res["drop"]["kendall_tau"] > 0.7 and res["direct"]["kendall_tau"] > 0.5
+    q = QuantDropPredictor(sp, max_iter=50).fit(archs[:100], top1[:100], top1_fp32[:100])
+    stem8 = sp.join(sp.split(archs[0])[0], (8, 32, 32, 32, 32))
+    fp32 = sp.join(sp.split(archs[0])[0], 32)
+    assert q.predict([fp32])[0] - q.predict([stem8])[0] == pytest.approx(0.05, abs=0.015)
+
+
+def test_quant_supernet_searches_a_subset_of_resolutions_and_pins_precisions(qnet):
+    q = quant_supernet(qnet.base, "int8", resolutions=[24])
+    assert q.space.resolutions == (24,) and q.space.bits == (8,) and q.space.name == "ofa_mbv3_tiny_int8"
+    arch = q.space.sample(np.random.default_rng(0))
+    q.set_active_subnet(arch)
+    assert q.precision == (8,) * 5 and qnet.base.active_arch == qnet.base.space.parse(str(q.space.split(arch)[0]))
+    assert q.latency_layers().space.base.resolutions == (24,)
+    np.testing.assert_array_equal(q.macs_params([arch])[0], qnet.base.macs_params([qnet.base.active_arch])[0])
+    with pytest.raises(ValueError, match="subset"):
+        quant_supernet(qnet.base, resolutions=[40])
+    with pytest.raises(ValueError, match="precisions"):
+        quant_supernet(qnet.base, "int4")
+
+
+def test_quantization_table_scores_every_policy_against_one_reference_point():
+    import pandas as pd
+
+    from search.tables.quantization import summarize
+
+    rows = []
+    for p, pts in {"fp32": [(0.40, 1.0, 2e6), (0.38, 0.8, 1.8e6)], "int8": [(0.39, 1.5, 0.7e6)],
+                   "mixed": [(0.40, 1.0, 2e6), (0.39, 0.9, 0.9e6)]}.items():
+        for top1, ms, size in pts:
+            pol = p if p != "mixed" else ("fp32" if size > 1e6 else "mixed")
+            rows.append({"search": p, "policy": pol, "top1": top1, "latency_ms": ms, "bytes": size,
+                         "speedup": 1.0, "size_ratio": 2e6 / size, "drop_points": 0.1, "latency_err": 0.05,
+                         "top1_err_points": 2.0 if p == "int8" else 0.5})
+    searched = {p: {"n_evaluated": 10, "front": 3, "hv_pred": 0.1} for p in ("fp32", "int8", "mixed")}
+    out, ref, ref3 = summarize(pd.DataFrame(rows), searched)
+    by = {r["policy"]: r for r in out}
+    np.testing.assert_allclose(ref, [0.62 * 1.05, 1.5 * 1.05])
+    np.testing.assert_allclose(ref3, [0.62 * 1.05, 1.5 * 1.05, 2.0 * 1.05])
+    assert by["int8"]["hypervolume_measured"] < by["fp32"]["hypervolume_measured"]
+    assert by["mixed"]["hypervolume_measured_size"] > by["fp32"]["hypervolume_measured_size"]
+    assert by["int8"]["top1_within_1pt"] == 0 and by["fp32"]["latency_within_10pct"] == 1
+    assert by["mixed"]["policies_on_front"] == "fp32:1 mixed:1" and by["fp32"]["median_size_ratio"] != by["fp32"][
+        "median_size_ratio"]  # no quantized subnet: NaN
+
+
+def test_exported_quantized_front_holds_measured_next_to_predicted_and_ort_scores_like_torch(qnet, tmp_path):
+    from predictors.accuracy.quant import QuantEvaluator
+    from predictors.latency.measure import MeasureSettings
+    from search.quant_export import export_quantized
+    from supernets.bn import recalibrate_bn
+
+    g = torch.Generator().manual_seed(0)
+    calib = [(torch.randn(6, 3, 24, 24, generator=g), torch.zeros(6, dtype=torch.long))]
+    held = [(torch.randn(16, 3, 24, 24, generator=g), torch.randint(0, 10, (16,), generator=g))]
+    q = quant_supernet(qnet.base, resolutions=[24])
+    ev = QuantEvaluator(q, calib, held)
+    arch = q.space.join(q.space.base.min_arch(24), (32, 8, 8, 8, 32))
+    recs = export_quantized(ev, [arch], [{"top1": 0.5, "latency_ms": 1.0}], tmp_path,
+                            MeasureSettings(warmup=0, repeats=2, passes=1))
+    r = recs[0]
+    assert r["policy"] == "mixed" and r["top1_predicted"] == 0.5 and r["latency_ms"] > 0 and r["speedup"] > 0
+    assert r["bytes"] < r["bytes_fp32"] and (tmp_path / "exported.json").is_file()
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(r["onnx"]).graph.node}
+    assert "QuantizeLinear" not in {n.op_type for n in onnx.load(r["onnx_fp32"]).graph.node}
+    qnet.base.set_active_subnet(q.base_arch_of(q.space.split(arch)[0]))
+    sub = qnet.base.get_active_subnet().eval()
+    recalibrate_bn(sub, [x for x, _ in calib], n_batches=1)
+    with torch.no_grad():
+        torch_top1 = float((sub(held[0][0]).argmax(1) == held[0][1]).float().mean())
+    assert r["top1_fp32"] == pytest.approx(torch_top1)  # ONNX Runtime's FP32 top-1 is the network's
