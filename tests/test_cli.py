@@ -146,8 +146,9 @@ def _readme_commands() -> list[str]:
     or inline; one without options is the app's defaults, composed above)."""
     text = (REPO_ROOT / "README.md").read_text()
     found = re.findall(r"(?:^|`)((?:python3? )?(?:train\.py|search\.py|scripts/[a-z_]+\.py)[^`#\n]*)", text, re.M)
-    # the README's templates for a device or supernet of the reader's own (configs/device/my_board.yaml ...)
-    own = ("predictor=ofa_resnet50_pretrained device=my_board", "supernet=<any>")
+    # the README's templates for a device or supernet of the reader's own (configs/device/my_board.yaml ...; the
+    # one-YAML-file examples of a device, predictor and algorithm are run as written by tests/test_add_components.py)
+    own = ("predictor=ofa_resnet50_pretrained device=my_board", "supernet=<any>", "predictor=my_predictor")
     return sorted({c.strip() for c in found if "=" in c and not any(o in c for o in own)})
 
 

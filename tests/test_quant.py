@@ -172,7 +172,7 @@ def test_quant_supernet_searches_a_subset_of_resolutions_and_pins_precisions(qne
 def test_quantization_table_scores_every_policy_against_one_reference_point():
     import pandas as pd
 
-    from search.tables.quantization import summarize
+    from paper_tables.quantization import summarize
 
     rows = []
     for p, pts in {"fp32": [(0.40, 1.0, 2e6), (0.38, 0.8, 1.8e6)], "int8": [(0.39, 1.5, 0.7e6)],
