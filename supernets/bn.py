@@ -4,9 +4,9 @@ Subnets share BN statistics in the supernet, so they must be re-estimated for ea
 evaluated (OFA's ``set_running_statistics``). Statistics are a cumulative average over the batches, computed by
 ``torch.optim.swa_utils.update_bn``; this wrapper adds what the callers need around it (a batch budget, a
 per-batch transform, the statistics kept when it fails, dropout kept off). The hand-written loop this replaced was
-no faster: on ``ofa_mbv3_tiny`` (6 batches of 8, one thread, CPU time, 20 paired runs in alternating order, load
-~8 on 2 cores) update_bn / loop was 0.988 (median ratio) on the supernet and 0.986 on the extracted subnet, with
-bit-identical statistics; ``ofa_mbv3_w10`` and ``ofa_resnet50`` agreed within the noise.
+no faster. Median update_bn / loop CPU-time ratio over paired runs in alternating order (6 batches of 8, one
+thread, load ~1 on 2 cores): ``ofa_mbv3_tiny`` 1.000 (supernet) and 1.015 (extracted subnet), 20 pairs;
+``ofa_mbv3_w10`` 0.987 and 1.005, 8 pairs; single pairs ranged 0.76-1.19. The statistics were bit-identical.
 """
 
 from __future__ import annotations
