@@ -111,7 +111,7 @@ def _help_selection(names: list[str], known: list[str]) -> set[str]:
 
 def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
     from predictors.latency.devices import geometry_for
-    from predictors.latency.help_gpu import evaluate_split, fit_help_model, help_devices, load_help_csv
+    from predictors.latency.help_gpu import evaluate_split, fit_help_model, help_devices, load_help_csv, split_indices
 
     # the CSV ships with the repository: a missing one is an error naming it, never a table without HELP rows
     geo = geometry_for("ofa_mbv3_w10")
@@ -124,13 +124,10 @@ def _help_rows(devices: list[str] | None) -> list[dict[str, Any]]:
             continue
         held = _meta(dev, "ofa_mbv3_w10").get("held_out", {})
         seed, frac = int(held.get("split_seed", 0)), float(held.get("n_test", 1000)) / len(x)
-        # the same split evaluate_split draws, kept here to have the predictions for the plot
-        perm = np.random.default_rng(seed).permutation(len(x))
-        n_test = round(frac * len(x))
-        te, tr = perm[:n_test], perm[n_test:]
+        tr, te = split_indices(len(x), seed=seed, test_fraction=frac)  # evaluate_split's split: the plot's predictions
         model = fit_help_model(geo, x[tr], lat[col][tr])
         row = {"device": dev, "supernet": "ofa_mbv3_w10", "model": "learned ridge",
-               "data": f"HELP held-out rows ({n_test} of {len(x)}, split seed {seed})",
+               "data": f"HELP held-out rows ({len(te)} of {len(x)}, split seed {seed})",
                "pred": model.predict(x[te]), "true": lat[col][te]}
         check = evaluate_split(geo, x, lat[col], seed=seed, test_fraction=frac)
         if abs(check["mape"] - fidelity(row["pred"], row["true"])["mape"]) > 1e-9:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from paper_tables.common import TableResult, markdown, provenance, table_command, write_atomic, write_table
+from supernets.utils import to_plain
 
 __all__ = ["TABLES", "TABLE_CONFIG_DIR", "reproduce", "run_table", "table_config"]
 
@@ -37,12 +38,6 @@ def _table_dir() -> Path:
 TABLE_CONFIG_DIR = _table_dir()
 
 
-def _plain(cfg: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-
-
 def table_config(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``configs/reproduce/table/<name>.yaml`` (the ``table`` option Hydra composes) merged with ``overrides``
     (nested keys merge)."""
@@ -58,8 +53,8 @@ def table_config(name: str, overrides: Mapping[str, Any] | None = None) -> dict[
         cfg = compose("reproduce", overrides=[f"table={name}"]).table
     OmegaConf.set_struct(cfg, False)  # overrides may add keys (recipe_overrides.<name>)
     if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(_plain(overrides))))
-    return dict(_plain(cfg))
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(dict(to_plain(overrides))))
+    return dict(to_plain(cfg))
 
 
 def run_table(name: str, cfg: Mapping[str, Any], out_dir: Path, *, echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -94,7 +89,7 @@ def _results_page(sections: list[str]) -> str:
 
 def reproduce(cfg: Any) -> dict[str, Any]:
     """Run ``cfg.table`` (one table's config, or ``name: all`` with ``tables`` and per-table ``overrides``)."""
-    cfg = dict(_plain(cfg))
+    cfg = dict(to_plain(cfg))
     table = dict(cfg["table"])
     out = _out_dir(cfg)
     name = str(table.get("name"))

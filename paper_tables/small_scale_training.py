@@ -46,7 +46,7 @@ def evaluate_checkpoint(ckpt: Path, roles: tuple[str, ...] = ROLES, *, calib_bat
     from supernets.bn import recalibrate_bn
     from supernets.checkpoints import load_supernet
     from supernets.data.modules import create_datamodule
-    from supernets.training.module import resize_batch
+    from supernets.utils import resize_batch
 
     net, meta = load_supernet(ckpt)
     dm = create_datamodule(**meta["data"])

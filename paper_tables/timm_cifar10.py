@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paper_tables.common import Column, TableResult
-from search.export import resize_to
+from supernets.utils import resize_batch
 
 __all__ = ["build", "role_arch"]
 
@@ -68,7 +68,7 @@ def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, te
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * elapsed / seconds))
         x, y = next(batches)
-        x = resize_to(x, resolution).contiguous(memory_format=torch.channels_last)
+        x = resize_batch(x, resolution).contiguous(memory_format=torch.channels_last)
         soft, total = None, torch.zeros(())
         for k, arch in enumerate(plan(rng)):
             if arch is not None:
@@ -94,7 +94,7 @@ def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, te
 @torch.no_grad()
 def _top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 250, resolution: int = 32) -> float:
     model.eval()
-    correct = sum(int((model(resize_to(x[i:i + batch], resolution).contiguous(memory_format=torch.channels_last))
+    correct = sum(int((model(resize_batch(x[i:i + batch], resolution).contiguous(memory_format=torch.channels_last))
                        .argmax(-1)
                        == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
     return correct / len(y)
@@ -171,7 +171,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     for role in ROLES:
         net.set_active_subnet(role_arch(space, role, r))
         recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)),
-                       transform=lambda x: resize_to(x, r))
+                       transform=lambda x: resize_batch(x, r))
         record("instatune supernet", role, net.get_active_subnet(), train)
     del teacher
     # (a) the original model alone, fine-tuned for the whole budget.

@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> None:
     from predictors import load_latency_model
     from predictors.latency.build import build_latency_table
     from predictors.latency.devices import device_config
-    from predictors.latency.probe import _measure_archs, recalibrate_here, table_settings
+    from predictors.latency.probe import measure_archs, recalibrate_here, table_settings
     from predictors.latency.table import load_meta
     from supernets.paths import LATENCY_TABLES_DIR
 
@@ -57,7 +57,7 @@ def main(cfg: DictConfig) -> None:
     sp = shipped.space
     archs = sp.decode(sp.sample_encoded(np.random.default_rng(2024), args.held_out))
     t = time.perf_counter()
-    before = np.array([m["value_ms"] for m in _measure_archs(args.supernet, archs, settings, net)])
+    before = np.array([m["value_ms"] for m in measure_archs(args.supernet, archs, settings, net)])
     print(f"{args.held_out} held-out subnets timed here ({settings.statistic}) in {time.perf_counter() - t:.1f} s; "
           f"table built on: {meta.get('fingerprint', {}).get('cpu')!r}", flush=True)
     rows = []
@@ -78,7 +78,7 @@ def main(cfg: DictConfig) -> None:
             rows.append(("full rebuild (blocks + 30 subnets)", secs,
                          load_latency_model(args.device, args.supernet, tables_dir=out)))
             print(f"rebuilt in {secs:.1f} s", flush=True)
-        after = np.array([m["value_ms"] for m in _measure_archs(args.supernet, archs, settings, net)])
+        after = np.array([m["value_ms"] for m in measure_archs(args.supernet, archs, settings, net)])
         measured = (before + after) / 2
         print(f"held-out timed again: after/before median {np.median(after / before):.3f}, mean |after/before - 1| "
               f"{np.mean(np.abs(after / before - 1)):.3f} (load average now {os.getloadavg()[0]:.2f})")

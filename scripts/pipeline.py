@@ -272,9 +272,9 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
     import pandas as pd
 
     from predictors.latency.measure import MeasureSettings, measure_onnx_passes
-    from search.export import resize_to
     from supernets.training.checkpoint import load_checkpoint
     from supernets.training.data import create_datamodule
+    from supernets.utils import resize_batch
 
     recs = json.loads(exported_json.read_text())
     meta = load_checkpoint(ckpt)["oncenas"]
@@ -294,7 +294,7 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
         fixed = isinstance(inp.shape[0], int)
         correct = total = 0
         for x, y in val:
-            x = resize_to(x, r).numpy().astype(np.float32)
+            x = resize_batch(x, r).numpy().astype(np.float32)
             chunks = np.split(x, len(x)) if fixed and inp.shape[0] == 1 else [x]
             logits = np.concatenate([sess.run(None, {inp.name: c})[0] for c in chunks])
             correct += int((logits.argmax(1) == y.numpy()).sum())

@@ -12,6 +12,7 @@ import numpy as np
 
 from predictors.fileio import atomic_path
 from supernets.space import Arch
+from supernets.utils import resize_batch
 
 __all__ = ["choose_spread", "export_subnets"]
 
@@ -26,16 +27,6 @@ def choose_spread(n: int, k: int) -> np.ndarray:
     if k <= 0 or n == 0:
         return np.zeros(0, dtype=np.int64)
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(np.int64))
-
-
-def resize_to(x, r: int):
-    """Inputs resized to the subnet's resolution (the data pipeline's job: the module has no resolution)."""
-    import torch
-
-    if x.shape[-1] == r and x.shape[-2] == r:
-        return x
-    return torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", align_corners=False,
-                                           antialias=r < x.shape[-1])
 
 
 def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx: bool = True,
@@ -68,7 +59,7 @@ def export_subnets(supernet: Any, archs: Sequence[Arch], out_dir: Path, *, onnx:
             if calib:
                 from supernets.bn import recalibrate_bn
 
-                recalibrate_bn(sub, list(calib), n_batches=len(calib), transform=lambda x, r=arch.r: resize_to(x, r))
+                recalibrate_bn(sub, list(calib), n_batches=len(calib), transform=lambda x, r=arch.r: resize_batch(x, r))
             stem = f"{i:02d}_r{arch.r}"
             pt = out_dir / f"{stem}.pt"
             payload = {"arch": str(arch), "supernet": getattr(supernet, "name", None), "weights": weights,

@@ -16,6 +16,7 @@ from predictors.base import ArchModel
 from predictors.fileio import atomic_path, atomic_write_text
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives, latency_values
+from supernets.utils import to_plain
 
 __all__ = ["front_table", "published_reference", "summary_table", "write_atomic", "write_device_outputs"]
 
@@ -134,7 +135,7 @@ def write_device_outputs(out: Path, ev: ArchEvaluator, obj: DeviceObjectives, fr
     write_atomic(out / "pareto.csv", df.to_csv(index=False, float_format="%.6g"))
     doc = {**meta, "device": obj.device, "objectives": list(obj.names), "constraints": dict(obj.constraints),
            "front": df.to_dict(orient="records"), "published_reference": list(refs)}
-    write_atomic(out / "pareto.json", json.dumps(doc, indent=1, default=_plain))
+    write_atomic(out / "pareto.json", json.dumps(doc, indent=1, default=_json_default))
     write_atomic(out / "history.csv", pd.DataFrame(history).to_csv(index=False, float_format="%.8g"))
     if plot and ev.devices:  # the plot is top-1 vs latency
         n = ev.n
@@ -144,12 +145,10 @@ def write_device_outputs(out: Path, ev: ArchEvaluator, obj: DeviceObjectives, fr
     return df
 
 
-def _plain(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+def _json_default(o: Any) -> Any:
+    """What ``json`` cannot write itself: numpy values as plain numbers/lists, anything else as its string."""
+    plain = to_plain(o)
+    return str(o) if plain is o else plain
 
 
 def summary_table(df: pd.DataFrame, k: int = 8) -> str:

@@ -35,7 +35,7 @@ __all__ = ["algorithm_label", "from_hydra", "run", "run_dir"]
 
 log = logging.getLogger(__name__)
 
-def _plain(cfg: Any) -> dict[str, Any]:
+def _search_config(cfg: Any) -> dict[str, Any]:
     """A search config as a plain dict over what ``configs/search.yaml`` composes to (Hydra's compose API: a
     hand-built ``{"device": "note10", ...}`` gets the same defaults ``search.py`` would)."""
     from omegaconf import DictConfig, OmegaConf
@@ -58,7 +58,7 @@ def from_hydra(cfg: Any) -> dict[str, Any]:
     """The config ``search.py`` received, as :func:`run` takes it. Hydra composed every selected device under its
     own name (``device=[pixel,note10]`` -> ``device: {pixel: ..., note10: ...}``) and the predictor and algorithm
     with their ``_target_``: nothing to look up again."""
-    return _plain(cfg)
+    return _search_config(cfg)
 
 
 def run_dir(cfg: Mapping[str, Any], default: Path | None = None) -> Path:
@@ -190,7 +190,7 @@ def run(cfg: Any, *, accuracy: ArchModel | None = None, latency: Mapping[str, Ar
     """
     from threadpoolctl import threadpool_limits
 
-    cfg = check_search_config(_plain(cfg))
+    cfg = check_search_config(_search_config(cfg))
     # A generation is a few hundred rows: one BLAS thread is fastest, and on a shared machine OpenBLAS's
     # spinning worker threads made the predictor's matmuls ~50x slower (measured: 190 ms vs 4 ms).
     with threadpool_limits(limits=int(cfg.get("blas_threads") or 1), user_api="blas"), \

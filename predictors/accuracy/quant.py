@@ -25,7 +25,8 @@ import numpy as np
 
 from predictors.base import ArchModel
 from predictors.fileio import atomic_write_text
-from predictors.latency.quant import QuantSettings, export_quant_subnet, ort_top1, resize_to_resolution
+from predictors.latency.quant import QuantSettings, export_quant_subnet, ort_top1
+from supernets.utils import resize_batch
 
 __all__ = ["DATASET_COLUMNS", "QuantDropPredictor", "QuantEvaluator", "build_quant_dataset", "compare_predictors",
            "load_quant_dataset"]
@@ -54,7 +55,7 @@ class QuantEvaluator:
         self.qnet.base.set_active_subnet(self.qnet.base_arch_of(base_arch))
         sub = self.qnet.base.get_active_subnet().eval()
         recalibrate_bn(sub, [x for x, _ in self.calib], n_batches=len(self.calib),
-                       transform=lambda x: resize_to_resolution(x, base_arch.r))
+                       transform=lambda x: resize_batch(x, base_arch.r))
         return sub
 
     def evaluate(self, arch: Any, out_path: Path | str | None = None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class QuantEvaluator:
                 self._fp32[str(base)] = (ort_top1(fp32, self.eval_batches, arch.r), fp32.stat().st_size)
             top1_fp32, bytes_fp32 = self._fp32[str(base)]
             path = Path(out_path) if out_path is not None else Path(tmp) / "q.onnx"
-            samples = [s[None] for x, _ in self.calib for s in resize_to_resolution(x, arch.r).numpy()]
+            samples = [s[None] for x, _ in self.calib for s in resize_batch(x, arch.r).numpy()]
             export_quant_subnet(sub, shape, bits, path, samples, settings=self.settings)
             top1 = ort_top1(path, self.eval_batches, arch.r) if any(b == 8 for b in bits) else top1_fp32
             size = path.stat().st_size

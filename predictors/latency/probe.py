@@ -270,8 +270,3 @@ def recalibrate_here(device: str, supernet: str, out_root: Path | str, *, tables
     meta["status"] = "complete"
     atomic_write_text(dst / "meta.yaml", yaml.safe_dump(meta, sort_keys=False))
     return refreshed
-
-
-# Old private name, still imported by scripts/bench_host_refresh.py (cli25's file): the integrator switches it
-# to measure_archs and deletes this line.
-_measure_archs = measure_archs

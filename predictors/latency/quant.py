@@ -20,9 +20,10 @@ import numpy as np
 
 from predictors.fileio import atomic_path
 from predictors.latency.export import export_onnx
+from supernets.utils import resize_batch
 
 __all__ = ["QuantSettings", "export_layer_onnx", "export_quant_subnet", "export_subnet_onnx", "ort_top1",
-           "quantize_onnx", "resize_to_resolution"]
+           "quantize_onnx"]
 
 _METHODS = ("minmax", "entropy", "percentile")
 
@@ -159,17 +160,6 @@ def export_subnet_onnx(supernet: Any, arch: Any, input_shape: Sequence[int], pat
         export_quant_subnet(module, input_shape, bits, path)
 
 
-def resize_to_resolution(x: Any, r: int) -> Any:
-    """An NCHW batch resized to ``r`` x ``r`` (bilinear, antialiased when shrinking), as the accuracy builder and
-    the exporter feed subnets (lib25's "resize written once" should absorb this copy)."""
-    import torch
-
-    if x.shape[-1] == r and x.shape[-2] == r:
-        return x
-    return torch.nn.functional.interpolate(x, size=(r, r), mode="bilinear", align_corners=False,
-                                           antialias=r < x.shape[-1])
-
-
 def ort_top1(path: Path | str, batches: Iterable[tuple[Any, Any]], r: int | None = None) -> float:
     """Top-1 (fraction) of an ONNX classifier with ONNX Runtime (one intra-op thread) on labelled batches; inputs are
     resized to ``r`` (the subnet's resolution) and fed one image at a time (the models are exported for batch 1)."""
@@ -182,7 +172,7 @@ def ort_top1(path: Path | str, batches: Iterable[tuple[Any, Any]], r: int | None
     correct = total = 0
     for x, y in batches:
         if r is not None:
-            x = resize_to_resolution(x, r)
+            x = resize_batch(x, r)
         xs = x.detach().cpu().numpy().astype(np.float32)
         pred = np.array([int(np.argmax(sess.run(None, {name: xs[i: i + 1]})[0])) for i in range(len(xs))])
         correct += int((pred == np.asarray(y)).sum())

@@ -9,7 +9,7 @@ import torch
 from supernets.base import Supernet
 from supernets.bn import recalibrate_bn
 from supernets.space import Arch
-from supernets.training.module import resize_batch
+from supernets.utils import resize_batch
 
 __all__ = ["evaluate_archs"]
 

@@ -30,16 +30,9 @@ from supernets.training.callbacks import raise_diverged
 from supernets.training.distillation import get_distill_loss
 from supernets.training.samplers import StepPlan
 from supernets.training.schedule import Phase, Schedule
+from supernets.utils import resize_batch
 
 __all__ = ["SupernetModule", "resize_batch"]
-
-
-def resize_batch(x: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Resize a batch of images to ``resolution``² (bilinear; antialiased when shrinking)."""
-    if x.shape[-1] == resolution and x.shape[-2] == resolution:
-        return x
-    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                         antialias=resolution < x.shape[-1])
 
 
 def _bn_state(model: nn.Module) -> dict[str, torch.Tensor]:

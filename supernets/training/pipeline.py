@@ -21,20 +21,15 @@ from supernets.data.modules import create_datamodule
 from supernets.registry import checked_supernet_kwargs, create_supernet
 from supernets.training.module import SupernetModule
 from supernets.training.schedule import build_schedule
+from supernets.utils import to_plain
 
 __all__ = ["build_supernet", "train"]
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True)
-    return node
 
 
 def build_supernet(supernet_cfg: Mapping[str, Any], datamodule: Any | None = None):
     """A supernet from its config (``name`` + kwargs); ``num_classes`` / ``in_chans`` left unset (null) are
     taken from the data module. Returns ``(supernet, name, kwargs)``."""
-    kwargs = dict(_plain(supernet_cfg))
+    kwargs = dict(to_plain(supernet_cfg))
     name = kwargs.pop("name", None)
     if not name:
         raise ValueError(f"supernet config needs a 'name' (one of the registered supernets), got {kwargs}")
@@ -93,17 +88,17 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if cfg.get("threads") is not None:
         torch.set_num_threads(check_int("threads", cfg.threads, min=1))
 
-    data_cfg = _plain(cfg.data)
+    data_cfg = to_plain(cfg.data)
     dm = create_datamodule(**data_cfg)
     supernet, name, kwargs = build_supernet(cfg.supernet, dm)
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
-    trainer_cfg = _plain(cfg.trainer)
+    trainer_cfg = to_plain(cfg.trainer)
     trainer = instantiate(trainer_cfg, max_epochs=1, callbacks=callbacks, logger=loggers or False, _convert_="all")
     # Learning rates in a schedule file are for its base batch: scale them to this run's global batch.
     world = int(trainer.world_size) * int(trainer.accumulate_grad_batches)
-    schedule_cfg = _plain(cfg.schedule)
+    schedule_cfg = to_plain(cfg.schedule)
     macs_params = getattr(supernet, "macs_params", None)
     schedule = build_schedule(schedule_cfg, supernet.space, global_batch_size=dm.batch_size * world,
                               cost_fn=None if macs_params is None else (lambda x: macs_params(x)[0]))
@@ -123,9 +118,9 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         seed=seed,
         label_smoothing=float(cfg.loss.get("label_smoothing", 0.0)),
-        distill_loss=_plain(cfg.loss.get("distill")),
+        distill_loss=to_plain(cfg.loss.get("distill")),
         no_decay_bn_bias=bool(cfg.loss.get("no_decay_bn_bias", True)),
-        eval_cfg=_plain(cfg.get("eval")),
+        eval_cfg=to_plain(cfg.get("eval")),
         channels_last=bool(cfg.get("channels_last", False)),
         meta=meta,
     )

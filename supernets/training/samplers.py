@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from supernets.space import UNUSED, Arch, SearchSpace
+from supernets.utils import to_plain
 
 __all__ = ["ComplexityAwareSampler", "RestrictedSpace", "SandwichSampler", "SortedSampler", "StepPlan",
            "SubnetSampler", "UniformSampler"]
@@ -144,7 +145,7 @@ class SubnetSampler:
 
     def state(self) -> dict[str, Any]:
         """Plain description stored in checkpoints (samplers are stateless given ``(seed, step)``)."""
-        return {"type": type(self).__name__, "choices": _plain(self.restricted.choices)}
+        return {"type": type(self).__name__, "choices": to_plain(self.restricted.choices)}
 
 
 class UniformSampler(SubnetSampler):
@@ -304,12 +305,3 @@ class SortedSampler(SubnetSampler):
                 "with_max": self.with_max}
 
 
-def _plain(x: Any) -> Any:
-    """Config values as plain Python (checkpoints are loaded with ``weights_only=True``)."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
