@@ -101,7 +101,7 @@ def test_the_import_graph_covers_every_package_and_sees_lazy_imports():
 def test_no_import_cycle_among_the_projects_modules():
     cycle = find_cycle(import_graph(ROOT, PACKAGES))
     assert cycle is None, ("import cycle: " + " -> ".join(cycle) + " (move what both need into a lower module, "
-                           "see ../shared/DESIGN.md's packages)")
+                           "the README's Layout)")
 
 
 @pytest.mark.parametrize("sources, cycle", [
