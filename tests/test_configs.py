@@ -50,10 +50,11 @@ def test_every_registered_supernet_has_a_config_file(name):
 def test_supernet_config_builds_its_supernet_with_the_configured_resolutions(path):
     if path.stem not in ("ofa_mbv3_tiny", "ofa_resnet_tiny"):
         pytest.skip("ImageNet-sized supernets are built by their own tests")
+    from hydra.utils import instantiate
+
     cfg = yaml.safe_load(path.read_text())
-    kwargs = {k: v for k, v in cfg.items() if k != "name" and v is not None}
-    model = supernets.create_supernet(cfg["name"], **kwargs)
-    assert list(model.space.resolutions) == cfg["resolutions"]
+    model = instantiate({k: v for k, v in cfg.items() if v is not None})  # the file names its builder (_target_)
+    assert list(model.space.resolutions) == cfg["resolutions"] and model.name == cfg["name"]
 
 
 @pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", "many", "none"])
@@ -249,27 +250,35 @@ def test_every_config_of_every_group_composes_and_builds(group, option, tmp_path
     elif group == "supernet":
         if option not in TINY_SUPERNETS:
             pytest.skip(f"{option}: ImageNet-size, seconds to build on CPU; built by its family's tests")
-        from supernets.data.modules import create_datamodule
         from supernets.training.pipeline import build_supernet
 
-        model, name, _ = build_supernet(node, create_datamodule(**OmegaConf.to_container(cfg.data, resolve=True)))
-        assert model.name == name == node["name"]
+        # build_supernet fills num_classes / in_chans from the data, then instantiates the file's _target_
+        model, name, kwargs = build_supernet(node, instantiate(cfg.data))
+        assert model.name == name == node["name"] and "_target_" not in kwargs
     elif group == "data":
         if OmegaConf.is_missing(cfg.data, "root"):
             pytest.skip(f"data={option} reads the user's files (data.root=...); none are bundled")
-        from supernets.data.modules import create_datamodule
+        from supernets.data.modules import SupernetDataModule
 
-        dm = create_datamodule(**node)
-        assert dm.num_classes >= 2
+        dm = instantiate(node)
+        assert isinstance(dm, SupernetDataModule) and dm.num_classes >= 2 and dm.config["name"] == node["name"]
     elif group in ("schedule", "experiment"):
-        from supernets.training.schedule import build_schedule
+        from supernets.training.samplers import SubnetSampler
+        from supernets.training.schedule import Schedule
 
         sn = SCHEDULE_SUPERNET.get(option, "ofa_mbv3_tiny") if group == "schedule" else str(cfg.supernet.name)
+        if group == "experiment":  # the loss an experiment names is built too (loss.distill's _target_)
+            import torch
+
+            loss = instantiate(cfg.loss.distill)
+            student, teacher = torch.zeros(2, 10), torch.eye(2, 10) * 5
+            assert float(loss(student, teacher)) > float(loss(teacher, teacher)) >= 0  # a divergence: least at equal
         space, cost = _space_and_cost(sn)
         if space is None:
             pytest.skip(f"supernet {sn}: its space comes from building the wrapped timm model (seconds)")
-        sched = OmegaConf.to_container(cfg.schedule, resolve=True)
-        assert build_schedule(sched, space, global_batch_size=64, cost_fn=cost).phases
+        sched = instantiate(cfg.schedule)(space, global_batch_size=64, cost_fn=cost)  # _partial_: the run's space
+        assert isinstance(sched, Schedule) and sched.phases
+        assert all(isinstance(p.sampler, SubnetSampler) for p in sched.phases)
     elif group == "trainer":
         import torch
 

@@ -33,8 +33,8 @@ def test_experiment_runs_two_training_steps_and_one_validation(compose_config, t
 RESUME_SCHEDULE = [
     "schedule=ps_tiny",
     "schedule.phases=[{name: teacher, epochs: 1, lr: 0.05, distill: none},"
-    " {name: kernel, epochs: 2, lr: 0.02, choices: {ks: all}, sampler: {type: uniform, n_subnets: 2}},"
-    " {name: expand, epochs: 1, lr: 0.02, choices: all, sort_channels: true, sampler: {type: uniform, n_subnets: 2}}]",
+    " {name: kernel, epochs: 2, lr: 0.02, choices: {ks: all}, sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 2}},"
+    " {name: expand, epochs: 1, lr: 0.02, choices: all, sort_channels: true, sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 2}}]",
 ]
 
 
@@ -73,7 +73,7 @@ def test_resume_mid_epoch_from_a_step_checkpoint_gives_the_same_weights_as_an_un
     # batch into epoch 1. Resuming must skip that batch of the same permutation, not replay the epoch from its start.
     every = ["data.n_train=24", "trainer.limit_train_batches=3", "callbacks.step_checkpoint.every_n_train_steps=2",
              "schedule.phases=[{name: teacher, epochs: 1, lr: 0.05, distill: none}, {name: kernel, epochs: 1, "
-             "lr: 0.02, choices: {ks: all}, sampler: {type: uniform, n_subnets: 2}}]"]
+             "lr: 0.02, choices: {ks: all}, sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 2}}]"]
     m_full = train(_resume_cfg(compose_config, tmp_path / "full", *every))
     assert m_full["trainer/global_step"] == 6
     with pytest.raises(RuntimeError, match="preempted at step 5"):

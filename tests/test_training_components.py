@@ -70,7 +70,7 @@ PS = {
         {"name": "teacher", "epochs": 2, "lr": 0.1, "distill": "none"},
         {"name": "kernel", "epochs": 3, "lr": 0.04, "warmup_epochs": 1, "choices": {"ks": "all"}},
         {"name": "depth", "epochs": 1, "lr": 0.02, "choices": {"ks": "all", "d": "all"},
-         "sampler": {"type": "uniform", "n_subnets": 2}},
+         "sampler": {"_target_": "supernets.training.samplers.UniformSampler", "n_subnets": 2}},
     ],
 }
 
@@ -237,12 +237,15 @@ def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedu
     ({"epochs": 0}, "epochs must be >= 1"), ({"epochs": -2}, "epochs must be >= 1"),
     ({"lr": 0.0}, "lr must be > 0"), ({"lr": -0.1}, "lr must be > 0"),
     ({"distill": "inplace"}, "inplace needs a sampler whose first subnet is the largest"),
+    ({"sampler": {"type": "uniform"}}, r"needs a '_target_' naming its class \(the old `type: uniform`\)"),
+    ({"sampler": {"_target_": "collections.OrderedDict"}}, "'collections.OrderedDict' is not a SubnetSampler"),
+    ({"sampler": {"_target_": "supernets.training.samplers.Nope"}}, "'supernets.training.samplers.Nope' is not importable"),
 ])
 def test_schedule_rejects_empty_phases_non_positive_lr_and_inplace_kd_without_the_sandwich_rule(space, change, match):
     bad = {**PS, "phases": [*PS["phases"][:2], {**PS["phases"][2], **change}]}
     with pytest.raises(ValueError, match=match):
         build_schedule(bad, space, global_batch_size=64)
-    sandwich = {**PS["phases"][2], "distill": "inplace", "sampler": {"type": "sandwich", "n_random": 1}}
+    sandwich = {**PS["phases"][2], "distill": "inplace", "sampler": {"_target_": "supernets.training.samplers.SandwichSampler", "n_random": 1}}
     assert build_schedule({**PS, "phases": [sandwich]}, space, global_batch_size=64).phases[0].distill == "inplace"
 
 
