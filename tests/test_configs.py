@@ -312,3 +312,18 @@ def test_a_name_composed_inside_a_running_app_leaves_the_app_hydra_as_it_was(tmp
         assert compose_option("device", "my_phone")["my_phone"]["name"] == "my_phone"  # the app's own option
         assert compose_option("device", "pixel1")["pixel1"]["name"] == "pixel"  # the repository's, alias resolved
         assert GlobalHydra.instance().hydra is app
+
+
+@pytest.mark.parametrize("path", sorted(p for g in ("data", "supernet", "schedule")
+                                        for p in (CONFIG_DIR / g).glob("*.yaml")), ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_every_training_config_names_an_importable_builder(path):
+    """Including the options the build test skips (user data, ImageNet-size supernets): each file's _target_ and
+    each phase's sampler _target_ resolve, so `train.py` builds them with instantiate like the rest."""
+    from hydra.utils import get_class, get_method
+
+    from supernets.training.samplers import SubnetSampler
+
+    cfg = yaml.safe_load(path.read_text())
+    assert callable(get_method(cfg["_target_"]))
+    for phase in cfg.get("phases", []):
+        assert issubclass(get_class(phase["sampler"]["_target_"]), SubnetSampler), (path.name, phase["name"])

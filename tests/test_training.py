@@ -130,6 +130,9 @@ def test_checkpoint_carries_metadata_and_refuses_another_supernet(compose_config
     model, meta = load_supernet(path, supernet="ofa_mbv3_tiny")
     assert meta["supernet_kwargs"]["resolutions"] == [20, 24] and meta["data"]["name"] == "synthetic"
     assert meta["space"] == repr(model.space) and meta["sampler"]["seed"] == 0
+    # the configs' _target_ keys name builders, not what was trained: the metadata records the things themselves
+    assert not {"_target_", "_partial_", "_recursive_"} & {*meta["supernet_kwargs"], *meta["data"], *meta["schedule"]}
+    assert meta["schedule"]["name"] == "progressive_shrinking" and meta["data"]["batch_size"] == cfg.data.batch_size
     with pytest.raises(ValueError, match="ofa_resnet_tiny"):
         load_supernet(path, supernet="ofa_resnet_tiny")
     other = compose_config("train", [*tiny_overrides(tmp_path / "r", resolutions=(20, 24)), "experiment=tiny_resnet_ps",
