@@ -68,12 +68,12 @@ def _instantiate_all(group: Any) -> list[Any]:
 
 
 def _distill_loss(node: Any):
-    """The soft-target loss ``loss.distill`` names (``_target_``: ``get_distill_loss`` with its ``name``)."""
+    """The soft-target loss ``loss.distill`` names (``_target_``: ``create_distill_loss`` with its ``name``)."""
     if node is None:
         return None
     if "_target_" not in node:
         raise ValueError("loss.distill needs a '_target_' naming its builder (supernets.training.distillation."
-                         f"get_distill_loss, see configs/train.yaml), got keys {sorted(node)}")
+                         f"create_distill_loss, see configs/train.yaml), got keys {sorted(node)}")
     return build("loss.distill", node)
 
 
