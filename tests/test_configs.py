@@ -127,7 +127,7 @@ TRAIN_GROUPS = ("supernet", "data", "schedule", "trainer", "logger", "callbacks"
 #: of components
 NOT_GROUPS = {"latency", "scripts", "reproduce", "hydra"}
 #: built in seconds on a CPU; the ImageNet-size ones take 1.5-13 s each here and their family tests build them
-TINY_SUPERNETS = {"ofa_mbv3_tiny", "ofa_resnet_tiny", "vit_cifar_tiny"}
+TINY_SUPERNETS = {"ofa_mbv3_tiny", "ofa_resnet_tiny", "timm_tiny", "vit_cifar_tiny"}
 
 
 def _options() -> list[tuple[str, str]]:
