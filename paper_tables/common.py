@@ -20,8 +20,21 @@ import pandas as pd
 from predictors.fileio import atomic_path, atomic_write_bytes
 from supernets.paths import REPO_ROOT
 
-__all__ = ["Column", "TableResult", "fmt", "machine", "markdown", "provenance", "quiet_search", "run_train",
-           "save_figure", "table_command", "write_atomic", "write_table"]
+__all__ = [
+    "Column",
+    "TableResult",
+    "fmt",
+    "machine",
+    "markdown",
+    "new_figure",
+    "provenance",
+    "quiet_search",
+    "run_train",
+    "save_figure",
+    "table_command",
+    "write_atomic",
+    "write_table",
+]
 
 
 @dataclass(frozen=True)
@@ -85,23 +98,24 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
-def save_figure(fig: Any, path: Path) -> None:
-    """Save a matplotlib figure atomically (png) and close it."""
-    import matplotlib.pyplot as plt
+def new_figure(*, figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **subplots_kw: Any) -> tuple[Any, Any]:
+    """``(figure, axes)`` as ``plt.subplots`` gives them, from matplotlib's object API: no pyplot state and no
+    global backend switch (``savefig`` renders through Agg whatever backend the caller's process uses)."""
+    from matplotlib.figure import Figure
 
-    try:
-        fig.tight_layout()
-        with atomic_path(path, suffix=".tmp.png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots_kw)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Save a matplotlib figure atomically (png)."""
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def write_table(result: TableResult, out_dir: Path) -> dict[str, Path]:
     """``table.md``, ``table.csv`` and ``table.png`` (when the table has a plot) in ``out_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out_dir = Path(out_dir)
     paths = {"md": out_dir / "table.md", "csv": out_dir / "table.csv"}
     write_atomic(paths["md"], markdown(result))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from paper_tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, new_figure, save_figure
 
 __all__ = ["build", "expected_gpu_hours", "experiment_schedule"]
 
@@ -38,7 +38,7 @@ def experiment_schedule(experiment: str) -> tuple[dict[str, Any], dict[str, Any]
 def _passes(phase: dict[str, Any]) -> int:
     """Forward-backward passes of the student per training image in a phase (teacher forwards not counted)."""
     s = dict(phase.get("sampler") or {})
-    if s.get("type") == "sandwich":
+    if str(s.get("_target_", "")).rsplit(".", 1)[-1] == "SandwichSampler":
         return 2 + int(s.get("n_random", 2))
     return int(s.get("n_subnets", 1))
 
@@ -103,9 +103,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
             Column("choices", "elastic genes"), Column("gpu_hours", "expected GPU-hours", ",.0f")]
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        fig, ax = new_figure(figsize=(6.5, 3.8))
         ax.bar([p["phase"] for p in phases], [p["gpu_hours"] for p in phases], color="C0")
         ax.set_ylabel("expected GPU-hours")
         ax.set_title(f"{experiment}: published schedule, {total_epochs:g} epochs, ~{total_hours:,.0f} GPU-h", fontsize=9)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from paper_tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, new_figure, save_figure
 
 __all__ = ["build", "fidelity"]
 
@@ -215,9 +215,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                      "(the harness's noise on this contended host); it changes from run to run.")
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        fig, ax = new_figure(figsize=(6.5, 5.5))
         for k, r in enumerate(x for x in rows if len(x["true"])):
             ax.scatter(r["true"], r["pred"], s=6 if len(r["true"]) > 50 else 22, alpha=0.6, c=f"C{k % 10}",
                        label=f"{r['device']}: {r['model']}"[:48])

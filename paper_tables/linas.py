@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from paper_tables.common import Column, TableResult, quiet_search, save_figure
+from paper_tables.common import Column, TableResult, new_figure, quiet_search, save_figure
 
 __all__ = ["build", "hv_curve"]
 
@@ -180,9 +180,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
              "'>' = not reached): " + "; ".join(reach)]
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = new_figure(figsize=(6, 4))
         for k, m in enumerate(METHODS):
             s = df[df.method == m]
             ax.plot(s.evaluations, s.hypervolume, "o-", c=f"C{k}", label=m)

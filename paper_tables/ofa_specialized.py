@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from paper_tables.common import Column, TableResult, quiet_search, save_figure
+from paper_tables.common import Column, TableResult, new_figure, quiet_search, save_figure
 
 __all__ = ["build"]
 
@@ -129,9 +129,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                Column("passes", "searched >= published"), Column("searched_arch", "searched arch")]
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, len(devices), figsize=(6 * len(devices), 4.5), squeeze=False)
+        fig, axes = new_figure(ncols=len(devices), figsize=(6 * len(devices), 4.5), squeeze=False)
         for ax, (lab, dev) in zip(axes[0], devices.items()):
             for k, w in enumerate(widths):
                 f = fronts[(dev, w)]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from paper_tables.common import Column, TableResult, save_figure
+from paper_tables.common import Column, TableResult, new_figure, save_figure
 
 __all__ = ["build", "resolution_transfer"]
 
@@ -102,9 +102,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                      "depth/expand x r^2), so an unseen resolution is a value between or beyond trained ones.")
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4.5))
+        fig, ax = new_figure(figsize=(6, 4.5))
         names = [r["predictor"] for r in rows]
         taus = [r["kendall_tau"] for r in rows]
         ax.barh(names, taus, color=["C0" if r["time_s"] is not None else "C3" for r in rows])

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from paper_tables.common import Column, TableResult, quiet_search, save_figure
+from paper_tables.common import Column, TableResult, new_figure, quiet_search, save_figure
 
 __all__ = ["build"]
 
@@ -82,9 +82,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
              "Wall times are of the search loop on a shared 2-core machine (contended): compare within one run only."]
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = new_figure(figsize=(7, 4.5))
         for k, (label, f) in enumerate(fronts.items()):
             ax.step(f["latency_ms"], 100 * f["top1"], where="post", c=f"C{k}", lw=1.2, label=label)
         for lim in limits:

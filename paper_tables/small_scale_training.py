@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from paper_tables.common import Column, TableResult, run_train, save_figure
+from paper_tables.common import Column, TableResult, new_figure, run_train, save_figure
 
 __all__ = ["build", "evaluate_checkpoint", "role_choices"]
 
@@ -87,7 +87,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
             for role in roles:
                 phase = (f"[{{name: scratch_{role}, epochs: {int(spec['epochs'])}, lr: {float(spec.get('lr', 0.1))}, "
                          f"warmup_epochs: 0.2, distill: none, choices: {_flow(role_choices(space, role))}, "
-                         "sampler: {type: uniform, n_subnets: 1}}]")
+                         "sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 1}}]")
                 jobs.append((method, role, [*ov, f"schedule.phases={phase}"]))
         else:
             jobs.append((method, None, ov))
@@ -117,10 +117,9 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
              "train one supernet for all subnets. Wall times are contended (2 shared cores)."]
 
     def plot(path: Path) -> None:
-        import matplotlib.pyplot as plt
         import numpy as np
 
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = new_figure(figsize=(6.5, 4))
         w = 0.8 / max(len(rows), 1)
         x = np.arange(len(roles))
         for k, r in enumerate(rows):

@@ -57,9 +57,9 @@ def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, te
     """Train until ``seconds`` of wall clock have passed; ``plan(rng)`` gives each step's archs (or ``[None]``
     for a static model). The first arch learns from the labels (and ``teacher``), the others, with ``inplace``,
     from the first one's soft labels. Cosine learning rate over the clock."""
-    from supernets.training.distillation import get_distill_loss
+    from supernets.training.distillation import create_distill_loss
 
-    kl = get_distill_loss("kl")
+    kl = create_distill_loss("kl")
     opt = _optimizer(model, lr)
     rng = np.random.default_rng(seed)
     model.train()

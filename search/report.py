@@ -95,12 +95,10 @@ def published_reference(device: str, accuracy: ArchModel, space, supernet: str) 
 
 def _plot(path: Path, df: pd.DataFrame, obj: DeviceObjectives, sample: tuple[np.ndarray, np.ndarray],
           refs: Sequence[dict[str, Any]], title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no global backend switch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     lat, top1 = sample
     if len(lat):
         ax.scatter(lat, 100 * top1, s=3, c="0.8", label="evaluated (sample)", rasterized=True)
@@ -119,11 +117,8 @@ def _plot(path: Path, df: pd.DataFrame, obj: DeviceObjectives, sample: tuple[np.
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".tmp.png") as tmp:
-            fig.savefig(tmp, dpi=120)
-    finally:
-        plt.close(fig)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
 def write_device_outputs(out: Path, ev: ArchEvaluator, obj: DeviceObjectives, front_ids: np.ndarray,

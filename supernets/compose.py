@@ -18,11 +18,29 @@ from typing import Any
 
 from supernets.paths import CONFIG_DIR
 
-__all__ = ["UnknownOptionError", "compose_config", "compose_file", "compose_option", "group_options", "hydra_on"]
+__all__ = ["UnknownOptionError", "build", "compose_config", "compose_file", "compose_option", "group_options",
+           "hydra_on"]
 
 
 class UnknownOptionError(ValueError):
     """No option of that name in the config group."""
+
+
+def build(key: str, node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)`` (``_convert_="all"``) for the config at ``key``: a builder's
+    own ``ValueError`` (it names the option and what is allowed) reaches the caller as raised, not wrapped in
+    Hydra's ``InstantiationException``; anything else (a ``_target_`` that does not import, an argument the
+    builder does not take) becomes a ``ValueError`` naming ``key`` and the target."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ValueError):
+            raise e.__cause__ from None
+        target = node.get("_target_") if hasattr(node, "get") else None
+        raise ValueError(f"{key}: cannot build _target_ {target!r}: {e.__cause__ or e}") from None
 
 
 @contextmanager

@@ -50,10 +50,11 @@ def test_every_registered_supernet_has_a_config_file(name):
 def test_supernet_config_builds_its_supernet_with_the_configured_resolutions(path):
     if path.stem not in ("ofa_mbv3_tiny", "ofa_resnet_tiny"):
         pytest.skip("ImageNet-sized supernets are built by their own tests")
+    from hydra.utils import instantiate
+
     cfg = yaml.safe_load(path.read_text())
-    kwargs = {k: v for k, v in cfg.items() if k != "name" and v is not None}
-    model = supernets.create_supernet(cfg["name"], **kwargs)
-    assert list(model.space.resolutions) == cfg["resolutions"]
+    model = instantiate({k: v for k, v in cfg.items() if v is not None})  # the file names its builder (_target_)
+    assert list(model.space.resolutions) == cfg["resolutions"] and model.name == cfg["name"]
 
 
 @pytest.mark.parametrize("logger", ["csv", "tensorboard", "wandb", "many", "none"])
@@ -126,7 +127,7 @@ TRAIN_GROUPS = ("supernet", "data", "schedule", "trainer", "logger", "callbacks"
 #: of components
 NOT_GROUPS = {"latency", "scripts", "reproduce", "hydra"}
 #: built in seconds on a CPU; the ImageNet-size ones take 1.5-13 s each here and their family tests build them
-TINY_SUPERNETS = {"ofa_mbv3_tiny", "ofa_resnet_tiny", "vit_cifar_tiny"}
+TINY_SUPERNETS = {"ofa_mbv3_tiny", "ofa_resnet_tiny", "timm_tiny", "vit_cifar_tiny"}
 
 
 def _options() -> list[tuple[str, str]]:
@@ -249,27 +250,35 @@ def test_every_config_of_every_group_composes_and_builds(group, option, tmp_path
     elif group == "supernet":
         if option not in TINY_SUPERNETS:
             pytest.skip(f"{option}: ImageNet-size, seconds to build on CPU; built by its family's tests")
-        from supernets.data.modules import create_datamodule
         from supernets.training.pipeline import build_supernet
 
-        model, name, _ = build_supernet(node, create_datamodule(**OmegaConf.to_container(cfg.data, resolve=True)))
-        assert model.name == name == node["name"]
+        # build_supernet fills num_classes / in_chans from the data, then instantiates the file's _target_
+        model, name, kwargs = build_supernet(node, instantiate(cfg.data))
+        assert model.name == name == node["name"] and "_target_" not in kwargs
     elif group == "data":
         if OmegaConf.is_missing(cfg.data, "root"):
             pytest.skip(f"data={option} reads the user's files (data.root=...); none are bundled")
-        from supernets.data.modules import create_datamodule
+        from supernets.data.modules import SupernetDataModule
 
-        dm = create_datamodule(**node)
-        assert dm.num_classes >= 2
+        dm = instantiate(node)
+        assert isinstance(dm, SupernetDataModule) and dm.num_classes >= 2 and dm.config["name"] == node["name"]
     elif group in ("schedule", "experiment"):
-        from supernets.training.schedule import build_schedule
+        from supernets.training.samplers import SubnetSampler
+        from supernets.training.schedule import Schedule
 
         sn = SCHEDULE_SUPERNET.get(option, "ofa_mbv3_tiny") if group == "schedule" else str(cfg.supernet.name)
+        if group == "experiment":  # the loss an experiment names is built too (loss.distill's _target_)
+            import torch
+
+            loss = instantiate(cfg.loss.distill)
+            student, teacher = torch.zeros(2, 10), torch.eye(2, 10) * 5
+            assert float(loss(student, teacher)) > float(loss(teacher, teacher)) >= 0  # a divergence: least at equal
         space, cost = _space_and_cost(sn)
         if space is None:
             pytest.skip(f"supernet {sn}: its space comes from building the wrapped timm model (seconds)")
-        sched = OmegaConf.to_container(cfg.schedule, resolve=True)
-        assert build_schedule(sched, space, global_batch_size=64, cost_fn=cost).phases
+        sched = instantiate(cfg.schedule)(space, global_batch_size=64, cost_fn=cost)  # _partial_: the run's space
+        assert isinstance(sched, Schedule) and sched.phases
+        assert all(isinstance(p.sampler, SubnetSampler) for p in sched.phases)
     elif group == "trainer":
         import torch
 
@@ -303,3 +312,18 @@ def test_a_name_composed_inside_a_running_app_leaves_the_app_hydra_as_it_was(tmp
         assert compose_option("device", "my_phone")["my_phone"]["name"] == "my_phone"  # the app's own option
         assert compose_option("device", "pixel1")["pixel1"]["name"] == "pixel"  # the repository's, alias resolved
         assert GlobalHydra.instance().hydra is app
+
+
+@pytest.mark.parametrize("path", sorted(p for g in ("data", "supernet", "schedule")
+                                        for p in (CONFIG_DIR / g).glob("*.yaml")), ids=lambda p: f"{p.parent.name}-{p.stem}")
+def test_every_training_config_names_an_importable_builder(path):
+    """Including the options the build test skips (user data, ImageNet-size supernets): each file's _target_ and
+    each phase's sampler _target_ resolve, so `train.py` builds them with instantiate like the rest."""
+    from hydra.utils import get_class, get_method
+
+    from supernets.training.samplers import SubnetSampler
+
+    cfg = yaml.safe_load(path.read_text())
+    assert callable(get_method(cfg["_target_"]))
+    for phase in cfg.get("phases", []):
+        assert issubclass(get_class(phase["sampler"]["_target_"]), SubnetSampler), (path.name, phase["name"])

@@ -215,3 +215,35 @@ def test_cross_validate_through_sklearn_equals_a_plain_kfold_loop(split):
     err = (oof - y) * 100.0
     assert cv["pooled"]["rmse_points"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-12)
     assert cv["pooled"]["mae_points"] == pytest.approx(np.mean(np.abs(err)), rel=1e-12)
+
+
+def test_predictor_kinds_are_one_timm_style_registry():
+    """register_predictor / create_predictor / list_predictor_kinds, as supernets and search algorithms have: a new
+    kind is one decorated class, and recipes (build_predictor), ensembles and published predictors go through it."""
+    from predictors.accuracy import create_predictor, list_predictor_kinds, register_predictor
+    from predictors.accuracy.base import KINDS
+    from predictors.accuracy.models import RidgePredictor
+    from supernets.space import MobileNetV3Space
+
+    space = MobileNetV3Space()
+    assert {"mlp", "ridge", "gbm", "ensemble"} <= set(list_predictor_kinds(trainable=True))
+    assert isinstance(create_predictor("ridge", space, alpha=2.0), RidgePredictor)
+    with pytest.raises(ValueError, match=r"unknown predictor kind 'nope'; known kinds \['"):
+        create_predictor("nope", space)
+    with pytest.raises(ValueError, match="bad hyper-parameters for predictor kind 'ridge'"):
+        build_predictor({"kind": "ridge", "depth": 3}, space)
+    with pytest.raises(ValueError, match="is a published, fixed predictor; it cannot be trained"):
+        build_predictor({"kind": list_predictor_kinds(trainable=False)[0]}, space)
+
+    @register_predictor
+    class Mean(RidgePredictor):  # a new kind: one class, then every recipe may name it
+        kind = "mean_test"
+
+    try:
+        assert type(build_predictor({"kind": "mean_test"}, space)) is Mean
+        ens = build_predictor({"kind": "ensemble", "n": 2, "member": {"kind": "mean_test"}}, space)
+        assert all(type(m) is Mean for m in ens.members)
+        with pytest.raises(ValueError, match="registered twice"):
+            register_predictor(type("Other", (RidgePredictor,), {"kind": "mean_test"}))
+    finally:
+        KINDS.pop("mean_test")

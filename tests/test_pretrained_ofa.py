@@ -112,7 +112,7 @@ def test_pretrained_with_other_num_classes_keeps_a_fresh_classifier(tmp_path, of
     # Training from it (train.py +supernet.pretrained=<file>): the checkpoint's kwargs rebuild it without the file.
     from supernets.training.pipeline import build_supernet
 
-    model, _, kwargs = build_supernet({"name": "ofa_mbv3_w12", "num_classes": 10, "in_chans": 3,
+    model, _, kwargs = build_supernet({"_target_": "supernets.registry.create_supernet", "name": "ofa_mbv3_w12", "num_classes": 10, "in_chans": 3,
                                        "pretrained": str(path)})
     assert "pretrained" not in kwargs and model.pretrained_from == str(path)
 

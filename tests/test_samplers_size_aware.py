@@ -74,12 +74,12 @@ def test_sorted_models_are_nested_ordered_by_size_and_drawn_largest_first(name: 
 def test_schedules_take_the_size_aware_samplers_and_check_what_they_need() -> None:
     model = create_supernet("vit_cifar_tiny")
     phase = {"name": "p", "epochs": 1, "lr": 0.1, "choices": "all"}
-    cfg = {"phases": [{**phase, "distill": "inplace", "sampler": {"type": "complexity", "pool_size": 100}}]}
+    cfg = {"phases": [{**phase, "distill": "inplace", "sampler": {"_target_": "supernets.training.samplers.ComplexityAwareSampler", "pool_size": 100}}]}
     s = build_schedule(cfg, model.space, global_batch_size=8, cost_fn=_macs(model))
     assert isinstance(s.phases[0].sampler, ComplexityAwareSampler)
     with pytest.raises(ValueError, match="needs the subnets' MACs"):
         build_schedule(cfg, model.space, global_batch_size=8)
-    sorted_kd = {"phases": [{**phase, "distill": "inplace", "sampler": {"type": "sorted"}}]}
+    sorted_kd = {"phases": [{**phase, "distill": "inplace", "sampler": {"_target_": "supernets.training.samplers.SortedSampler"}}]}
     with pytest.raises(ValueError, match="first subnet is the largest"):
         build_schedule(sorted_kd, model.space, global_batch_size=8)
     sorted_kd["phases"][0]["sampler"]["with_max"] = True

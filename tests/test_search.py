@@ -420,18 +420,13 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_outputs_get_the_permissions_of_the_umask_not_mkstemps_0600(tiny, tmp_path, umask):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from paper_tables.common import save_figure, write_atomic
+    from paper_tables.common import new_figure, save_figure, write_atomic
 
     old = os.umask(umask)
     try:
         search.run(cfg(tmp_path, plot=True, algorithm={"name": "nsga2", "pop_size": 20, "n_gen": 1}), **models(tiny))
         write_atomic(tmp_path / "table.md", "| a |\n")
-        save_figure(plt.figure(), tmp_path / "table.png")
+        save_figure(new_figure(figsize=(2, 2))[0], tmp_path / "table.png")
     finally:
         os.umask(old)
     files = [tmp_path / STATE_FILE, tmp_path / "table.md", tmp_path / "table.png",

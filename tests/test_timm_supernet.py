@@ -104,7 +104,7 @@ def test_a_weights_file_that_does_not_fit_is_refused_naming_the_file_and_tensors
 
 def test_teacher_inplace_needs_the_sandwich_sampler():
     space = create_supernet("timm_tiny").space
-    phase = {"name": "p", "epochs": 1, "lr": 0.1, "distill": "teacher_inplace", "sampler": {"type": "uniform"}}
+    phase = {"name": "p", "epochs": 1, "lr": 0.1, "distill": "teacher_inplace", "sampler": {"_target_": "supernets.training.samplers.UniformSampler"}}
     with pytest.raises(ValueError, match=r"distill: teacher_inplace needs a sampler whose first subnet is the largest"):
         build_schedule({"name": "s", "phases": [phase]}, space, global_batch_size=8)
 

@@ -33,8 +33,8 @@ def test_experiment_runs_two_training_steps_and_one_validation(compose_config, t
 RESUME_SCHEDULE = [
     "schedule=ps_tiny",
     "schedule.phases=[{name: teacher, epochs: 1, lr: 0.05, distill: none},"
-    " {name: kernel, epochs: 2, lr: 0.02, choices: {ks: all}, sampler: {type: uniform, n_subnets: 2}},"
-    " {name: expand, epochs: 1, lr: 0.02, choices: all, sort_channels: true, sampler: {type: uniform, n_subnets: 2}}]",
+    " {name: kernel, epochs: 2, lr: 0.02, choices: {ks: all}, sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 2}},"
+    " {name: expand, epochs: 1, lr: 0.02, choices: all, sort_channels: true, sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 2}}]",
 ]
 
 
@@ -73,7 +73,7 @@ def test_resume_mid_epoch_from_a_step_checkpoint_gives_the_same_weights_as_an_un
     # batch into epoch 1. Resuming must skip that batch of the same permutation, not replay the epoch from its start.
     every = ["data.n_train=24", "trainer.limit_train_batches=3", "callbacks.step_checkpoint.every_n_train_steps=2",
              "schedule.phases=[{name: teacher, epochs: 1, lr: 0.05, distill: none}, {name: kernel, epochs: 1, "
-             "lr: 0.02, choices: {ks: all}, sampler: {type: uniform, n_subnets: 2}}]"]
+             "lr: 0.02, choices: {ks: all}, sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 2}}]"]
     m_full = train(_resume_cfg(compose_config, tmp_path / "full", *every))
     assert m_full["trainer/global_step"] == 6
     with pytest.raises(RuntimeError, match="preempted at step 5"):
@@ -130,6 +130,9 @@ def test_checkpoint_carries_metadata_and_refuses_another_supernet(compose_config
     model, meta = load_supernet(path, supernet="ofa_mbv3_tiny")
     assert meta["supernet_kwargs"]["resolutions"] == [20, 24] and meta["data"]["name"] == "synthetic"
     assert meta["space"] == repr(model.space) and meta["sampler"]["seed"] == 0
+    # the configs' _target_ keys name builders, not what was trained: the metadata records the things themselves
+    assert not {"_target_", "_partial_", "_recursive_"} & {*meta["supernet_kwargs"], *meta["data"], *meta["schedule"]}
+    assert meta["schedule"]["name"] == "progressive_shrinking" and meta["data"]["batch_size"] == cfg.data.batch_size
     with pytest.raises(ValueError, match="ofa_resnet_tiny"):
         load_supernet(path, supernet="ofa_resnet_tiny")
     other = compose_config("train", [*tiny_overrides(tmp_path / "r", resolutions=(20, 24)), "experiment=tiny_resnet_ps",

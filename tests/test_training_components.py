@@ -13,7 +13,7 @@ import yaml
 import supernets
 from supernets.paths import CONFIG_DIR, REPO_ROOT
 from supernets.space import MobileNetV3Space, ResNetSpace
-from supernets.training.distillation import alpha_divergence, get_distill_loss, kl_divergence, soft_cross_entropy
+from supernets.training.distillation import alpha_divergence, create_distill_loss, kl_divergence, soft_cross_entropy
 from supernets.training.module import SupernetModule
 from supernets.training.samplers import RestrictedSpace, SandwichSampler, UniformSampler
 from supernets.training.schedule import build_schedule
@@ -70,7 +70,7 @@ PS = {
         {"name": "teacher", "epochs": 2, "lr": 0.1, "distill": "none"},
         {"name": "kernel", "epochs": 3, "lr": 0.04, "warmup_epochs": 1, "choices": {"ks": "all"}},
         {"name": "depth", "epochs": 1, "lr": 0.02, "choices": {"ks": "all", "d": "all"},
-         "sampler": {"type": "uniform", "n_subnets": 2}},
+         "sampler": {"_target_": "supernets.training.samplers.UniformSampler", "n_subnets": 2}},
     ],
 }
 
@@ -237,12 +237,15 @@ def test_published_schedules_run_ofas_warmup_before_its_120_cosine_epochs(schedu
     ({"epochs": 0}, "epochs must be >= 1"), ({"epochs": -2}, "epochs must be >= 1"),
     ({"lr": 0.0}, "lr must be > 0"), ({"lr": -0.1}, "lr must be > 0"),
     ({"distill": "inplace"}, "inplace needs a sampler whose first subnet is the largest"),
+    ({"sampler": {"type": "uniform"}}, r"needs a '_target_' naming its class \(the old `type: uniform`\)"),
+    ({"sampler": {"_target_": "collections.OrderedDict"}}, "'collections.OrderedDict' is not a SubnetSampler"),
+    ({"sampler": {"_target_": "supernets.training.samplers.Nope"}}, "'supernets.training.samplers.Nope' is not importable"),
 ])
 def test_schedule_rejects_empty_phases_non_positive_lr_and_inplace_kd_without_the_sandwich_rule(space, change, match):
     bad = {**PS, "phases": [*PS["phases"][:2], {**PS["phases"][2], **change}]}
     with pytest.raises(ValueError, match=match):
         build_schedule(bad, space, global_batch_size=64)
-    sandwich = {**PS["phases"][2], "distill": "inplace", "sampler": {"type": "sandwich", "n_random": 1}}
+    sandwich = {**PS["phases"][2], "distill": "inplace", "sampler": {"_target_": "supernets.training.samplers.SandwichSampler", "n_random": 1}}
     assert build_schedule({**PS, "phases": [sandwich]}, space, global_batch_size=64).phases[0].distill == "inplace"
 
 
@@ -329,7 +332,40 @@ def test_soft_cross_entropy_equals_hard_cross_entropy_for_a_confident_teacher():
 def test_distill_loss_does_not_backpropagate_into_the_teacher():
     s = torch.randn(4, 10, requires_grad=True)
     t = torch.randn(4, 10, requires_grad=True)
-    get_distill_loss("alpha", alpha_min=-1.0, alpha_max=1.0)(s, t).backward()
+    create_distill_loss("alpha", alpha_min=-1.0, alpha_max=1.0)(s, t).backward()
     assert s.grad is not None and t.grad is None
     with pytest.raises(ValueError, match="soft_ce"):
-        get_distill_loss("mse")
+        create_distill_loss("mse")
+
+
+def test_data_modules_and_distillation_losses_are_timm_style_registries():
+    """A new data module or loss is one registered class / function; configs then name it (data.name=...,
+    loss.distill.name=...) and the configs' builders (create_datamodule, create_distill_loss) find it."""
+    from hydra.utils import instantiate
+
+    from supernets.data.modules import DATAMODULES, SyntheticDataModule, list_datamodules, register_datamodule
+    from supernets.training.distillation import LOSSES, list_distill_losses, register_distill_loss
+
+    assert {"mnist10k", "synthetic", "cifar10_test", "imagenet"} <= set(list_datamodules())
+    assert list_distill_losses() == ["alpha", "kl", "soft_ce"]
+
+    @register_datamodule
+    class Tiny(SyntheticDataModule):
+        name = "tiny_test"
+
+    @register_distill_loss("l2_test")
+    def l2(student, teacher):
+        return ((student - teacher) ** 2).mean()
+
+    try:
+        dm = instantiate({"_target_": "supernets.data.modules.create_datamodule", "name": "tiny_test", "n_train": 8})
+        assert type(dm) is Tiny and dm.config == {"name": "tiny_test", "n_train": 8}
+        loss = instantiate({"_target_": "supernets.training.distillation.create_distill_loss", "name": "l2_test"})
+        assert float(loss(torch.ones(2, 3), torch.zeros(2, 3))) == 1.0
+        with pytest.raises(ValueError, match="'tiny_test' is registered twice"):
+            register_datamodule(type("Other", (SyntheticDataModule,), {"name": "tiny_test"}))
+        with pytest.raises(ValueError, match="'l2_test' is registered twice"):
+            register_distill_loss("l2_test")(lambda s, t: s)
+    finally:
+        DATAMODULES.pop("tiny_test")
+        LOSSES.pop("l2_test")

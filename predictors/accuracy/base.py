@@ -8,6 +8,7 @@ set (path, sha256, n) and metrics, read with ``yaml.safe_load``). Both are writt
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import io
 import os
 import warnings
@@ -25,16 +26,41 @@ from predictors.fileio import atomic_write_bytes  # re-exported: datasets and bu
 from supernets.space import Arch, SearchSpace
 from supernets.utils import to_plain
 
-__all__ = ["KINDS", "AccuracyPredictor", "artefact_paths", "atomic_write_bytes", "register_kind"]
+__all__ = ["KINDS", "AccuracyPredictor", "artefact_paths", "atomic_write_bytes", "create_predictor", "is_predictor_kind",
+           "list_predictor_kinds", "register_predictor"]
 
-#: kind name -> predictor class, filled by :func:`register_kind`.
+#: kind name -> predictor class: the timm-style registry (as :mod:`supernets.registry` and
+#: :mod:`search.algorithms.registry`), filled by :func:`register_predictor` as the predictor modules are imported.
 KINDS: dict[str, type[AccuracyPredictor]] = {}
 
 ArchBatch = Sequence[Arch] | np.ndarray | Arch
 
-def register_kind(cls: type[AccuracyPredictor]) -> type[AccuracyPredictor]:
+def register_predictor(cls: type[AccuracyPredictor]) -> type[AccuracyPredictor]:
+    """Register a predictor class under its ``kind``."""
+    if cls.kind in KINDS and KINDS[cls.kind] is not cls:
+        raise ValueError(f"predictor kind {cls.kind!r} is registered twice ({KINDS[cls.kind].__name__}, {cls.__name__})")
     KINDS[cls.kind] = cls
     return cls
+
+
+def list_predictor_kinds(pattern: str = "*", *, trainable: bool | None = None) -> list[str]:
+    """Registered kinds matching ``pattern``; ``trainable=True`` / ``False`` keeps the recipes / published ones."""
+    return sorted(k for k, c in KINDS.items()
+                  if fnmatch.fnmatch(k, pattern) and (trainable is None or c.trainable == trainable))
+
+
+def is_predictor_kind(kind: str) -> bool:
+    return kind in KINDS
+
+
+def create_predictor(kind: str, space: SearchSpace, **kwargs: Any) -> AccuracyPredictor:
+    """A registered predictor, e.g. ``create_predictor("mlp", space, hidden=[64], epochs=50)`` (unfitted)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown predictor kind {kind!r}; known kinds {list_predictor_kinds()}")
+    try:
+        return KINDS[kind](space, **kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad hyper-parameters for predictor kind {kind!r}: {err}") from None
 
 def artefact_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """``(<stem>.pth, <stem>.yaml)`` for a path given with either suffix or none."""

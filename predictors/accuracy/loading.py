@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from predictors.accuracy.base import KINDS, AccuracyPredictor, artefact_paths
+from predictors.accuracy.base import KINDS, AccuracyPredictor, artefact_paths, create_predictor, list_predictor_kinds
 from predictors.accuracy.spaces import space_from_dict
 from supernets.compose import UnknownOptionError, compose_option, group_options
 from supernets.paths import REPO_ROOT
@@ -34,10 +34,10 @@ def published(*, kind: str, weights: str, supernet: str | None = None, space: Se
     """A published, fixed predictor (``kind`` of :data:`KINDS` that is not trainable) with its ``weights``."""
     if kind not in KINDS or KINDS[kind].trainable:
         raise ValueError(f"predictor {name or kind!r}: kind {kind!r} is not a published predictor; published kinds: "
-                         f"{sorted(k for k, c in KINDS.items() if not c.trainable)}")
+                         f"{list_predictor_kinds(trainable=False)}")
     if isinstance(space, Mapping):
         space = space_from_dict(dict(space))
-    return KINDS[kind](space, supernet=supernet, weights=str(_repo_path(weights)), **kwargs)
+    return create_predictor(kind, space, supernet=supernet, weights=str(_repo_path(weights)), **kwargs)
 
 
 def artefact(*, artefact: str, space: SearchSpace | None = None, name: str | None = None,

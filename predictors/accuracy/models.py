@@ -15,7 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from predictors.accuracy.base import KINDS, AccuracyPredictor, ArchBatch, register_kind
+from predictors.accuracy.base import (
+    KINDS,
+    AccuracyPredictor,
+    ArchBatch,
+    create_predictor,
+    is_predictor_kind,
+    list_predictor_kinds,
+    register_predictor,
+)
 from predictors.accuracy.features import get_features
 from predictors.accuracy.numpy_mlp import NumpyMLP
 from predictors.base import as_encoded
@@ -62,7 +70,7 @@ class _FeaturePredictor(AccuracyPredictor):
         return mean, np.where(std > 1e-8, std, 1.0)
 
 
-@register_kind
+@register_predictor
 class MLPPredictor(_FeaturePredictor):
     """OFA-style MLP (ReLU, hidden layers of equal width) on one-hot arch features; MSE on standardised top-1."""
 
@@ -146,7 +154,7 @@ class MLPPredictor(_FeaturePredictor):
         self.mlp = NumpyMLP([state[f"w{i}"] for i in range(n)], [state[f"b{i}"] for i in range(n)])
 
 
-@register_kind
+@register_predictor
 class RidgePredictor(_FeaturePredictor):
     """``sklearn.linear_model.Ridge`` on standardised features; a strong, fast baseline on one-hot codes."""
 
@@ -191,7 +199,7 @@ class RidgePredictor(_FeaturePredictor):
         self.coef, self.intercept = state["coef"].astype(np.float64), float(state["intercept"].reshape(-1)[0])
 
 
-@register_kind
+@register_predictor
 class GBMPredictor(_FeaturePredictor):
     """scikit-learn's ``HistGradientBoostingRegressor`` on arch features; inference walks the fitted trees in numpy.
 
@@ -279,7 +287,7 @@ class GBMPredictor(_FeaturePredictor):
         self.trees["leaf"] = self.trees["leaf"].astype(bool)
 
 
-@register_kind
+@register_predictor
 class EnsemblePredictor(AccuracyPredictor):
     """``n`` members of one kind, each fitted on a bootstrap resample with its own seed.
 
@@ -293,9 +301,9 @@ class EnsemblePredictor(AccuracyPredictor):
                  n: int = 5, bootstrap: bool = True, seed: int = 0) -> None:
         super().__init__(space, supernet=supernet)
         self.member = dict(member or {"kind": "mlp"})
-        if self.member.get("kind") not in KINDS or not KINDS[self.member["kind"]].trainable:
+        if not is_predictor_kind(self.member.get("kind")) or not KINDS[self.member["kind"]].trainable:
             raise ValueError(f"ensemble member kind {self.member.get('kind')!r} is not a trainable kind "
-                             f"({sorted(k for k, c in KINDS.items() if c.trainable)})")
+                             f"({list_predictor_kinds(trainable=True)})")
         if n < 2:
             raise ValueError(f"an ensemble needs n >= 2 members to estimate a spread, got {n}")
         self.n, self.bootstrap, self.seed = int(n), bool(bootstrap), int(seed)
@@ -303,10 +311,9 @@ class EnsemblePredictor(AccuracyPredictor):
 
     def _make_member(self, i: int) -> AccuracyPredictor:
         spec = {k: v for k, v in self.member.items() if k != "kind"}
-        cls = KINDS[self.member["kind"]]
-        if "seed" in inspect.signature(cls).parameters:
+        if "seed" in inspect.signature(KINDS[self.member["kind"]]).parameters:
             spec["seed"] = self.seed * 1000 + i
-        return cls(self.space, supernet=self.supernet, **spec)
+        return create_predictor(self.member["kind"], self.space, supernet=self.supernet, **spec)
 
     def params(self) -> dict[str, Any]:
         return {"member": self.member, "n": self.n, "bootstrap": self.bootstrap, "seed": self.seed}
@@ -349,17 +356,13 @@ class EnsemblePredictor(AccuracyPredictor):
 
 
 def build_predictor(spec: dict[str, Any], space: SearchSpace, *, supernet: str | None = None) -> AccuracyPredictor:
-    """An unfitted predictor from a recipe ``{"kind": "mlp", <hyper-parameters>}`` (configs/predictor/*.yaml)."""
+    """An unfitted predictor from a recipe ``{"kind": "mlp", <hyper-parameters>}`` (configs/predictor/*.yaml):
+    :func:`create_predictor` on a trainable kind, the recipe's config keys left out."""
     spec = dict(spec)
     kind = spec.pop("kind", None)
     for key in ("name", "description", "artefact", "dataset", "_target_", "_partial_"):  # config keys, not hyper-parameters
         spec.pop(key, None)
-    if kind not in KINDS:
-        raise ValueError(f"unknown predictor kind {kind!r}; known kinds {sorted(KINDS)}")
-    cls = KINDS[kind]
-    if not cls.trainable:
-        raise ValueError(f"predictor kind {kind!r} is a published, fixed predictor; it cannot be trained")
-    try:
-        return cls(space, supernet=supernet, **spec)
-    except TypeError as err:
-        raise ValueError(f"bad hyper-parameters for predictor kind {kind!r}: {err}") from None
+    if is_predictor_kind(kind) and not KINDS[kind].trainable:
+        raise ValueError(f"predictor kind {kind!r} is a published, fixed predictor; it cannot be trained; "
+                         f"trainable kinds: {list_predictor_kinds(trainable=True)}")
+    return create_predictor(kind, space, supernet=supernet, **spec)

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from predictors.accuracy.base import AccuracyPredictor, register_kind
+from predictors.accuracy.base import AccuracyPredictor, register_predictor
 from predictors.accuracy.features import (
     OFA_RESNET_RESOLUTIONS,
     check_ofa_mbv3_space,
@@ -85,7 +85,7 @@ class _FixedPredictor(AccuracyPredictor):
         return self.mlp
 
 
-@register_kind
+@register_predictor
 class OFAMobileNetV3Predictor(_FixedPredictor):
     """OFA's MobileNetV3 w1.2 accuracy predictor (trained by its authors on r = 160..224)."""
 
@@ -115,7 +115,7 @@ class OFAMobileNetV3Predictor(_FixedPredictor):
         return self._net()(self.features(encoded))[:, 0]
 
 
-@register_kind
+@register_predictor
 class OFAResNet50Predictor(_FixedPredictor):
     """OFA's ResNet50 accuracy predictor: the MLP's output plus ``base_acc``.
 

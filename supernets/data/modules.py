@@ -15,6 +15,7 @@ bundled CIFAR-10 test set, split 8k/2k), ``imagefolder`` (the user's ``<class>/*
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import hashlib
 from collections.abc import Iterator
@@ -39,8 +40,10 @@ __all__ = [
     "SupernetDataModule",
     "SyntheticDataModule",
     "create_datamodule",
+    "list_datamodules",
     "load_cifar10_jpegs",
     "load_mnist_idx",
+    "register_datamodule",
 ]
 
 MNIST_DIR = Path(__file__).resolve().parent / "datasets" / "mnist"
@@ -174,6 +177,25 @@ def load_mnist_idx(directory: str | Path = MNIST_DIR) -> tuple[np.ndarray, np.nd
     return images, labels
 
 
+#: data-module name -> class: the timm-style registry (as supernets, search algorithms and predictor kinds have),
+#: filled by :func:`register_datamodule`; checkpoints name their data by it (``meta["data"]["name"]``).
+DATAMODULES: dict[str, type[SupernetDataModule]] = {}
+
+
+def register_datamodule(cls: type[SupernetDataModule]) -> type[SupernetDataModule]:
+    """Register a data-module class under its ``name``."""
+    if cls.name in DATAMODULES and DATAMODULES[cls.name] is not cls:
+        raise ValueError(f"data module {cls.name!r} is registered twice ({DATAMODULES[cls.name].__name__}, "
+                         f"{cls.__name__})")
+    DATAMODULES[cls.name] = cls
+    return cls
+
+
+def list_datamodules(pattern: str = "*") -> list[str]:
+    return sorted(n for n in DATAMODULES if fnmatch.fnmatch(n, pattern))
+
+
+@register_datamodule
 class MNIST10kDataModule(SupernetDataModule):
     """The bundled MNIST test set (10k) split 8k train / 2k held-out with a fixed seed."""
 
@@ -195,6 +217,7 @@ class MNIST10kDataModule(SupernetDataModule):
 
 
 # ----------------------------------------------------------------------------------------- digits
+@register_datamodule
 class DigitsDataModule(SupernetDataModule):
     """scikit-learn's bundled 8×8 digits (1,797 images), split with a fixed seed."""
 
@@ -218,6 +241,7 @@ class DigitsDataModule(SupernetDataModule):
 
 
 # -------------------------------------------------------------------------------------- synthetic
+@register_datamodule
 class SyntheticDataModule(SupernetDataModule):
     """Random images whose class shifts their mean: learnable, instant, for tests."""
 
@@ -395,6 +419,7 @@ def _find_cifar_split(root: Path, split: str) -> Path | None:
     return None
 
 
+@register_datamodule
 class CIFAR10DataModule(SupernetDataModule):
     """CIFAR-10 from local files at ``root`` (never downloads): 50k train, the 10k test set as validation.
 
@@ -445,6 +470,7 @@ class CIFAR10DataModule(SupernetDataModule):
                 CIFARTensorDataset(*splits["test"], augment=False))
 
 
+@register_datamodule
 class CIFAR10TestDataModule(CIFAR10DataModule):
     """The bundled CIFAR-10 test set (10k JPEGs, sha256-checked) split 8k train / 2k held-out with a fixed seed:
     colour images with nothing outside the repository."""
@@ -472,6 +498,7 @@ class CIFAR10TestDataModule(CIFAR10DataModule):
 
 
 # --------------------------------------------------------------------------------------- imagenet
+@register_datamodule
 class ImageNetDataModule(SupernetDataModule):
     """ImageNet-style ImageFolder at ``root`` (``root/train/<class>/*``, ``root/val/<class>/*``).
 
@@ -527,6 +554,7 @@ class ImageNetDataModule(SupernetDataModule):
         return train, val
 
 
+@register_datamodule
 class ImageFolderDataModule(SupernetDataModule):
     """The user's own images as one folder ``root/<class>/*`` (torchvision ``ImageFolder``), split with a fixed
     seed into train and held-out images: data for fine-tuning, accuracy datasets and BN recalibration of
@@ -572,17 +600,12 @@ class ImageFolderDataModule(SupernetDataModule):
         return Subset(train_all, tr.tolist()), Subset(val_all, (va if n_val else tr).tolist())
 
 
-DATAMODULES: dict[str, type[SupernetDataModule]] = {
-    m.name: m
-    for m in (MNIST10kDataModule, DigitsDataModule, SyntheticDataModule, CIFAR10DataModule, CIFAR10TestDataModule,
-              ImageNetDataModule, ImageFolderDataModule)
-}
-
-
 def create_datamodule(name: str, **data_cfg: Any) -> SupernetDataModule:
-    """Build a data module from its config dict, e.g. ``create_datamodule(name="mnist10k", batch_size=128)``."""
+    """Build a registered data module from its config dict, e.g. ``create_datamodule(name="mnist10k",
+    batch_size=128)``: the ``_target_`` of ``configs/data/*.yaml``; ``dm.config`` (stored in checkpoints) rebuilds
+    it with ``create_datamodule(**dm.config)``."""
     if name not in DATAMODULES:
-        raise ValueError(f"unknown data module {name!r}; available: {sorted(DATAMODULES)}")
+        raise ValueError(f"unknown data module {name!r}; available: {list_datamodules()}")
     dm = DATAMODULES[name](**data_cfg)
     dm.config = {"name": name, **data_cfg}
     return dm

@@ -9,21 +9,47 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "alpha_divergence", "get_distill_loss", "kl_divergence", "soft_cross_entropy"]
+__all__ = ["LOSSES", "alpha_divergence", "create_distill_loss", "kl_divergence", "list_distill_losses",
+           "register_distill_loss", "soft_cross_entropy"]
 
 
+#: loss name -> ``f(student, teacher, **options)``: the timm-style registry (as supernets, data modules, search
+#: algorithms and predictor kinds have), filled by :func:`register_distill_loss`.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
+F_ = TypeVar("F_", bound=Callable[..., torch.Tensor])
+
+
+def register_distill_loss(name: str) -> Callable[[F_], F_]:
+    """Register ``f(student_logits, teacher_logits, **options)`` under ``name`` (the short name configs use)."""
+    def deco(fn: F_) -> F_:
+        if name in LOSSES and LOSSES[name] is not fn:
+            raise ValueError(f"distillation loss {name!r} is registered twice")
+        LOSSES[name] = fn
+        return fn
+
+    return deco
+
+
+def list_distill_losses(pattern: str = "*") -> list[str]:
+    return sorted(n for n in LOSSES if fnmatch.fnmatch(n, pattern))
+
+
+@register_distill_loss("soft_ce")
 def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Mean over the batch of ``-Σ softmax(teacher/T) · log_softmax(student/T)``."""
     p = F.softmax(teacher / temperature, dim=-1)
     return -(p * F.log_softmax(student / temperature, dim=-1)).sum(-1).mean() * temperature**2
 
 
+@register_distill_loss("kl")
 def kl_divergence(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Mean over the batch of KL(softmax(teacher/T) ‖ softmax(student/T)) (zero when they agree)."""
     log_q = F.log_softmax(student / temperature, dim=-1)
@@ -51,6 +77,7 @@ def _alpha_div(log_p: torch.Tensor, log_q: torch.Tensor, alpha: float,
     return qf.sum(-1), -(q_rho * log_q).sum(-1)
 
 
+@register_distill_loss("alpha")
 def alpha_divergence(student: torch.Tensor, teacher: torch.Tensor, alpha_min: float = -1.0,
                      alpha_max: float = 1.0, beta: float = 5.0, temperature: float = 1.0) -> torch.Tensor:
     """AlphaNet's adaptive alpha-divergence ``max(D_αmin, D_αmax)`` per sample, averaged over the batch.
@@ -66,17 +93,11 @@ def alpha_divergence(student: torch.Tensor, teacher: torch.Tensor, alpha_min: fl
     return (value.detach() + surrogate - surrogate.detach()).mean()
 
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "soft_ce": soft_cross_entropy,
-    "kl": kl_divergence,
-    "alpha": alpha_divergence,
-}
-
-
-def get_distill_loss(name: str, **kwargs: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A ``loss(student_logits, teacher_logits)`` by name, with its keyword options bound."""
+def create_distill_loss(name: str, **kwargs: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A ``loss(student_logits, teacher_logits)`` by name, with its keyword options bound (the ``_target_`` of
+    ``loss.distill`` in ``configs/train.yaml``)."""
     if name not in LOSSES:
-        raise ValueError(f"unknown distillation loss {name!r}; available: {sorted(LOSSES)}")
+        raise ValueError(f"unknown distillation loss {name!r}; available: {list_distill_losses()}")
     fn = LOSSES[name]
 
     def loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from supernets.bn import recalibrate_bn
 from supernets.checkpoints import CKPT_KEY, mid_epoch_batches, resume_differences
 from supernets.space import Arch
 from supernets.training.callbacks import raise_diverged
-from supernets.training.distillation import get_distill_loss
+from supernets.training.distillation import create_distill_loss
 from supernets.training.samplers import StepPlan
 from supernets.training.schedule import Phase, Schedule
 from supernets.utils import resize_batch
@@ -57,7 +57,8 @@ class SupernetModule(L.LightningModule):
         optimizer: ``optimizer(param_groups, lr=...)`` (a partial of a torch optimizer).
         seed: seeds the per-step subnet generator, the evaluation subnets and dropout.
         label_smoothing: for the hard-label cross-entropy.
-        distill_loss: ``{"name": "soft_ce" | "kl" | "alpha", **options}``.
+        distill_loss: ``loss(student_logits, teacher_logits)`` (``create_distill_loss``), or its arguments
+            ``{"name": "soft_ce" | "kl" | "alpha", **options}``.
         no_decay_bn_bias: exclude BN parameters and biases from weight decay (OFA's ``no_decay_keys``).
         eval_cfg: ``n_random`` (random subnets evaluated), ``calib_batches`` (BN recalibration batches),
             ``every`` (``"phase_end"`` or ``"epoch"``).
@@ -66,7 +67,7 @@ class SupernetModule(L.LightningModule):
     """
 
     def __init__(self, supernet: Supernet, schedule: Schedule, *, optimizer: Callable[..., torch.optim.Optimizer],
-                 seed: int = 0, label_smoothing: float = 0.0, distill_loss: dict[str, Any] | None = None,
+                 seed: int = 0, label_smoothing: float = 0.0, distill_loss: Callable[..., torch.Tensor] | dict[str, Any] | None = None,
                  no_decay_bn_bias: bool = True, eval_cfg: dict[str, Any] | None = None,
                  channels_last: bool = False, meta: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -75,8 +76,11 @@ class SupernetModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.seed = int(seed)
         self.label_smoothing = float(label_smoothing)
-        dl = dict(distill_loss or {"name": "soft_ce"})
-        self.distill = get_distill_loss(dl.pop("name", "soft_ce"), **dl)
+        if callable(distill_loss):  # built from the config's _target_ (loss.distill)
+            self.distill = distill_loss
+        else:
+            dl = dict(distill_loss or {"name": "soft_ce"})
+            self.distill = create_distill_loss(dl.pop("name", "soft_ce"), **dl)
         self.no_decay_bn_bias = bool(no_decay_bn_bias)
         self.eval_cfg = {"n_random": 3, "calib_batches": 10, "every": "phase_end", **(eval_cfg or {})}
         if self.eval_cfg["every"] not in ("phase_end", "epoch"):

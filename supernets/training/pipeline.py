@@ -15,21 +15,26 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from supernets.checkpoints import load_checkpoint, supernet_state_dict
+from supernets.compose import build
 from supernets.config_checks import check_int
 from supernets.cpu import tune_malloc
-from supernets.data.modules import create_datamodule
-from supernets.registry import checked_supernet_kwargs, create_supernet
+from supernets.registry import checked_supernet_kwargs
 from supernets.training.module import SupernetModule
-from supernets.training.schedule import build_schedule
 from supernets.utils import to_plain
 
 __all__ = ["build_supernet", "train"]
 
 
 def build_supernet(supernet_cfg: Mapping[str, Any], datamodule: Any | None = None):
-    """A supernet from its config (``name`` + kwargs); ``num_classes`` / ``in_chans`` left unset (null) are
-    taken from the data module. Returns ``(supernet, name, kwargs)``."""
+    """A supernet from its config (``_target_``, the builder, e.g. ``supernets.registry.create_supernet``;
+    ``name`` + kwargs), built with ``hydra.utils.instantiate``; ``num_classes`` / ``in_chans`` left unset (null)
+    are taken from the data module first. Returns ``(supernet, name, kwargs)`` (kwargs as checkpoints record them:
+    without ``_target_``, which names the builder, not the network)."""
     kwargs = dict(to_plain(supernet_cfg))
+    target = kwargs.pop("_target_", None)
+    if not target:
+        raise ValueError(f"supernet config needs a '_target_' naming its builder (supernets.registry.create_supernet "
+                         f"for the registered supernets, see configs/supernet/*.yaml), got keys {sorted(kwargs)}")
     name = kwargs.pop("name", None)
     if not name:
         raise ValueError(f"supernet config needs a 'name' (one of the registered supernets), got {kwargs}")
@@ -44,7 +49,7 @@ def build_supernet(supernet_cfg: Mapping[str, Any], datamodule: Any | None = Non
                              f"({key}={getattr(datamodule, key)}); set supernet.{key}=null to follow the data")
     if "resolutions" in kwargs and kwargs["resolutions"] is not None:
         kwargs["resolutions"] = [int(r) for r in kwargs["resolutions"]]
-    model = create_supernet(name, **kwargs)
+    model = build("supernet", {"_target_": target, "name": name, **kwargs})
     # Pretrained weights (create_supernet(..., pretrained=<file>)) are the starting point only: checkpoints hold the
     # trained weights, so the kwargs they record must rebuild the supernet without needing that file again.
     kwargs.pop("pretrained", None)
@@ -60,6 +65,16 @@ def _instantiate_all(group: Any) -> list[Any]:
         if isinstance(node, (DictConfig, Mapping)) and "_target_" in node:
             out.append(instantiate(node))
     return out
+
+
+def _distill_loss(node: Any):
+    """The soft-target loss ``loss.distill`` names (``_target_``: ``create_distill_loss`` with its ``name``)."""
+    if node is None:
+        return None
+    if "_target_" not in node:
+        raise ValueError("loss.distill needs a '_target_' naming its builder (supernets.training.distillation."
+                         f"create_distill_loss, see configs/train.yaml), got keys {sorted(node)}")
+    return build("loss.distill", node)
 
 
 def _init_from(module: SupernetModule, path: str, name: str) -> None:
@@ -88,8 +103,10 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if cfg.get("threads") is not None:
         torch.set_num_threads(check_int("threads", cfg.threads, min=1))
 
-    data_cfg = to_plain(cfg.data)
-    dm = create_datamodule(**data_cfg)
+    if "_target_" not in cfg.data:
+        raise ValueError("data config needs a '_target_' naming its builder (supernets.data.modules.create_datamodule, "
+                         f"see configs/data/*.yaml), got keys {sorted(cfg.data)}")
+    dm = build("data", cfg.data)  # configs/data/*.yaml name their builder (create_datamodule)
     supernet, name, kwargs = build_supernet(cfg.supernet, dm)
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
@@ -99,9 +116,15 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     # Learning rates in a schedule file are for its base batch: scale them to this run's global batch.
     world = int(trainer.world_size) * int(trainer.accumulate_grad_batches)
     schedule_cfg = to_plain(cfg.schedule)
+    if "_target_" not in schedule_cfg:
+        raise ValueError("schedule config needs a '_target_' naming its builder (supernets.training.schedule."
+                         f"create_schedule with _partial_: true, see configs/schedule/*.yaml), got keys {sorted(schedule_cfg)}")
     macs_params = getattr(supernet, "macs_params", None)
-    schedule = build_schedule(schedule_cfg, supernet.space, global_batch_size=dm.batch_size * world,
-                              cost_fn=None if macs_params is None else (lambda x: macs_params(x)[0]))
+    make_schedule = build("schedule", schedule_cfg, _partial_=True, _recursive_=False)  # phases' samplers: built per phase
+    schedule = make_schedule(supernet.space, global_batch_size=dm.batch_size * world,
+                             cost_fn=None if macs_params is None else (lambda x: macs_params(x)[0]))
+    # Checkpoints record the schedule itself; the builder keys say how this run built it, not what it trains.
+    schedule_cfg = {k: v for k, v in schedule_cfg.items() if k not in ("_target_", "_partial_", "_recursive_")}
     trainer.fit_loop.max_epochs = schedule.total_epochs
 
     meta = {
@@ -118,7 +141,7 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         optimizer=instantiate(cfg.optimizer),
         seed=seed,
         label_smoothing=float(cfg.loss.get("label_smoothing", 0.0)),
-        distill_loss=to_plain(cfg.loss.get("distill")),
+        distill_loss=_distill_loss(cfg.loss.get("distill")),
         no_decay_bn_bias=bool(cfg.loss.get("no_decay_bn_bias", True)),
         eval_cfg=to_plain(cfg.get("eval")),
         channels_last=bool(cfg.get("channels_last", False)),

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from hydra.utils import get_class
 
+from supernets.compose import build
 from supernets.space import SearchSpace
 from supernets.training.samplers import (
     ComplexityAwareSampler,
@@ -26,10 +28,11 @@ from supernets.training.samplers import (
     UniformSampler,
 )
 
-__all__ = ["SAMPLERS", "Phase", "Schedule", "build_schedule"]
+__all__ = ["SAMPLER_TARGETS", "Phase", "Schedule", "build_schedule", "create_schedule"]
 
-SAMPLERS: dict[str, type[SubnetSampler]] = {"uniform": UniformSampler, "sandwich": SandwichSampler,
-                                            "complexity": ComplexityAwareSampler, "sorted": SortedSampler}
+# What a phase's `sampler: {_target_: ...}` may name (error messages list them; any SubnetSampler subclass works).
+SAMPLER_TARGETS = [f"{c.__module__}.{c.__name__}"
+                   for c in (UniformSampler, SandwichSampler, ComplexityAwareSampler, SortedSampler)]
 DISTILL_MODES = ("none", "teacher", "inplace", "teacher_inplace")
 
 
@@ -178,6 +181,40 @@ def _expand_stage(phases: Sequence[Mapping[str, Any]], defaults: Mapping[str, An
     return int(allowed.max(initial=1)) - 1
 
 
+def _build_sampler(pc: Mapping[str, Any], space: SearchSpace, cost_fn: CostFn | None) -> SubnetSampler:
+    """A phase's sampler from its ``_target_`` config (a :class:`SubnetSampler` subclass and its options), built
+    with ``hydra.utils.instantiate`` on the phase's space and choices."""
+    sampler_cfg = dict(pc.get("sampler") or {"_target_": f"{UniformSampler.__module__}.UniformSampler"})
+    if "_target_" not in sampler_cfg:
+        hint = f" (the old `type: {sampler_cfg['type']}`)" if "type" in sampler_cfg else ""
+        raise ValueError(f"phase {pc['name']!r}: sampler {sampler_cfg} needs a '_target_' naming its class{hint}: "
+                         f"one of {SAMPLER_TARGETS}")
+    sampler_cfg.pop("_partial_", None)  # the phase supplies space and choices (below)
+    try:
+        cls = get_class(str(sampler_cfg["_target_"]))
+    except Exception as e:  # hydra's message names the module path it could not import
+        raise ValueError(f"phase {pc['name']!r}: sampler _target_ {sampler_cfg['_target_']!r} is not importable "
+                         f"({e}); one of {SAMPLER_TARGETS}") from None
+    if not (isinstance(cls, type) and issubclass(cls, SubnetSampler)):
+        raise ValueError(f"phase {pc['name']!r}: sampler _target_ {sampler_cfg['_target_']!r} is not a "
+                         f"SubnetSampler; one of {SAMPLER_TARGETS}")
+    extra: dict[str, Any] = {}
+    if cls.needs_costs:
+        if cost_fn is None:
+            raise ValueError(f"phase {pc['name']!r}: sampler {cls.__name__} needs the subnets' MACs, but no cost_fn "
+                             f"was given (the supernet has no macs_params)")
+        extra["cost_fn"] = cost_fn
+    # a partial: the space is an object (instantiate would convert it, a dataclass, into a dict)
+    return build(f"phase {pc['name']!r} sampler", sampler_cfg, _partial_=True)(space, choices=pc.get("choices"), **extra)
+
+
+def create_schedule(space: SearchSpace, *, global_batch_size: int, cost_fn: CostFn | None = None,
+                    **cfg: Any) -> Schedule:
+    """:func:`build_schedule` with the schedule's keys as keyword arguments: the ``_target_`` of
+    ``configs/schedule/*.yaml`` (``_partial_: true``; the run supplies the space, batch and costs)."""
+    return build_schedule(cfg, space, global_batch_size=global_batch_size, cost_fn=cost_fn)
+
+
 def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_size: int,
                    cost_fn: CostFn | None = None) -> Schedule:
     """Build a :class:`Schedule` from a schedule config (see ``configs/schedule/*.yaml``).
@@ -207,16 +244,7 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         for key in ("name", "epochs", "lr"):
             if key not in pc:
                 raise ValueError(f"phase {i} of schedule {cfg.get('name')!r} has no {key!r}: {pc}")
-        sampler_cfg = dict(pc.get("sampler") or {"type": "uniform"})
-        kind = sampler_cfg.pop("type", "uniform")
-        if kind not in SAMPLERS:
-            raise ValueError(f"phase {pc['name']!r}: unknown sampler type {kind!r}; available {sorted(SAMPLERS)}")
-        if SAMPLERS[kind].needs_costs:
-            if cost_fn is None:
-                raise ValueError(f"phase {pc['name']!r}: sampler type {kind!r} needs the subnets' MACs, but no cost_fn "
-                                 f"was given (the supernet has no macs_params)")
-            sampler_cfg["cost_fn"] = cost_fn
-        sampler = SAMPLERS[kind](space, choices=pc.get("choices"), **sampler_cfg)
+        sampler = _build_sampler(pc, space, cost_fn)
         if cfg.get("sandwich_sampling") and isinstance(sampler, UniformSampler) and _elastic(sampler):
             sampler = SandwichSampler(space, choices=pc.get("choices"), n_random=max(sampler.n_subnets - 2, 0),
                                       resolution=str(cfg.get("sandwich_resolution") or "shared"))
@@ -226,8 +254,9 @@ def build_schedule(cfg: Mapping[str, Any], space: SearchSpace, *, global_batch_s
         if distill in ("inplace", "teacher_inplace") and not sampler.first_is_max:
             # In-place KD takes the step's first subnet as the teacher: it must be the largest.
             raise ValueError(f"phase {pc['name']!r}: distill: {distill} needs a sampler whose first subnet is the "
-                             f"largest (type 'sandwich', or 'complexity' / 'sorted' with with_max: true), got "
-                             f"{type(sampler).__name__}; use sampler: {{type: sandwich}} or distill: teacher / none")
+                             f"largest (SandwichSampler, or ComplexityAwareSampler / SortedSampler with with_max: true), got "
+                             f"{type(sampler).__name__}; use sampler: {{_target_: "
+                             f"supernets.training.samplers.SandwichSampler}} or distill: teacher / none")
         if not float(pc["epochs"]) >= 1:
             raise ValueError(f"phase {pc['name']!r}: epochs must be >= 1, got {pc['epochs']!r}; remove the phase "
                              f"or select a slice with start_phase / end_phase instead")
