@@ -85,7 +85,7 @@ def _objective_names(objectives: Any) -> list[str]:
     if isinstance(objectives, str):
         objectives = [objectives]
     if not objectives:
-        raise ValueError("objectives.names must list at least one of top1, latency_ms, macs, params")
+        raise ValueError("objectives.names must list at least one of top1, latency_ms, macs, params, size_mb")
     return [str(n) for n in objectives]
 
 
@@ -226,7 +226,16 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     if need_mp and mp_fn is None:
         raise ValueError(f"objectives/constraints use macs or params but supernet {comps.supernet_name!r} "
                          "offers no macs_params(encoded)")
-    ev = ArchEvaluator(comps.space, comps.accuracy, comps.latency, macs_params=mp_fn if need_mp else None)
+    size_fn = None
+    if any(o.needs_size for o in objs):
+        from supernets.model_size import model_size_fn
+
+        size_fn = model_size_fn(comps.supernet)
+        if size_fn is None:
+            raise ValueError(f"objectives/constraints use size_mb but supernet {comps.supernet_name!r} has no "
+                             "measurable layers (latency_layers()) to price its weights by")
+    ev = ArchEvaluator(comps.space, comps.accuracy, comps.latency, macs_params=mp_fn if need_mp else None,
+                       model_size=size_fn)
     out = _out_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.get("seed", 0))

@@ -29,7 +29,7 @@ from predictors.latency.quant import QuantSettings, export_quant_subnet, ort_top
 from supernets.utils import resize_batch
 
 __all__ = ["DATASET_COLUMNS", "QuantDropPredictor", "QuantEvaluator", "build_quant_dataset", "compare_predictors",
-           "load_quant_dataset"]
+           "drop_predictor", "load_quant_dataset"]
 
 DATASET_COLUMNS = ("arch", "policy", "top1", "top1_fp32", "bytes", "bytes_fp32")
 
@@ -158,6 +158,53 @@ class QuantDropPredictor(ArchModel):
         if self.drop is None:
             raise RuntimeError("QuantDropPredictor is not fitted; call fit(archs, top1, top1_fp32)")
         return self.fp32.predict(self.space.base_encoded(encoded)) - self.drop.predict(self._features(encoded))
+
+
+def drop_predictor(dataset: str | Path | None = None, *, space: Any = None, fp32: dict[str, Any] | None = None,
+                   max_iter: int = 100, supernet: str | None = None, **_: Any) -> QuantDropPredictor:
+    """A :class:`QuantDropPredictor` fitted on a quantized-accuracy CSV (:func:`build_quant_dataset`; the
+    quantization table writes ``quant_accuracy.csv``) for ``space`` (a quant space): ``configs/predictor/
+    quant_drop.yaml``, ``search.py quant=mixed predictor=quant_drop predictor.dataset=<csv>``. Fitting takes well
+    under a second (a ridge and a hundred boosted trees over some tens of rows)."""
+    if dataset is None:
+        raise ValueError("predictor quant_drop needs predictor.dataset=<quant_accuracy.csv> (rows measured by "
+                         "predictors.accuracy.quant.build_quant_dataset, e.g. the quantization table's)")
+    if space is None or not hasattr(space, "q_slice"):
+        raise ValueError(f"predictor quant_drop predicts archs of a quant space (search.py quant=mixed|int8|fp32); "
+                         f"got space {getattr(space, 'name', space)!r}")
+    rows = load_quant_dataset(dataset)
+    if len(rows) < 4:
+        raise ValueError(f"predictor quant_drop: {dataset} holds {len(rows)} rows; it needs at least 4")
+    import dataclasses
+
+    from supernets.quant_space import FP32, INT8
+
+    # fitted over the mixed twin of ``space`` (the rows hold FP32, INT8 and mixed policies), served over ``space``
+    mixed = dataclasses.replace(space, bits=(INT8, FP32))
+    archs = [mixed.parse(r["arch"]) for r in rows]
+    model = QuantDropPredictor(mixed, fp32, max_iter=max_iter).fit(
+        archs, np.array([r["top1"] for r in rows]), np.array([r["top1_fp32"] for r in rows]))
+    out = model if mixed == space else PinnedQuantModel(model, space)
+    out.supernet = supernet
+    out.trained_resolutions = sorted({a.r for a in archs})
+    out.path = str(dataset)
+    return out
+
+
+class PinnedQuantModel(ArchModel):
+    """A mixed-precision space's model served over a space of the same layout with fewer precisions (FP32-only,
+    INT8-only): each precision gene's index is mapped to the mixed space's."""
+
+    def __init__(self, model: ArchModel, space: Any) -> None:
+        super().__init__(space, supernet=model.supernet)
+        self.model = model
+        self.target = model.target
+        self._to_mixed = np.asarray([model.space.bits.index(b) for b in space.bits])
+
+    def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        x = np.array(encoded, copy=True)
+        x[:, self.space.q_slice] = self._to_mixed[x[:, self.space.q_slice]]
+        return self.model.predict(x)
 
 
 def compare_predictors(space: Any, rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.3, seed: int = 0,
