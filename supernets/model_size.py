@@ -73,7 +73,11 @@ class ModelSize:
 
         self.geometry = geometry
         r = geometry.space.resolutions[0]  # weights do not depend on the input resolution
-        counted: dict[str, tuple[int, int, int]] = {}
+        # counts per layer key, kept on the supernet the layers come from (its FP32, INT8, mixed and narrower spaces
+        # share them; building and running every layer once takes seconds)
+        owner = getattr(getattr(geometry, "base", geometry), "supernet", None)
+        counted: dict[str, tuple[int, int, int]] = {} if owner is None else \
+            owner.__dict__.setdefault("_layer_weight_counts", {})
 
         def cost(_r: int, layer: Any) -> float:
             base = layer.base if isinstance(layer, QuantLayer) else layer

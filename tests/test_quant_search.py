@@ -12,45 +12,14 @@ import search
 import supernets
 from predictors.base import ArchModel
 from predictors.latency.models import DenseLatencyModel
-from predictors.latency.quant import export_subnet_onnx
 from search.pareto import non_dominated
 from supernets.model_size import model_size_fn
 from supernets.quant import quant_supernet
 from tests.data.search.models import LinearAccuracy, TableLatency
 
 
-@pytest.fixture(scope="module")
-def nets():
-    torch.manual_seed(0)
-    base = supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=3).eval()
-    return base, quant_supernet(base)
-
-
-def test_predicted_size_matches_real_exported_fp32_int8_and_mixed_onnx_files(nets, tmp_path):
-    base, q = nets
-    sp, size, size_fp32 = q.space, model_size_fn(q), model_size_fn(base)
-    rng = np.random.default_rng(7)  # other archs than the 24 the per-conv constants were fitted on (seed 1)
-    rows = []
-    for i, b in enumerate(sp.base.sample(rng, 1)):
-        for bits in ((32,) * 5, (8,) * 5, (32, 8, 8, 8, 32)):
-            arch = sp.join(b, bits)
-            path = tmp_path / f"{i}_{'-'.join(map(str, bits))}.onnx"
-            export_subnet_onnx(q, arch, q.latency_layers().input_shape(arch.r), path)
-            rows.append((arch, path.stat().st_size))
-    real = np.array([s for _, s in rows], dtype=float)
-    pred = size(sp.encode([a for a, _ in rows]))  # one vectorised call for all
-    err = (pred - real) / real
-    assert np.abs(err).max() < 0.06, list(zip([str(a) for a, _ in rows], real, pred, err))
-    # an FP32 space prices the same archs as the quant space's all-FP32 ones, at 4 bytes per weight
-    fp32 = [a for a, _ in rows if sp.policy(a) == "fp32"]
-    np.testing.assert_allclose(size_fp32(sp.base.encode([sp.split(a)[0] for a in fp32])), size(sp.encode(fp32)))
-    # INT8 < mixed < FP32; INT8 over 2x smaller (a byte per weight, not 4, less the graph's own bytes)
-    f32, i8, mx = pred
-    assert i8 < mx < f32 and f32 / i8 > 2.0
-
-
-def test_size_prediction_is_vectorised_and_matches_row_by_row(nets):
-    _, q = nets
+def test_size_prediction_is_vectorised_and_matches_row_by_row(measured):
+    q = quant_supernet(measured[0])
     size = model_size_fn(q)
     x = q.space.sample_encoded(np.random.default_rng(0), 300)
     many = size(x)
@@ -92,8 +61,8 @@ def _cfg(tmp_path, **over):
     return c
 
 
-def test_search_with_size_objective_on_the_mixed_space_mixes_policies_and_reports_sizes(nets, tmp_path):
-    _, q = nets
+def test_search_with_size_objective_on_the_mixed_space_mixes_policies_and_reports_sizes(measured, tmp_path):
+    q = quant_supernet(measured[0])
     res = search.run(_cfg(tmp_path), accuracy=_QuantAccuracy(q.space), latency={"dev_q": _quant_latency(q)},
                      supernet=q)
     df = pd.read_csv(tmp_path / "dev_q" / "pareto.csv")
@@ -118,3 +87,72 @@ def test_fp32_search_keeps_its_columns_and_size_constraint_holds(tmp_path):
     search.run(c, **plain)
     df = pd.read_csv(tmp_path / "b" / "dev_a" / "pareto.csv")
     assert len(df) > 1 and (df["size_mb"] <= 0.9).all() and df["size_mb"].min() > 0.05
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """A quantized-accuracy CSV measured with ONNX Runtime (random weights, synthetic data: the mechanics, not the
+    figures) and the data config it came from."""
+    from predictors.accuracy.builder import cache_batches
+    from predictors.accuracy.quant import QuantEvaluator, build_quant_dataset
+    from supernets.data.modules import create_datamodule
+
+    data = {"name": "synthetic", "batch_size": 8, "val_batch_size": 16, "num_workers": 0, "seed": 0, "n_train": 16,
+            "n_val": 16, "image_size": 24, "in_chans": 1, "num_classes": 10}
+    dm = create_datamodule(**data)
+    dm.setup()
+    torch.manual_seed(0)
+    base = supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=1).eval()
+    q = quant_supernet(base, resolutions=[24])
+    ev = QuantEvaluator(q, cache_batches(dm.train_dataloader(), 1), cache_batches(dm.val_dataloader(), 1))
+    b1, b2 = q.space.base.sample(np.random.default_rng(7), 2)
+    archs = [q.space.join(b1, bits) for bits in (32, 8, (32, 8, 8, 8, 32))] + [q.space.join(b2, 8)]
+    csv = tmp_path_factory.mktemp("quant_acc") / "quant_accuracy.csv"
+    build_quant_dataset(ev, archs, csv)
+    return base, q, csv, data
+
+
+def test_predicted_size_matches_real_exported_fp32_int8_and_mixed_onnx_files(measured):
+    """The bytes of the files the evaluator exported (other archs than the 24 the per-conv constants were fitted on)
+    against one vectorised prediction."""
+    from predictors.accuracy.quant import load_quant_dataset
+
+    base, q, csv, _ = measured
+    rows = load_quant_dataset(csv)
+    archs = [q.space.parse(r["arch"]) for r in rows]
+    real = np.array([r["bytes"] for r in rows], dtype=float)
+    pred = model_size_fn(q)(q.space.encode(archs))
+    err = (pred - real) / real
+    assert len(rows) == 4 and np.abs(err).max() < 0.06, list(zip([r["arch"] for r in rows], real, pred, err))
+    # an FP32 space prices an all-FP32 arch as the quant space does, at 4 bytes per weight; the last row's FP32 twin
+    fp32 = model_size_fn(base)(q.space.base.encode([q.space.split(a)[0] for a in (archs[0], archs[3])]))
+    np.testing.assert_allclose(fp32[0], pred[0])
+    assert abs(fp32[1] / rows[3]["bytes_fp32"] - 1) < 0.06
+    # INT8 < mixed < FP32; INT8 over 2x smaller (a byte per weight, not 4, less the graph's own bytes)
+    f32, i8, mx = pred[:3]
+    assert i8 < mx < f32 and f32 / i8 > 2.0
+
+
+def test_search_py_quant_option_searches_precision_genes_with_the_drop_predictor_config(measured, tmp_path):
+    from predictors import load_predictor
+    from predictors.accuracy.quant import PinnedQuantModel, QuantDropPredictor
+    from supernets.compose import compose_option
+
+    base, q, csv, _ = measured
+    pred_cfg = {**compose_option("predictor", "quant_drop"), "dataset": str(csv)}
+    drop = load_predictor(pred_cfg, space=q.space)
+    assert isinstance(drop, QuantDropPredictor) and drop.trained_resolutions == [24]
+    with pytest.raises(ValueError, match=r"predictor\.dataset"):
+        load_predictor(compose_option("predictor", "quant_drop"), space=q.space)
+    c = _cfg(tmp_path, quant="int8", quant_resolutions=[24], predictor=pred_cfg,
+             objectives={"names": ["top1", "size_mb"]})
+    res = search.run(c, supernet=None)  # the supernet from the config, wrapped in its precision genes
+    df = pd.read_csv(tmp_path / "dev_q" / "pareto.csv")
+    archs = [q.space.parse(a) for a in df["arch"]]
+    assert res["devices"]["dev_q"]["status"] == "ok" and {q.space.policy(a) for a in archs} == {"int8"}
+    assert {a.r for a in archs} == {24}
+    # the INT8-only space's predictions are the mixed model's at the same genes
+    pinned = load_predictor(pred_cfg, space=quant_supernet(base, "int8", resolutions=[24]).space)
+    assert isinstance(pinned, PinnedQuantModel)
+    sp8 = pinned.space
+    np.testing.assert_allclose(pinned.predict([sp8.parse(str(a)) for a in archs]), drop.predict(archs))
