@@ -16,6 +16,7 @@ Two ways to predict the quantized top-1 (:func:`compare_predictors` ranks them o
 from __future__ import annotations
 
 import csv
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +25,10 @@ from typing import Any
 import numpy as np
 
 from predictors.base import ArchModel
-from predictors.fileio import atomic_write_text
-from predictors.latency.quant import QuantSettings, export_quant_subnet, ort_top1
+from predictors.fileio import atomic_path, atomic_write_text
+from predictors.latency.export import export_onnx
+from predictors.latency.quant import QuantSettings, ort_top1, quantize_onnx
+from supernets.quant_space import INT8
 from supernets.utils import resize_batch
 
 __all__ = ["DATASET_COLUMNS", "QuantDropPredictor", "QuantEvaluator", "build_quant_dataset", "compare_predictors",
@@ -68,15 +71,23 @@ class QuantEvaluator:
         shape = (1, *self.qnet.latency_layers().input_shape(arch.r)[1:])
         with tempfile.TemporaryDirectory(prefix="quant_eval_") as tmp, torch.no_grad():
             sub = self._static(base)
+            # one FP32 export per call: measured as the twin (once per base arch) and quantized (half the exports
+            # of export_quant_subnet, which would export again)
+            fp32 = Path(tmp) / "fp32.onnx"
+            export_onnx(sub, shape, fp32, check=False)
             if str(base) not in self._fp32:
-                fp32 = Path(tmp) / "fp32.onnx"
-                export_quant_subnet(sub, shape, (32,) * sp.n_groups, fp32)
                 self._fp32[str(base)] = (ort_top1(fp32, self.eval_batches, arch.r), fp32.stat().st_size)
             top1_fp32, bytes_fp32 = self._fp32[str(base)]
             path = Path(out_path) if out_path is not None else Path(tmp) / "q.onnx"
-            samples = [s[None] for x, _ in self.calib for s in resize_batch(x, arch.r).numpy()]
-            export_quant_subnet(sub, shape, bits, path, samples, settings=self.settings)
-            top1 = ort_top1(path, self.eval_batches, arch.r) if any(b == 8 for b in bits) else top1_fp32
+            int8 = [b == INT8 for b in bits]
+            if any(int8):
+                samples = [s[None] for x, _ in self.calib for s in resize_batch(x, arch.r).numpy()]
+                quantize_onnx(fp32, path, samples, exclude_groups=[g for g, q in enumerate(int8) if not q],
+                              n_groups=len(bits), settings=self.settings)
+            elif path != fp32:
+                with atomic_path(path, suffix=".onnx") as tmp_path:
+                    shutil.copyfile(fp32, tmp_path)
+            top1 = ort_top1(path, self.eval_batches, arch.r) if any(int8) else top1_fp32
             size = path.stat().st_size
         return {"arch": str(arch), "policy": sp.policy(arch), "top1": top1, "top1_fp32": top1_fp32, "bytes": size,
                 "bytes_fp32": bytes_fp32}
