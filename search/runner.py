@@ -575,8 +575,8 @@ def _export_quantized(results: dict[str, Any], comps, export_cfg: dict, out: Pat
             print(f"  {Path(r['onnx']).name} {r['policy']:5s} top-1 {100 * r['top1']:.2f}% (predicted "
                   f"{100 * r['top1_predicted']:.2f}%), {r['latency_ms']:.3f} ms (predicted {r['latency_predicted_ms']:.3f}), "
                   f"{r['bytes'] / 1e6:.3f} MB" + (f" (predicted {r['size_predicted_mb']:.3f})" if "size_predicted_mb" in r
-                                                   else "") + f", {r['speedup']:.2f}x faster and "
-                  f"{r['size_ratio']:.2f}x smaller than FP32")
+                                                   else "") + f"; vs its FP32 twin: speed-up "
+                  f"{r['speedup']:.2f}x, {r['size_ratio']:.2f}x smaller")
 
 
 def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict, out: Path, cfg: dict) -> None:
