@@ -82,8 +82,8 @@ def summarize(df: pd.DataFrame, searched: dict[str, dict[str, Any]]) -> tuple[li
 
     pts = np.stack([1 - df["top1"].to_numpy(), df["latency_ms"].to_numpy()], axis=1)
     ref = _hv_ref(pts)
-    # the same points with the model's bytes as a third objective (not searched on: search.py's objectives are
-    # top1/latency_ms/macs/params), in MB so the three axes have comparable magnitudes
+    # the same points with the model's bytes as a third objective (these searches use top1 and latency_ms only;
+    # search.py can add size_mb), in MB so the three axes have comparable magnitudes
     pts3 = np.concatenate([pts, df[["bytes"]].to_numpy() / 1e6], axis=1)
     ref3 = _hv_ref(pts3)
     out_rows = []
