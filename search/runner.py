@@ -543,7 +543,11 @@ def _export_quantized(results: dict[str, Any], comps, export_cfg: dict, out: Pat
         raise ValueError("export.top_k of a quant space (quant=...) quantizes on training batches and measures top-1 "
                          "on held-out ones: pass ckpt=<train.py checkpoint> (its data) or data.root=<images>, and "
                          "export.calib_batches >= 1")
-    dm = create_datamodule(**{**data_cfg, "augment": False, **dict(export_cfg.get("data") or {})})
+    extra = dict(export_cfg.get("data") or {})
+    try:  # un-augmented training images to calibrate on (CIFAR-10 augments by default)
+        dm = create_datamodule(**{**data_cfg, "augment": False, **extra})
+    except TypeError:  # a data module without augmentation has no such option
+        dm = create_datamodule(**{**data_cfg, **extra})
     dm.setup()
     calib = cache_batches(dm.train_dataloader(), n_calib)
     held_out = cache_batches(dm.val_dataloader(), int(export_cfg.get("eval_batches") or 4))

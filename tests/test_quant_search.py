@@ -156,3 +156,28 @@ def test_search_py_quant_option_searches_precision_genes_with_the_drop_predictor
     assert isinstance(pinned, PinnedQuantModel)
     sp8 = pinned.space
     np.testing.assert_allclose(pinned.predict([sp8.parse(str(a)) for a in archs]), drop.predict(archs))
+
+
+def test_export_top_k_of_a_quant_search_writes_quantized_onnx_measured_next_to_predicted(measured, tmp_path):
+    import onnx
+
+    from search.components import Components
+    from search.runner import _export_quantized
+
+    base, _, _, data = measured
+    q = quant_supernet(base, "int8", resolutions=[24])
+    arch = q.space.sample(np.random.default_rng(3))
+    front = pd.DataFrame({"arch": [str(arch)], "top1": [0.5], "latency_ms": [1.25], "size_mb": [0.3]})
+    results = {"dev_q": {"status": "ok", "front": front}}
+    comps = Components("ofa_mbv3_tiny", q.space, None, {}, supernet=q, ckpt_meta={"data": data})  # models unused
+    export = {"top_k": 1, "calib_batches": 1, "eval_batches": 1, "measure": {"warmup": 1, "repeats": 3, "passes": 1}}
+    _export_quantized(results, comps, export, tmp_path, {})
+    (rec,) = results["dev_q"]["exported"]
+    assert rec["policy"] == "int8" and rec["top1_predicted"] == 0.5 and rec["latency_predicted_ms"] == 1.25
+    assert rec["size_predicted_mb"] == 0.3 and rec["latency_ms"] > 0 and 0 <= rec["top1"] <= 1
+    ops = {n.op_type for n in onnx.load(rec["onnx"]).graph.node}
+    assert "QuantizeLinear" in ops and "QuantizeLinear" not in {n.op_type for n in onnx.load(rec["onnx_fp32"]).graph.node}
+    assert (tmp_path / "dev_q" / "export" / "exported.json").is_file()
+    with pytest.raises(ValueError, match="ckpt="):
+        _export_quantized(results, Components("ofa_mbv3_tiny", q.space, comps.accuracy, {}, supernet=q), export,
+                          tmp_path, {})
