@@ -30,6 +30,11 @@ FP32_BYTES_PER_CONV = 366
 INT8_BYTES_PER_CONV = 3761
 
 
+#: ``(family, layer key) -> (W, C, N)``: a layer key names the layer's shape (the latency tables time one module per
+#: key), so every supernet of a family shares the counts; building and running each layer once takes seconds
+_COUNTS: dict[tuple[str, str], tuple[int, int, int]] = {}
+
+
 def _weights_channels(module: Any, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """``(W, C, N)``: weights, output channels and number of the Conv/Linear modules one forward pass of ``module`` runs (a
     layer's module may wrap a whole net and run part of it, e.g. the MobileNetV3 head)."""
@@ -73,18 +78,15 @@ class ModelSize:
 
         self.geometry = geometry
         r = geometry.space.resolutions[0]  # weights do not depend on the input resolution
-        # counts per layer key, kept on the supernet the layers come from (its FP32, INT8, mixed and narrower spaces
-        # share them; building and running every layer once takes seconds)
-        owner = getattr(getattr(geometry, "base", geometry), "supernet", None)
-        counted: dict[str, tuple[int, int, int]] = {} if owner is None else \
-            owner.__dict__.setdefault("_layer_weight_counts", {})
+        family = type(getattr(geometry, "base", geometry)).__name__
 
         def cost(_r: int, layer: Any) -> float:
             base = layer.base if isinstance(layer, QuantLayer) else layer
-            if base.key not in counted:
+            k = (family, base.key)
+            if k not in _COUNTS:
                 module = geometry.base.build(base) if isinstance(layer, QuantLayer) else geometry.build(base)
-                counted[base.key] = _weights_channels(module, base.input_shape)
-            return layer_bytes(*counted[base.key], isinstance(layer, QuantLayer) and layer.int8)
+                _COUNTS[k] = _weights_channels(module, base.input_shape)
+            return layer_bytes(*_COUNTS[k], isinstance(layer, QuantLayer) and layer.int8)
 
         blocks, fixed = geometry.dense_grid([r], cost)
         self.blocks, self.fixed = blocks[0], float(fixed[0])

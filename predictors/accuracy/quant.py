@@ -168,7 +168,11 @@ class QuantDropPredictor(ArchModel):
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
         if self.drop is None:
             raise RuntimeError("QuantDropPredictor is not fitted; call fit(archs, top1, top1_fp32)")
-        return self.fp32.predict(self.space.base_encoded(encoded)) - self.drop.predict(self._features(encoded))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="openmp"):  # as in fit: a search predicts a few hundred rows per call
+            drop = self.drop.predict(self._features(encoded))
+        return self.fp32.predict(self.space.base_encoded(encoded)) - drop
 
 
 def drop_predictor(dataset: str | Path | None = None, *, space: Any = None, fp32: dict[str, Any] | None = None,
