@@ -24,27 +24,10 @@ import numpy as np
 import pandas as pd
 
 from paper_tables.common import Column, TableResult, quiet_search, write_atomic
-from predictors.base import ArchModel
 
 __all__ = ["POLICIES", "build", "summarize", "whole_net_ratios"]
 
 POLICIES = ("fp32", "int8", "mixed")
-
-
-class _PinnedAccuracy(ArchModel):
-    """The mixed space's accuracy model served over a pinned (FP32-only / INT8-only) space of the same layout."""
-
-    target = "top1"
-
-    def __init__(self, model: ArchModel, space: Any) -> None:
-        super().__init__(space, supernet=model.supernet)
-        self.model = model
-        self._to_mixed = np.asarray([model.space.bits.index(b) for b in space.bits])
-
-    def _predict(self, encoded: np.ndarray) -> np.ndarray:
-        x = np.array(encoded, copy=True)
-        x[:, self.space.q_slice] = self._to_mixed[x[:, self.space.q_slice]]
-        return self.model.predict(x)
 
 
 def _data(meta: dict[str, Any], cfg: dict[str, Any]) -> tuple[list, list]:
@@ -99,8 +82,8 @@ def summarize(df: pd.DataFrame, searched: dict[str, dict[str, Any]]) -> tuple[li
 
     pts = np.stack([1 - df["top1"].to_numpy(), df["latency_ms"].to_numpy()], axis=1)
     ref = _hv_ref(pts)
-    # the same points with the model's bytes as a third objective (not searched on: search.py's objectives are
-    # top1/latency_ms/macs/params), in MB so the three axes have comparable magnitudes
+    # the same points with the model's bytes as a third objective (these searches use top1 and latency_ms only;
+    # search.py can add size_mb), in MB so the three axes have comparable magnitudes
     pts3 = np.concatenate([pts, df[["bytes"]].to_numpy() / 1e6], axis=1)
     ref3 = _hv_ref(pts3)
     out_rows = []
@@ -159,7 +142,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     import torch
 
     from paper_tables.linas import train_ckpt
-    from predictors.accuracy.quant import QuantEvaluator, build_quant_dataset, compare_predictors
+    from predictors.accuracy.quant import PinnedQuantModel, QuantEvaluator, build_quant_dataset, compare_predictors
     from predictors.latency.measure import MeasureSettings
     from predictors.latency.quant import QuantSettings
     from search.export import choose_spread
@@ -204,7 +187,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     searched: dict[str, dict[str, Any]] = {}
     for p in POLICIES:
         q = qnets[p]
-        model = acc_model if p == "mixed" else _PinnedAccuracy(acc_model, q.space)
+        model = acc_model if p == "mixed" else PinnedQuantModel(acc_model, q.space)
         run = out_dir / f"search_{p}"
         scfg = {"device": "host_cpu_quant", "supernet": q.name, "progress": False, "plot": False,
                 "out_dir": str(run), "seed": int(cfg["seed"]), "overwrite": True, "algorithm": dict(cfg["search"]),

@@ -125,6 +125,11 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
                              f"trained supernet, or set " + " ".join(f"supernet.{k}=<n>" for k in unset))
         supernet = supernets.create_supernet(name, **kwargs)
     name = getattr(supernet, "name", None) or supernet_spec(cfg.get("supernet"))[0]
+    if cfg.get("quant") and not injected:  # precision genes: the trained supernet searched with INT8/FP32 groups
+        from supernets.quant import quant_supernet
+
+        res = cfg.get("quant_resolutions")
+        supernet = quant_supernet(supernet, str(cfg["quant"]), resolutions=[int(r) for r in res] if res else None)
     space = supernet.space
 
     if accuracy is None:
@@ -148,6 +153,9 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
 
         dev = devices[d] if devices.get(d) is not None else d  # a name no config knows: its error names them all
         tables_dir = cfg.get("latency_tables_dir") or None
+        if hasattr(supernet, "precision"):  # a quant space: its table's layers carry their precision
+            models[d] = load_latency_model(dev, name, tables_dir=tables_dir, geometry=supernet.latency_layers())
+            continue  # (the staleness probe below times FP32 subnets of the registered supernet only)
         models[d] = load_latency_model(dev, name, tables_dir=tables_dir)
         # a host table is only true of the machine it was timed on: check it before serving it (seconds)
         warn_if_stale(dev, name, tables_dir=tables_dir, k=int(cfg.get("latency_probe", 3) or 0))

@@ -38,6 +38,8 @@ class ArchEvaluator:
         accuracy: predicts top-1 (a fraction) from archs or an encoded matrix.
         latency: device name -> latency model (milliseconds).
         macs_params: vectorised MACs/params counter; when given, every new arch is counted as well.
+        model_size: vectorised ``encoded -> bytes`` of the exported ONNX (:class:`supernets.model_size.ModelSize`);
+            sizes are computed when asked for (numpy gathers, cheaper than a cache lookup), never stored.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class ArchEvaluator:
         latency: Mapping[str, ArchModel],
         *,
         macs_params: MacsParamsFn | None = None,
+        model_size: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         for name, model in [("accuracy predictor", accuracy), *((f"latency model {d!r}", m) for d, m in latency.items())]:
             if not isinstance(model, ArchModel):
@@ -62,6 +65,7 @@ class ArchEvaluator:
         self.latency = dict(latency)
         self.devices: tuple[str, ...] = tuple(self.latency)
         self.macs_params = macs_params
+        self.model_size = model_size
         self._index: dict[bytes, int] = {}
         self._cap = 0
         self.n = 0
@@ -175,6 +179,16 @@ class ArchEvaluator:
         macs, params = self._costs(fn, self.X[todo].astype(np.int64))
         self.macs[todo] = macs
         self.params[todo] = params
+
+    def size_mb(self, ids: np.ndarray) -> np.ndarray:
+        """Predicted size (MB, 1e6 bytes) of the exported ONNX of stored archs."""
+        if self.model_size is None:
+            raise ValueError(f"objective/constraint size_mb needs a model-size predictor; space {self.space.name!r}'s "
+                             "supernet offers none (supernets.model_size needs its measurable layers)")
+        scalar = np.ndim(ids) == 0
+        x = self.X[np.atleast_1d(np.asarray(ids, dtype=np.int64))].astype(np.int64)
+        out = np.asarray(self.model_size(x), dtype=np.float64) / 1e6
+        return out[0] if scalar else out
 
     def device_index(self, device: str) -> int:
         try:

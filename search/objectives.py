@@ -1,7 +1,8 @@
 """What a search optimises for one device: objectives (all turned into minimisation) and constraints.
 
 Objective names: ``top1`` (maximised; minimised as the error ``1 - top1``), ``latency_ms`` (the device's
-latency model), ``macs``, ``params``. Constraints are upper limits on ``latency_ms``/``macs``/``params``
+latency model), ``macs``, ``params``, ``size_mb`` (the predicted size of the exported ONNX file, quantized where the arch's precision
+genes say so: :mod:`supernets.model_size`). Constraints are upper limits on ``latency_ms``/``macs``/``params``/``size_mb``
 and a lower limit on ``top1``; a constraint value is its normalised violation (``<= 0`` is feasible),
 as pymoo expects.
 """
@@ -17,7 +18,7 @@ from search.evaluator import ArchEvaluator
 
 __all__ = ["KNOWN_OBJECTIVES", "DeviceObjectives"]
 
-KNOWN_OBJECTIVES = ("top1", "latency_ms", "macs", "params")
+KNOWN_OBJECTIVES = ("top1", "latency_ms", "macs", "params", "size_mb")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,11 @@ class DeviceObjectives:
         return "latency_ms" in (*self.names, *self.constraints)
 
     @property
+    def needs_size(self) -> bool:
+        """Whether the evaluator must predict model sizes (:mod:`supernets.model_size`)."""
+        return "size_mb" in (*self.names, *self.constraints)
+
+    @property
     def needs_macs_params(self) -> bool:
         return any(n in ("macs", "params") for n in (*self.names, *self.constraints))
 
@@ -79,6 +85,8 @@ class DeviceObjectives:
             return ev.macs[ids]
         if name == "params":
             return ev.params[ids]
+        if name == "size_mb":
+            return ev.size_mb(ids)
         raise ValueError(f"unknown quantity {name!r}")
 
     def F(self, ev: ArchEvaluator, ids: np.ndarray) -> np.ndarray:

@@ -39,6 +39,8 @@ def front_table(ev: ArchEvaluator, obj: DeviceObjectives, ids: np.ndarray) -> pd
         "macs": ev.macs[ids],
         "params": ev.params[ids],
     })
+    if getattr(ev, "model_size", None) is not None:  # only a search that predicts sizes has the column
+        df["size_mb"] = ev.size_mb(ids)
     for k, d in enumerate(ev.devices):
         if d != obj.device:
             df[f"latency_ms_{d}"] = ev.lat[ids, k]
@@ -158,5 +160,8 @@ def summary_table(df: pd.DataFrame, k: int = 8) -> str:
         sub[c] = (sub[c] / 1e6).map(lambda v: "-" if np.isnan(v) else f"{v:.1f}M")
     cols = ["latency_ms", "top1", "macs", "params", "arch"] if df["latency_ms"].notna().any() else \
         ["top1", "macs", "params", "arch"]  # a search without latency objectives loads no latency model
+    if "size_mb" in sub:
+        sub["size_mb"] = sub["size_mb"].map("{:.3f}".format)
+        cols.insert(cols.index("arch"), "size_mb")
     sub = sub[cols].rename(columns={"top1": "top1_%"})
     return sub.to_string(index=False)

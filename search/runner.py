@@ -85,7 +85,7 @@ def _objective_names(objectives: Any) -> list[str]:
     if isinstance(objectives, str):
         objectives = [objectives]
     if not objectives:
-        raise ValueError("objectives.names must list at least one of top1, latency_ms, macs, params")
+        raise ValueError("objectives.names must list at least one of top1, latency_ms, macs, params, size_mb")
     return [str(n) for n in objectives]
 
 
@@ -226,7 +226,16 @@ def _run(cfg: dict[str, Any], *, accuracy: ArchModel | None, latency: Mapping[st
     if need_mp and mp_fn is None:
         raise ValueError(f"objectives/constraints use macs or params but supernet {comps.supernet_name!r} "
                          "offers no macs_params(encoded)")
-    ev = ArchEvaluator(comps.space, comps.accuracy, comps.latency, macs_params=mp_fn if need_mp else None)
+    size_fn = None
+    if any(o.needs_size for o in objs):
+        from supernets.model_size import model_size_fn
+
+        size_fn = model_size_fn(comps.supernet)
+        if size_fn is None:
+            raise ValueError(f"objectives/constraints use size_mb but supernet {comps.supernet_name!r} has no "
+                             "measurable layers (latency_layers()) to price its weights by")
+    ev = ArchEvaluator(comps.space, comps.accuracy, comps.latency, macs_params=mp_fn if need_mp else None,
+                       model_size=size_fn)
     out = _out_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.get("seed", 0))
@@ -516,8 +525,70 @@ def _calibration_batches(comps, n: int, data_root: str | None = None) -> list | 
     return out
 
 
+def _export_quantized(results: dict[str, Any], comps, export_cfg: dict, out: Path, cfg: dict) -> None:
+    """``export.top_k`` of a quant space: each picked arch written as the quantized ONNX ONNX Runtime runs (static
+    QDQ, calibrated on the checkpoint's training batches) beside its FP32 twin, its top-1 measured on held-out batches
+    and its latency timed in passes, next to the predicted ones (:func:`search.quant_export.export_quantized`)."""
+    from predictors.accuracy.builder import cache_batches
+    from predictors.accuracy.quant import QuantEvaluator
+    from predictors.latency.measure import MeasureSettings
+    from search.export import choose_spread
+    from search.quant_export import export_quantized, measure_exports
+    from supernets.data.modules import create_datamodule
+    from supernets.quant import quant_supernet
+
+    n_calib = int(export_cfg.get("calib_batches", 10) or 0)
+    data_cfg = _calibration_data(comps, n_calib, (cfg.get("data") or {}).get("root"))
+    if data_cfg is None:
+        raise ValueError("export.top_k of a quant space (quant=...) quantizes on training batches and measures top-1 "
+                         "on held-out ones: pass ckpt=<train.py checkpoint> (its data) or data.root=<images>, and "
+                         "export.calib_batches >= 1")
+    extra = dict(export_cfg.get("data") or {})
+    try:  # un-augmented training images to calibrate on (CIFAR-10 augments by default)
+        dm = create_datamodule(**{**data_cfg, "augment": False, **extra})
+    except TypeError:  # a data module without augmentation has no such option
+        dm = create_datamodule(**{**data_cfg, **extra})
+    dm.setup()
+    calib = cache_batches(dm.train_dataloader(), n_calib)
+    held_out = cache_batches(dm.val_dataloader(), int(export_cfg.get("eval_batches") or 4))
+    q = comps.supernet
+    # measured over the mixed twin (each arch's FP32 twin is the same base arch at FP32, whatever the search pinned)
+    mixed = quant_supernet(q.base, "mixed", resolutions=q.space.base.resolutions)
+    evaluator = QuantEvaluator(mixed, calib, held_out)
+    settings = MeasureSettings(**dict(export_cfg.get("measure") or {}))
+    for dev, res in results.items():
+        if res.get("status") != "ok" or "front" not in res:
+            continue
+        df = res["front"]
+        pick = choose_spread(len(df), int(export_cfg["top_k"]))
+        archs = [mixed.space.join(*q.space.split(q.space.parse(a))) for a in df["arch"].iloc[pick]]
+        recs = export_quantized(evaluator, archs, [df.iloc[i].to_dict() for i in pick], out / dev / "export", settings,
+                                measure=False)
+        measure_exports(recs, settings)
+        for rec, i in zip(recs, pick):
+            if "size_mb" in df:
+                rec["size_predicted_mb"] = float(df["size_mb"].iloc[i])
+        res["exported"] = recs
+        import json
+
+        from search.report import write_atomic
+
+        write_atomic(out / dev / "export" / "exported.json", json.dumps(recs, indent=1))
+        print(f"exported {len(recs)} quantized subnets of the {dev} front to {out / dev / 'export'}, measured:")
+        for r in recs:
+            print(f"  {Path(r['onnx']).name} {r['policy']:5s} top-1 {100 * r['top1']:.2f}% (predicted "
+                  f"{100 * r['top1_predicted']:.2f}%), {r['latency_ms']:.3f} ms (predicted {r['latency_predicted_ms']:.3f}), "
+                  f"{r['bytes'] / 1e6:.3f} MB" + (f" (predicted {r['size_predicted_mb']:.3f})" if "size_predicted_mb" in r
+                                                   else "") + f"; vs its FP32 twin: speed-up "
+                  f"{r['speedup']:.2f}x, {r['size_ratio']:.2f}x smaller")
+
+
 def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict, out: Path, cfg: dict) -> None:
     from search.export import choose_spread, export_subnets
+
+    if hasattr(comps.supernet, "precision"):  # a quant space: quantized ONNX, re-measured
+        _export_quantized(results, comps, export_cfg, out, cfg)
+        return
 
     k = int(export_cfg["top_k"])
     weights = f"ckpt {cfg['ckpt']}" if cfg.get("ckpt") else "untrained (no ckpt given)"

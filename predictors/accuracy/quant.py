@@ -16,6 +16,7 @@ Two ways to predict the quantized top-1 (:func:`compare_predictors` ranks them o
 from __future__ import annotations
 
 import csv
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,12 +25,14 @@ from typing import Any
 import numpy as np
 
 from predictors.base import ArchModel
-from predictors.fileio import atomic_write_text
-from predictors.latency.quant import QuantSettings, export_quant_subnet, ort_top1
+from predictors.fileio import atomic_path, atomic_write_text
+from predictors.latency.export import export_onnx
+from predictors.latency.quant import QuantSettings, ort_top1, quantize_onnx
+from supernets.quant_space import INT8
 from supernets.utils import resize_batch
 
 __all__ = ["DATASET_COLUMNS", "QuantDropPredictor", "QuantEvaluator", "build_quant_dataset", "compare_predictors",
-           "load_quant_dataset"]
+           "drop_predictor", "load_quant_dataset"]
 
 DATASET_COLUMNS = ("arch", "policy", "top1", "top1_fp32", "bytes", "bytes_fp32")
 
@@ -68,15 +71,23 @@ class QuantEvaluator:
         shape = (1, *self.qnet.latency_layers().input_shape(arch.r)[1:])
         with tempfile.TemporaryDirectory(prefix="quant_eval_") as tmp, torch.no_grad():
             sub = self._static(base)
+            # one FP32 export per call: measured as the twin (once per base arch) and quantized (half the exports
+            # of export_quant_subnet, which would export again)
+            fp32 = Path(tmp) / "fp32.onnx"
+            export_onnx(sub, shape, fp32, check=False)
             if str(base) not in self._fp32:
-                fp32 = Path(tmp) / "fp32.onnx"
-                export_quant_subnet(sub, shape, (32,) * sp.n_groups, fp32)
                 self._fp32[str(base)] = (ort_top1(fp32, self.eval_batches, arch.r), fp32.stat().st_size)
             top1_fp32, bytes_fp32 = self._fp32[str(base)]
             path = Path(out_path) if out_path is not None else Path(tmp) / "q.onnx"
-            samples = [s[None] for x, _ in self.calib for s in resize_batch(x, arch.r).numpy()]
-            export_quant_subnet(sub, shape, bits, path, samples, settings=self.settings)
-            top1 = ort_top1(path, self.eval_batches, arch.r) if any(b == 8 for b in bits) else top1_fp32
+            int8 = [b == INT8 for b in bits]
+            if any(int8):
+                samples = [s[None] for x, _ in self.calib for s in resize_batch(x, arch.r).numpy()]
+                quantize_onnx(fp32, path, samples, exclude_groups=[g for g, q in enumerate(int8) if not q],
+                              n_groups=len(bits), settings=self.settings)
+            elif path != fp32:
+                with atomic_path(path, suffix=".onnx") as tmp_path:
+                    shutil.copyfile(fp32, tmp_path)
+            top1 = ort_top1(path, self.eval_batches, arch.r) if any(int8) else top1_fp32
             size = path.stat().st_size
         return {"arch": str(arch), "policy": sp.policy(arch), "top1": top1, "top1_fp32": top1_fp32, "bytes": size,
                 "bytes_fp32": bytes_fp32}
@@ -157,7 +168,58 @@ class QuantDropPredictor(ArchModel):
     def _predict(self, encoded: np.ndarray) -> np.ndarray:
         if self.drop is None:
             raise RuntimeError("QuantDropPredictor is not fitted; call fit(archs, top1, top1_fp32)")
-        return self.fp32.predict(self.space.base_encoded(encoded)) - self.drop.predict(self._features(encoded))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, user_api="openmp"):  # as in fit: a search predicts a few hundred rows per call
+            drop = self.drop.predict(self._features(encoded))
+        return self.fp32.predict(self.space.base_encoded(encoded)) - drop
+
+
+def drop_predictor(dataset: str | Path | None = None, *, space: Any = None, fp32: dict[str, Any] | None = None,
+                   max_iter: int = 100, supernet: str | None = None, **_: Any) -> QuantDropPredictor:
+    """A :class:`QuantDropPredictor` fitted on a quantized-accuracy CSV (:func:`build_quant_dataset`; the
+    quantization table writes ``quant_accuracy.csv``) for ``space`` (a quant space): ``configs/predictor/
+    quant_drop.yaml``, ``search.py quant=mixed predictor=quant_drop predictor.dataset=<csv>``. Fitting takes well
+    under a second (a ridge and a hundred boosted trees over some tens of rows)."""
+    if dataset is None:
+        raise ValueError("predictor quant_drop needs predictor.dataset=<quant_accuracy.csv> (rows measured by "
+                         "predictors.accuracy.quant.build_quant_dataset, e.g. the quantization table's)")
+    if space is None or not hasattr(space, "q_slice"):
+        raise ValueError(f"predictor quant_drop predicts archs of a quant space (search.py quant=mixed|int8|fp32); "
+                         f"got space {getattr(space, 'name', space)!r}")
+    rows = load_quant_dataset(dataset)
+    if len(rows) < 4:
+        raise ValueError(f"predictor quant_drop: {dataset} holds {len(rows)} rows; it needs at least 4")
+    import dataclasses
+
+    from supernets.quant_space import FP32, INT8
+
+    # fitted over the mixed twin of ``space`` (the rows hold FP32, INT8 and mixed policies), served over ``space``
+    mixed = dataclasses.replace(space, bits=(INT8, FP32))
+    archs = [mixed.parse(r["arch"]) for r in rows]
+    model = QuantDropPredictor(mixed, fp32, max_iter=max_iter).fit(
+        archs, np.array([r["top1"] for r in rows]), np.array([r["top1_fp32"] for r in rows]))
+    out = model if mixed == space else PinnedQuantModel(model, space)
+    out.supernet = supernet
+    out.trained_resolutions = sorted({a.r for a in archs})
+    out.path = str(dataset)
+    return out
+
+
+class PinnedQuantModel(ArchModel):
+    """A mixed-precision space's model served over a space of the same layout with fewer precisions (FP32-only,
+    INT8-only): each precision gene's index is mapped to the mixed space's."""
+
+    def __init__(self, model: ArchModel, space: Any) -> None:
+        super().__init__(space, supernet=model.supernet)
+        self.model = model
+        self.target = model.target
+        self._to_mixed = np.asarray([model.space.bits.index(b) for b in space.bits])
+
+    def _predict(self, encoded: np.ndarray) -> np.ndarray:
+        x = np.array(encoded, copy=True)
+        x[:, self.space.q_slice] = self._to_mixed[x[:, self.space.q_slice]]
+        return self.model.predict(x)
 
 
 def compare_predictors(space: Any, rows: Sequence[dict[str, Any]], *, test_fraction: float = 0.3, seed: int = 0,
