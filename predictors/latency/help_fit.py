@@ -75,7 +75,7 @@ def fit_all(path: Path = HELP_CSV, supernet: str = "ofa_mbv3_w10", *,
                 "method": HELP_METHOD, "alpha": model.alpha,
                 "trained_on": f"{len(y)} subnets, column {col}", "held_out": held[device],
                 "cv5": cross_validate(base, x, y),
-                "date": dt.date.today().isoformat(), "command": "python scripts/fit_latency_devices.py --help-gpu",
+                "date": dt.date.today().isoformat(), "command": "python scripts/fit_latency_devices.py help_gpu=true",
                 "attribution": ATTRIBUTION}
         if col in noise:
             n = noise[col]

@@ -109,7 +109,7 @@ class GradientBuffer:
 
     The gradient of a sliced weight is zero outside the slice. Allocating and zero-filling the whole weight's
     gradient anew on every step cost OFA-ResNet50 about a third of its training-step overhead over the extracted
-    static subnet: ``scripts/bench_elastic.py --supernet ofa_resnet50`` (2 threads, medians of 3 processes)
+    static subnet: ``scripts/bench_elastic.py supernet=ofa_resnet50`` (2 threads, medians of 3 processes)
     printed min/mid ratios of 1.048/1.054 without reuse and 1.032/1.038 with it.
     When the last gradient handed out is no longer used by any tensor (``zero_grad(set_to_none=True)``
     dropped it and nothing else shares its memory) and nothing changed it in place, the next backward zeroes
