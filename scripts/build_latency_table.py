@@ -44,6 +44,27 @@ def measure_settings(cfg: DictConfig, out: Path) -> MeasureSettings:
     return MeasureSettings(**m)
 
 
+def table_supernet(cfg: DictConfig, resolutions: list[int] | None):
+    """The supernet whose layers are timed: ``supernet_kwargs`` shape it like the one trained (``in_chans: 3`` for
+    CIFAR-10: the table's keys carry the input shape); ``quant=true`` adds precision genes (every layer timed in FP32
+    and as ONNX Runtime's static QDQ INT8, calibrated on whole mixed-precision subnets: the table ``search.py
+    quant=... device=<device>`` serves). None: the registry's default supernet, as the builder makes it."""
+    kwargs = OmegaConf.to_container(cfg.supernet_kwargs, resolve=True) if cfg.get("supernet_kwargs") else {}
+    if not cfg.get("quant") and not kwargs:
+        return None
+    import supernets
+
+    net = supernets.create_supernet(cfg.supernet, **kwargs)
+    if not cfg.get("quant"):
+        return net
+    if cfg.device == "host_cpu":  # a quantized table's keys and calibration differ from the FP32 one's
+        raise ValueError("quant=true builds a table of FP32 and INT8 layers: give it a device of its own, "
+                         "e.g. device=host_cpu_quant (configs/device/host_cpu_quant.yaml), not device=host_cpu")
+    from supernets.quant import quant_supernet
+
+    return quant_supernet(net, "mixed", resolutions=resolutions)
+
+
 def build(cfg: DictConfig) -> Path:
     """Importable entry point (tests call it without Hydra)."""
     stage = cfg.get("stage", "all")
@@ -62,6 +83,7 @@ def build(cfg: DictConfig) -> Path:
         cfg.supernet, out, device=cfg.device, settings=settings, resolutions=res,
         n_calibration=int(cfg.calibration.n_subnets), seed=int(cfg.calibration.seed), restart=bool(cfg.restart),
         progress=bool(cfg.progress), command=shlex.join(["python", "scripts/build_latency_table.py", *sys.argv[1:]]),
+        supernet=table_supernet(cfg, res),
     )
     print(f"latency table for {cfg.supernet} on {cfg.device}: {folder}")
     if not (CONFIG_DIR / "device" / f"{cfg.device}.yaml").is_file():

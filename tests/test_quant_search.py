@@ -181,3 +181,27 @@ def test_export_top_k_of_a_quant_search_writes_quantized_onnx_measured_next_to_p
     with pytest.raises(ValueError, match="ckpt="):
         _export_quantized(results, Components("ofa_mbv3_tiny", q.space, comps.accuracy, {}, supernet=q), export,
                           tmp_path, {})
+
+
+def test_build_latency_table_script_builds_the_quant_space_shaped_like_the_trained_supernet(tmp_path, monkeypatch):
+    """``scripts/build_latency_table.py quant=true supernet_kwargs={in_chans:3}``: the builder gets the supernet with
+    precision genes, shaped like a CIFAR-10 one (the table's keys carry the input shape); never into host_cpu."""
+    from supernets.quant import QuantSupernet
+    from tests.script_utils import load_script, script_config
+
+    script = load_script("build_latency_table")
+    built = {}
+    monkeypatch.setattr(script, "build_latency_table", lambda name, out, **kw: built.update(name=name, **kw) or out)
+    args = ["supernet=ofa_mbv3_tiny", "device=host_cpu_quant", "quant=true", "supernet_kwargs={in_chans:3}",
+            "resolutions=[32]", f"out_dir={tmp_path / 'q'}"]
+    script.build(script_config("build_latency_table", *args))
+    net = built["supernet"]
+    assert isinstance(net, QuantSupernet) and built["device"] == "host_cpu_quant" and net.space.resolutions == (32,)
+    keys = [layer.key for layer in net.latency_layers().layers(net.space.max_arch(32))]
+    assert keys[0].startswith("stem-in:32x32x3-"), keys[0]  # shaped like the trained CIFAR-10 supernet
+    # FP32 tables keep the registry's default supernet (None: the builder makes it)
+    script.build(script_config("build_latency_table", "supernet=ofa_mbv3_tiny", f"out_dir={tmp_path / 'f'}"))
+    assert built["supernet"] is None
+    with pytest.raises(ValueError, match="device of its own"):
+        script.build(script_config("build_latency_table", "supernet=ofa_mbv3_tiny", "quant=true",
+                                   f"out_dir={tmp_path / 'h'}"))
