@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from paper_tables.common import Column, TableResult, new_figure, quiet_search, save_figure
+from search.pareto import extreme_archs
 
 __all__ = ["build", "hv_curve"]
 
@@ -198,13 +199,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
 
 def _extremes(space) -> np.ndarray:
     """The smallest and the largest arch at every resolution (what the runner's reference point measures)."""
-    r_col = space.group_slices["r"].start
-    rows = []
-    for base in (np.zeros(space.n_columns, dtype=np.int64), space.n_choices - 1):
-        x = np.repeat(base[None, :], space.n_choices[r_col], axis=0)
-        x[:, r_col] = np.arange(space.n_choices[r_col])
-        rows.append(x)
-    return space.normalize(np.concatenate(rows))
+    return space.normalize(extreme_archs(space))
 
 
 def _reference(net, measured, latency, device: str) -> np.ndarray:

@@ -33,18 +33,23 @@ def hypervolume(F: np.ndarray, ref_point: np.ndarray) -> float:
     return float(HV(ref_point=np.asarray(ref_point, dtype=np.float64))(F))
 
 
+def extreme_archs(space) -> np.ndarray:
+    """The smallest and the largest arch at every resolution, encoded (smallest first): what the reference point
+    and the runner's feasibility probe evaluate."""
+    r_col = space.group_slices["r"].start
+    rows = []
+    for base in (np.zeros(space.n_columns, dtype=np.int64), space.n_choices - 1):
+        x = np.repeat(base[None, :], space.n_choices[r_col], axis=0)
+        x[:, r_col] = np.arange(space.n_choices[r_col])
+        rows.append(x)
+    return np.concatenate(rows)
+
+
 def reference_point(ev: ArchEvaluator, obj: DeviceObjectives, margin: float = 0.05) -> np.ndarray:
     """A fixed hypervolume reference point for one device: the worst value of each objective over the
     smallest and largest arch at every resolution, widened by ``margin`` (so runs of different
     algorithms are compared on the same scale)."""
-    space = ev.space
-    r_col = space.group_slices["r"].start
-    extremes = []
-    for base in (np.zeros(space.n_columns, dtype=np.int64), space.n_choices - 1):
-        rows = np.repeat(base[None, :], space.n_choices[r_col], axis=0)
-        rows[:, r_col] = np.arange(space.n_choices[r_col])
-        extremes.append(rows)
-    ids = ev.evaluate(np.concatenate(extremes))
+    ids = ev.evaluate(extreme_archs(ev.space))
     if obj.needs_macs_params:
         ev.ensure_macs_params(ids, None)
     F = obj.F(ev, ids)

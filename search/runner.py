@@ -26,7 +26,7 @@ from search.config_check import check_devices, check_search_config
 from search.evaluator import ArchEvaluator
 from search.objectives import DeviceObjectives, latency_values
 from search.operators import gene_layout
-from search.pareto import ParetoArchive, hypervolume, reference_point
+from search.pareto import ParetoArchive, extreme_archs, hypervolume, reference_point
 from search.problem import ArchProblem
 from search.report import published_reference, summary_table, write_device_outputs
 from search.state import STATE_FILE, exclusive_run_dir, load_state, save_state
@@ -156,14 +156,7 @@ def _probe(ev: ArchEvaluator, obj: DeviceObjectives, rng: np.random.Generator, n
     """Evaluate the extreme archs and ``n`` random ones; if one constraint alone is violated by all of
     them, return a message saying which and by how much (the search would only spin)."""
     space = ev.space
-    r_col = space.group_slices["r"].start
-    rows = []
-    for base in (np.zeros(space.n_columns, dtype=np.int64), space.n_choices - 1):
-        x = np.repeat(base[None, :], space.n_choices[r_col], axis=0)
-        x[:, r_col] = np.arange(space.n_choices[r_col])
-        rows.append(x)
-    rows.append(space.sample_encoded(rng, n))
-    ids = ev.evaluate(np.concatenate(rows))
+    ids = ev.evaluate(np.concatenate([extreme_archs(space), space.sample_encoded(rng, n)]))
     if obj.needs_macs_params:
         ev.ensure_macs_params(ids, None)
     if not obj.constraints:

@@ -146,6 +146,12 @@ def _seeded_split(n: int, n_val: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return perm[n_val:], perm[:n_val]
 
 
+def _split_tensors(x: torch.Tensor, y: torch.Tensor, n_val: int, seed: int) -> tuple[Dataset, Dataset]:
+    """(train, held-out) datasets of in-memory images, split with :func:`_seeded_split`."""
+    tr, va = (torch.from_numpy(i) for i in _seeded_split(len(y), n_val, seed))
+    return TensorDataset(x[tr], y[tr]), TensorDataset(x[va], y[va])
+
+
 # ------------------------------------------------------------------------------------------ MNIST
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
@@ -210,10 +216,7 @@ class MNIST10kDataModule(SupernetDataModule):
     def _build(self) -> tuple[Dataset, Dataset]:
         images, labels = load_mnist_idx(self.root)
         x = _normalise(torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1), MNIST_MEAN, MNIST_STD)
-        y = torch.from_numpy(labels)
-        tr, va = _seeded_split(len(y), self.n_val, self.split_seed)
-        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        return TensorDataset(x[tr_t], y[tr_t]), TensorDataset(x[va_t], y[va_t])
+        return _split_tensors(x, torch.from_numpy(labels), self.n_val, self.split_seed)
 
 
 # ----------------------------------------------------------------------------------------- digits
@@ -234,10 +237,7 @@ class DigitsDataModule(SupernetDataModule):
         bunch = load_digits()
         x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
         x = (x - x.mean()) / x.std()
-        y = torch.from_numpy(bunch.target.astype(np.int64))
-        tr, va = _seeded_split(len(y), self.n_val, self.split_seed)
-        tr_t, va_t = torch.from_numpy(tr), torch.from_numpy(va)
-        return TensorDataset(x[tr_t], y[tr_t]), TensorDataset(x[va_t], y[va_t])
+        return _split_tensors(x, torch.from_numpy(bunch.target.astype(np.int64)), self.n_val, self.split_seed)
 
 
 # -------------------------------------------------------------------------------------- synthetic
