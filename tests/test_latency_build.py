@@ -206,3 +206,66 @@ def test_onnx_files_beyond_the_disk_budget_are_exported_again_and_deleted_after_
     over = kept.get("b", export)  # 200 bytes would exceed the budget
     kept.done(over)
     assert not over.is_file() and kept.get("b", export) != over and len(exports) == 3
+
+
+def _files(folder):
+    return {n: (folder / n).read_bytes() for n in ("table.csv", "calibration.csv", "meta.yaml")}
+
+
+def test_a_killed_restart_keeps_the_old_table_whole_and_rerunning_it_resumes_then_swaps(tmp_path):
+    from predictors.latency.build import STAGING
+
+    out = tmp_path / "t"
+    build_latency_table("micro", out, settings=FAST, n_calibration=3, progress=False, supernet=_micro_supernet())
+    before = _files(out)
+    build_latency_table("micro", out, settings=FAST, n_calibration=3, progress=False, restart=True, stop_after=3,
+                        supernet=_micro_supernet())
+    # killed part-way: the old table is still served, whole and complete; the new measurements are kept aside
+    assert _files(out) == before and load_table(out).meta["status"] == "complete"
+    assert len(load_table(out / STAGING).entries) == 3
+    build_latency_table("micro", out, settings=FAST, n_calibration=3, progress=False, restart=True,
+                        supernet=_micro_supernet())
+    assert not (out / STAGING).exists()
+    new = load_table(out)
+    assert new.meta["status"] == "complete" and _files(out)["meta.yaml"] != before["meta.yaml"]
+    # resumed, not restarted: every layer had each pass exactly once
+    assert set(new.count.values()) == {FAST.passes * FAST.repeats * FAST.sessions}
+    assert [r["passes"] for r in load_calibration(out)] == [FAST.passes] * 3
+
+
+def test_a_restart_killed_while_swapping_in_is_finished_by_the_rerun_without_measuring(tmp_path, monkeypatch):
+    import os
+
+    import predictors.latency.build as build
+
+    out = tmp_path / "t"
+    build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, supernet=_micro_supernet())
+    # a complete staged rebuild with calibration subnets, killed after its table.csv was moved in
+    build_latency_table("micro", out / build.STAGING, settings=FAST, n_calibration=3, progress=False,
+                        supernet=_micro_supernet())
+    staged = _files(out / build.STAGING)
+    os.replace(out / build.STAGING / "table.csv", out / "table.csv")
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("the staged rebuild was complete: nothing is measured again")
+
+    monkeypatch.setattr(build, "measure_onnx", no_measuring)
+    build_latency_table("micro", out, settings=FAST, n_calibration=3, progress=False, restart=True,
+                        supernet=_micro_supernet())
+    assert _files(out) == staged and not (out / build.STAGING).exists()
+
+
+def test_a_restart_with_other_settings_discards_a_staged_rebuild(tmp_path):
+    from predictors.latency.build import STAGING
+
+    out = tmp_path / "t"
+    build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, supernet=_micro_supernet())
+    build_latency_table("micro", out, settings=FAST, n_calibration=0, progress=False, restart=True, stop_after=2,
+                        supernet=_micro_supernet())
+    assert (out / STAGING).is_dir()
+    other = MeasureSettings(warmup=1, repeats=2, sessions=1, passes=1)
+    build_latency_table("micro", out, settings=other, n_calibration=0, progress=False, restart=True,
+                        supernet=_micro_supernet())
+    table = load_table(out)
+    assert table.meta["measurement"]["repeats"] == 2 and set(table.count.values()) == {2}
+    assert not (out / STAGING).exists()

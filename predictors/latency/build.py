@@ -11,12 +11,18 @@ Resumable: after every measurement ``table.csv`` (or ``calibration.csv``) is rew
 killed build restarts where it stopped and loses nothing (a row's ``count`` of timed runs, or a calibration
 row's ``passes``, says how many passes it has had); ``meta.yaml`` says ``status: partial`` until the
 build completes. A build refuses to mix measurements from another host fingerprint unless told to restart.
+
+A restart of a complete table measures into ``<table>/.rebuild/`` and swaps the finished files in at the end, so
+the old table is served whole until then, also when the rebuild is killed; rerunning the same command resumes the
+staged rebuild.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -45,6 +51,8 @@ __all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_csv", "cal
 
 #: Fingerprint fields that must agree for measurements to share one table.
 _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
+#: where a restart of a complete table measures (see the module docstring)
+STAGING = ".rebuild"
 
 
 def _work_list(geometry: MeasurableLayers, resolutions: Sequence[int]) -> list[tuple[int, str, Any]]:
@@ -130,6 +138,17 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
 
     s = settings or MeasureSettings()
     folder = Path(out_dir)
+    if restart and _status(folder) == "complete":
+        staging = folder / STAGING
+        if _status(staging) and not _same_setup(load_meta(staging), supernet_name, s):
+            shutil.rmtree(staging)  # a staged rebuild measured some other way: this restart starts over
+        if _status(staging) != "complete":
+            build_latency_table(supernet_name, staging, device=device, settings=s, resolutions=resolutions,
+                                n_calibration=n_calibration, seed=seed, progress=progress, stop_after=stop_after,
+                                command=command, supernet=supernet)
+        if _status(staging) == "complete":
+            _swap_in(staging, folder)
+        return folder
     supernet = (supernets.create_supernet(supernet_name) if supernet is None else supernet).eval()
     geometry = measurable_for(supernet)
     sp = geometry.space
@@ -238,6 +257,35 @@ def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str 
 
     write_meta("complete", {"calibration": calibration_summary(calib_rows)} if len(calib_rows) >= 3 else {})
     return folder
+
+
+def _status(folder: Path) -> str | None:
+    """``meta.yaml``'s status (``partial``/``complete``), None where there is no table."""
+    try:
+        return load_meta(folder).get("status") if (folder / "meta.yaml").is_file() else None
+    except LatencyTableError:
+        return None
+
+
+def _same_setup(meta: dict[str, Any], supernet_name: str, settings: MeasureSettings) -> bool:
+    """Whether a staged rebuild was measured as this run would measure (same supernet, host and settings)."""
+    env, fp = environment_fingerprint(settings), meta.get("fingerprint") or {}
+    return (meta.get("supernet") == supernet_name and meta.get("measurement") == asdict(settings)
+            and all(fp.get(f) == env.get(f) for f in _HOST_FIELDS))
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Move a complete staged rebuild over the table; ``meta.yaml`` last and the staging folder removed after it,
+    so a kill part-way leaves a staging folder that a rerun finishes moving (files already moved are skipped)."""
+    meta = load_meta(staging)
+    if (staging / "table.csv").is_file():
+        os.replace(staging / "table.csv", folder / "table.csv")
+    if (staging / "calibration.csv").is_file():
+        os.replace(staging / "calibration.csv", folder / "calibration.csv")
+    elif "calibration" not in meta:  # rebuilt without calibration subnets: the old ones describe the old table
+        (folder / "calibration.csv").unlink(missing_ok=True)
+    os.replace(staging / "meta.yaml", folder / "meta.yaml")
+    shutil.rmtree(staging)
 
 
 def recalibrate(folder: Path | str) -> dict[str, Any]:
