@@ -14,7 +14,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from search.algorithms.base import SearchAlgorithm, SearchContext
 from search.algorithms.registry import register_algorithm
-from search.operators import crossover, mutate, sample_genomes
+from search.operators import crossover, mutate, sample_genomes, sample_ladder
 
 __all__ = ["NSGA2", "crowding_by_front", "rank_and_crowding"]
 
@@ -65,6 +65,47 @@ def rank_and_crowding(F: np.ndarray, CV: np.ndarray) -> tuple[np.ndarray, np.nda
     return rank, crowd
 
 
+class LinearSurrogate:
+    """Ridge regression of top-1 on the one-hot arch (plus a constant), from running sums over every arch the
+    evaluator stores: a cheap first guess to pick which offspring are worth evaluating.
+
+    The sums are exact in float64 (0/1 products; top-1 values are float32 numbers of similar magnitude), so they do
+    not depend on the BLAS kernel's summation order."""
+
+    def __init__(self, space, alpha: float = 1.0) -> None:
+        self.space = space
+        self.offsets = space.one_hot_offsets
+        m = space.one_hot_size + 1
+        self.A = np.zeros((m, m))
+        self.b = np.zeros(m)
+        self.alpha = float(alpha)
+        self.n_seen = 0
+        self.w: np.ndarray | None = None
+
+    def _phi(self, xn: np.ndarray) -> np.ndarray:
+        n = len(xn)
+        out = np.zeros((n, len(self.b)))
+        rows, cols = np.nonzero(xn >= 0)
+        out[rows, self.offsets[cols] + xn[rows, cols]] = 1.0
+        out[:, -1] = 1.0
+        return out
+
+    def update(self, ev) -> None:
+        """Add the archs stored since the last update."""
+        if ev.n == self.n_seen:
+            return
+        P = self._phi(ev.X[self.n_seen : ev.n].astype(np.int64))
+        self.A += P.T @ P
+        self.b += P.T @ ev.top1[self.n_seen : ev.n]
+        self.n_seen = ev.n
+        self.w = None
+
+    def predict(self, xn: np.ndarray) -> np.ndarray:
+        if self.w is None:
+            self.w = np.linalg.solve(self.A + self.alpha * np.eye(len(self.b)), self.b)
+        return self._phi(xn) @ self.w
+
+
 @register_algorithm
 class NSGA2(SearchAlgorithm):
     """NSGA-II with arch-level operators.
@@ -85,7 +126,8 @@ class NSGA2(SearchAlgorithm):
 
     def __init__(self, *, pop_size: int = 200, n_gen: int = 100, crossover_prob: float = 0.9,
                  stage_prob: float = 0.5, mutation_prob: float = 0.03, seed_extremes: bool = True,
-                 refill_rounds: int = 3) -> None:
+                 refill_rounds: int = 3, mating_window: int = 0, init: str = "uniform",
+                 screen: int = 1, screen_alpha: float = 1.0) -> None:
         super().__init__(n_gen=n_gen)
         if pop_size < 4:
             raise ValueError(f"pop_size must be >= 4, got {pop_size}")
@@ -95,13 +137,18 @@ class NSGA2(SearchAlgorithm):
         self.mutation_prob = float(mutation_prob)
         self.seed_extremes = bool(seed_extremes)
         self.refill_rounds = int(refill_rounds)
+        self.mating_window = int(mating_window)
+        self.init = init
+        self.screen = int(screen)
+        self.screen_alpha = float(screen_alpha)
+        self._surrogate: LinearSurrogate | None = None
         #: genomes put first in the initial population (e.g. archs already measured); the rest is sampled
         self.initial_genomes: np.ndarray | None = None
 
     # ---------------------------------------------------------------------------------- pieces
     def _initial(self, ctx: SearchContext) -> np.ndarray:
         layout, n = ctx.layout, self.pop_size
-        X = sample_genomes(layout, ctx.rng, n)
+        X = sample_genomes(layout, ctx.rng, n) if self.init == "uniform" else sample_ladder(layout, ctx.rng, n)
         if self.seed_extremes:
             X[0] = 0
             X[1] = layout.n_choices - 1
@@ -138,17 +185,57 @@ class NSGA2(SearchAlgorithm):
         a_wins = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & (crowd[a] >= crowd[b]))
         return np.where(a_wins, a, b)
 
-    def _offspring(self, ctx: SearchContext, X: np.ndarray, rank: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-        rng, n_pairs = ctx.rng, (self.pop_size + 1) // 2
-        pa = X[self._tournament(rng, rank, crowd, n_pairs)]
-        pb = X[self._tournament(rng, rank, crowd, n_pairs)]
+    def _offspring(self, ctx: SearchContext, X: np.ndarray, rank: np.ndarray, crowd: np.ndarray,
+                   ids: np.ndarray) -> np.ndarray:
+        if self._surrogate is None:
+            return self._unique_new(ctx, self._children(ctx, X, rank, crowd, ids, self.pop_size))
+        # screening: screen x pop_size candidates, the pop_size the surrogate rates best above the front are evaluated
+        pool = self._children(ctx, X, rank, crowd, ids, self.pop_size * self.screen)
+        ev = ctx.problem.ev
+        xn = ev.space.normalize(pool)
+        keys = ev.keys(xn)
+        known = ctx.is_seen(keys)
+        first = np.zeros(len(pool), dtype=bool)
+        first[list({k: i for i, k in reversed(list(enumerate(keys)))}.values())] = True  # first of each arch
+        new = first & ~known
+        pool, xn = pool[new], xn[new]
+        if len(pool) <= self.pop_size:
+            return pool
+        self._surrogate.update(ev)
+        gain = self._surrogate.predict(xn) - self._front_top1(ctx, ids, rank, ev.predict_latency(xn, ctx.problem.obj.device))
+        # rounded: last-bit differences of the least-squares solve (LAPACK kernels differ by CPU) cannot reorder them
+        keep = np.lexsort((np.arange(len(pool)), -np.round(gain, 9)))[: self.pop_size]
+        return pool[np.sort(keep)]
+
+    @staticmethod
+    def _front_top1(ctx: SearchContext, ids: np.ndarray, rank: np.ndarray, latency: np.ndarray) -> np.ndarray:
+        """Best top-1 of the population's first front at or under each latency (0 below its fastest arch)."""
+        F = ctx.F(ids[rank == 0])
+        o = np.argsort(F[:, 1], kind="stable")
+        best = np.maximum.accumulate(1.0 - F[o, 0])
+        k = np.searchsorted(F[o, 1], latency, side="right") - 1
+        return np.where(k >= 0, best[np.maximum(k, 0)], 0.0)
+
+    def _children(self, ctx: SearchContext, X: np.ndarray, rank: np.ndarray, crowd: np.ndarray, ids: np.ndarray,
+                  n: int) -> np.ndarray:
+        """``n`` children: tournament parents, each crossed (``crossover_prob``) with a second tournament winner or,
+        with ``mating_window``, with a neighbour on the last objective, then mutated."""
+        rng, n_pairs = ctx.rng, (n + 1) // 2
+        ia = self._tournament(rng, rank, crowd, n_pairs)
+        if self.mating_window > 0:
+            order = np.argsort(ctx.F(ids)[:, -1], kind="stable")
+            where = np.empty(len(order), dtype=np.int64)
+            where[order] = np.arange(len(order))
+            step = rng.integers(1, self.mating_window + 1, size=n_pairs) * np.where(rng.random(n_pairs) < 0.5, -1, 1)
+            ib = order[np.clip(where[ia] + step, 0, len(order) - 1)]
+        else:
+            ib = self._tournament(rng, rank, crowd, n_pairs)
+        pa, pb = X[ia], X[ib]
         ca, cb = crossover(pa, pb, ctx.layout, rng, self.stage_prob)
         cross = rng.random(n_pairs) < self.crossover_prob
         ca = np.where(cross[:, None], ca, pa)
         cb = np.where(cross[:, None], cb, pb)
-        off = np.concatenate([ca, cb])[: self.pop_size]
-        off = mutate(off, ctx.layout, rng, self.mutation_prob)
-        return self._unique_new(ctx, off)
+        return mutate(np.concatenate([ca, cb])[:n], ctx.layout, rng, self.mutation_prob)
 
     def _survive(self, ctx: SearchContext, X: np.ndarray, ids: np.ndarray):
         rank, crowd = rank_and_crowding(ctx.F(ids), ctx.CV(ids))
@@ -158,6 +245,10 @@ class NSGA2(SearchAlgorithm):
     # ------------------------------------------------------------------------------------ loop
     def run(self, ctx: SearchContext) -> None:
         state = ctx.resume_state
+        obj = ctx.problem.obj
+        self._surrogate = None
+        if self.screen > 1 and tuple(obj.names) == ("top1", "latency_ms") and not obj.constraints:
+            self._surrogate = LinearSurrogate(ctx.problem.ev.space, self.screen_alpha)
         if state:
             X, ids, gen = np.asarray(state["X"]), np.asarray(state["ids"]), int(state["gen"])
             rank, crowd = np.asarray(state["rank"]), np.asarray(state["crowd"])
@@ -170,7 +261,7 @@ class NSGA2(SearchAlgorithm):
             ctx.end_generation(0, self._state_fn(ctx, X, ids, rank, crowd, 0))
         while gen < self.n_gen:
             gen += 1
-            off = self._offspring(ctx, X, rank, crowd)
+            off = self._offspring(ctx, X, rank, crowd, ids)
             if len(off):
                 off_ids = ctx.evaluate(off)
                 X, ids, rank, crowd = self._survive(ctx, np.concatenate([X, off]), np.concatenate([ids, off_ids]))
