@@ -67,43 +67,56 @@ def rank_and_crowding(F: np.ndarray, CV: np.ndarray) -> tuple[np.ndarray, np.nda
 
 class LinearSurrogate:
     """Ridge regression of top-1 on the one-hot arch (plus a constant), from running sums over every arch the
-    evaluator stores: a cheap first guess to pick which offspring are worth evaluating.
+    evaluator stores: a cheap first guess at which offspring are worth evaluating (the screening of :class:`NSGA2`).
+    ``memory``: weights ``exp(-age / memory)`` by position in the store (recent archs, near the front, count more).
 
-    The sums are exact in float64 (0/1 products; top-1 values are float32 numbers of similar magnitude), so they do
-    not depend on the BLAS kernel's summation order."""
+    Without ``memory`` the sums are exact in float64 (0/1 products; top-1 values are float32 numbers of similar
+    magnitude), so they do not depend on the BLAS kernel's summation order; the solve does, in its last bits.
+    """
 
-    def __init__(self, space, alpha: float = 1.0) -> None:
-        self.space = space
+    def __init__(self, space, alpha: float = 1.0, memory: float | None = None) -> None:
+        self.memory = float(memory) if memory else None
         self.offsets = space.one_hot_offsets
-        m = space.one_hot_size + 1
-        self.A = np.zeros((m, m))
-        self.b = np.zeros(m)
+        self.size = space.one_hot_size  # position of the constant; one more, of a zero weight, for unused slots
+        self.A = np.zeros((self.size + 1, self.size + 1))
+        self.b = np.zeros(self.size + 1)
         self.alpha = float(alpha)
         self.n_seen = 0
         self.w: np.ndarray | None = None
 
-    def _phi(self, xn: np.ndarray) -> np.ndarray:
-        n = len(xn)
-        out = np.zeros((n, len(self.b)))
-        rows, cols = np.nonzero(xn >= 0)
-        out[rows, self.offsets[cols] + xn[rows, cols]] = 1.0
-        out[:, -1] = 1.0
-        return out
+    def _positions(self, xn: np.ndarray) -> np.ndarray:
+        """Where each normalised row's one-hot is 1 (unused slots point at the zero weight), and the constant."""
+        pos = np.where(xn >= 0, self.offsets[None, :] + xn, self.size + 1)
+        return np.concatenate([pos, np.full((len(xn), 1), self.size)], axis=1)
 
     def update(self, ev) -> None:
-        """Add the archs stored since the last update."""
+        """Add the archs ``ev`` stored since the last update."""
         if ev.n == self.n_seen:
             return
-        P = self._phi(ev.X[self.n_seen : ev.n].astype(np.int64))
-        self.A += P.T @ P
-        self.b += P.T @ ev.top1[self.n_seen : ev.n]
+        pos = self._positions(ev.X[self.n_seen : ev.n].astype(np.int64))
+        P = np.zeros((len(pos), self.size + 2))
+        P[np.arange(len(pos))[:, None], pos] = 1.0
+        P = P[:, : self.size + 1]
+        m = len(P)
+        if self.memory:  # weight exp(-age / memory) by position in the store, so a resumed search rebuilds the same fit
+            keep = np.exp(-m / self.memory)
+            self.A *= keep
+            self.b *= keep
+            wt = np.exp(-np.arange(m - 1, -1, -1) / self.memory)
+            self.A += (P * wt[:, None]).T @ P
+            self.b += (P * wt[:, None]).T @ ev.top1[self.n_seen : ev.n]
+        else:
+            self.A += P.T @ P
+            self.b += P.T @ ev.top1[self.n_seen : ev.n]
         self.n_seen = ev.n
         self.w = None
 
     def predict(self, xn: np.ndarray) -> np.ndarray:
+        """Estimated top-1 of normalised rows."""
         if self.w is None:
-            self.w = np.linalg.solve(self.A + self.alpha * np.eye(len(self.b)), self.b)
-        return self._phi(xn) @ self.w
+            w = np.linalg.solve(self.A + self.alpha * np.eye(len(self.b)), self.b)
+            self.w = np.append(w, 0.0)
+        return self.w[self._positions(xn)].sum(axis=1)
 
 
 @register_algorithm
@@ -127,7 +140,7 @@ class NSGA2(SearchAlgorithm):
     def __init__(self, *, pop_size: int = 200, n_gen: int = 100, crossover_prob: float = 0.9,
                  stage_prob: float = 0.5, mutation_prob: float = 0.03, seed_extremes: bool = True,
                  refill_rounds: int = 3, mating_window: int = 0, init: str = "uniform",
-                 screen: int = 1, screen_alpha: float = 1.0) -> None:
+                 screen: int = 1, screen_alpha: float = 1.0, screen_memory: float | None = None) -> None:
         super().__init__(n_gen=n_gen)
         if pop_size < 4:
             raise ValueError(f"pop_size must be >= 4, got {pop_size}")
@@ -141,6 +154,7 @@ class NSGA2(SearchAlgorithm):
         self.init = init
         self.screen = int(screen)
         self.screen_alpha = float(screen_alpha)
+        self.screen_memory = screen_memory
         self._surrogate: LinearSurrogate | None = None
         #: genomes put first in the initial population (e.g. archs already measured); the rest is sampled
         self.initial_genomes: np.ndarray | None = None
@@ -189,23 +203,25 @@ class NSGA2(SearchAlgorithm):
                    ids: np.ndarray) -> np.ndarray:
         if self._surrogate is None:
             return self._unique_new(ctx, self._children(ctx, X, rank, crowd, ids, self.pop_size))
-        # screening: screen x pop_size candidates, the pop_size the surrogate rates best above the front are evaluated
-        pool = self._children(ctx, X, rank, crowd, ids, self.pop_size * self.screen)
+        # screening: of screen x pop_size candidates, the pop_size new archs the surrogate rates best above the front
+        pool = self._children(ctx, X, rank, crowd, ids, self.pop_size * self.screen, sparse=True)
         ev = ctx.problem.ev
         xn = ev.space.normalize(pool)
-        keys = ev.keys(xn)
-        known = ctx.is_seen(keys)
-        first = np.zeros(len(pool), dtype=bool)
-        first[list({k: i for i, k in reversed(list(enumerate(keys)))}.values())] = True  # first of each arch
-        new = first & ~known
-        pool, xn = pool[new], xn[new]
-        if len(pool) <= self.pop_size:
-            return pool
         self._surrogate.update(ev)
         gain = self._surrogate.predict(xn) - self._front_top1(ctx, ids, rank, ev.predict_latency(xn, ctx.problem.obj.device))
-        # rounded: last-bit differences of the least-squares solve (LAPACK kernels differ by CPU) cannot reorder them
-        keep = np.lexsort((np.arange(len(pool)), -np.round(gain, 9)))[: self.pop_size]
-        return pool[np.sort(keep)]
+        # rounded: last-bit differences of the least-squares solve (LAPACK kernels differ by CPU) cannot reorder them;
+        # equal archs have equal gains, so the first of each comes first
+        order = np.lexsort((np.arange(len(pool)), -np.round(gain, 9)))
+        picked: dict[bytes, int] = {}
+        for s in range(0, len(order), 2 * self.pop_size):  # best first, in chunks: most of the pool is never keyed
+            chunk = order[s : s + 2 * self.pop_size]
+            keys = ev.keys(xn[chunk])
+            for i, k, known in zip(chunk.tolist(), keys, ctx.is_seen(keys).tolist()):
+                if not known and k not in picked:
+                    picked[k] = i
+                    if len(picked) == self.pop_size:
+                        return pool[np.sort(list(picked.values()))]
+        return pool[np.sort(np.array(list(picked.values()), dtype=np.int64))]
 
     @staticmethod
     def _front_top1(ctx: SearchContext, ids: np.ndarray, rank: np.ndarray, latency: np.ndarray) -> np.ndarray:
@@ -217,7 +233,7 @@ class NSGA2(SearchAlgorithm):
         return np.where(k >= 0, best[np.maximum(k, 0)], 0.0)
 
     def _children(self, ctx: SearchContext, X: np.ndarray, rank: np.ndarray, crowd: np.ndarray, ids: np.ndarray,
-                  n: int) -> np.ndarray:
+                  n: int, *, sparse: bool = False) -> np.ndarray:
         """``n`` children: tournament parents, each crossed (``crossover_prob``) with a second tournament winner or,
         with ``mating_window``, with a neighbour on the last objective, then mutated."""
         rng, n_pairs = ctx.rng, (n + 1) // 2
@@ -235,7 +251,7 @@ class NSGA2(SearchAlgorithm):
         cross = rng.random(n_pairs) < self.crossover_prob
         ca = np.where(cross[:, None], ca, pa)
         cb = np.where(cross[:, None], cb, pb)
-        return mutate(np.concatenate([ca, cb])[:n], ctx.layout, rng, self.mutation_prob)
+        return mutate(np.concatenate([ca, cb])[:n], ctx.layout, rng, self.mutation_prob, sparse=sparse)
 
     def _survive(self, ctx: SearchContext, X: np.ndarray, ids: np.ndarray):
         rank, crowd = rank_and_crowding(ctx.F(ids), ctx.CV(ids))
@@ -248,7 +264,7 @@ class NSGA2(SearchAlgorithm):
         obj = ctx.problem.obj
         self._surrogate = None
         if self.screen > 1 and tuple(obj.names) == ("top1", "latency_ms") and not obj.constraints:
-            self._surrogate = LinearSurrogate(ctx.problem.ev.space, self.screen_alpha)
+            self._surrogate = LinearSurrogate(ctx.problem.ev.space, self.screen_alpha, self.screen_memory)
         if state:
             X, ids, gen = np.asarray(state["X"]), np.asarray(state["ids"]), int(state["gen"])
             rank, crowd = np.asarray(state["rank"]), np.asarray(state["crowd"])
