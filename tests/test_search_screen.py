@@ -3,6 +3,8 @@ it finds better fronts than the same number of unscreened evaluations on OFA's p
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -43,7 +45,7 @@ def test_linear_surrogate_updated_batch_by_batch_equals_scikit_learns_ridge_on_e
 class ScreenSpy(NSGA2):
     """NSGA-II that records each screening pool, the surrogate's data and front at that moment, and the children."""
 
-    calls: list = []
+    calls: ClassVar[list] = []
 
     def _children(self, ctx, X, rank, crowd, ids, n, **kw):
         pool = super()._children(ctx, X, rank, crowd, ids, n, **kw)

@@ -9,6 +9,8 @@ rule: feasible before infeasible, infeasible ranked by total violation.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
@@ -19,6 +21,7 @@ from search.operators import crossover, mutate, sample_genomes, sample_ladder
 __all__ = ["NSGA2", "crowding_by_front", "rank_and_crowding"]
 
 _NDS = NonDominatedSorting()
+log = logging.getLogger(__name__)
 
 
 def crowding_by_front(F: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -132,6 +135,13 @@ class NSGA2(SearchAlgorithm):
         seed_extremes: put the smallest and largest arch (at the lowest/highest resolution) in the
             initial population, anchoring both ends of the front.
         refill_rounds: re-mutations tried for offspring that duplicate an evaluated arch.
+        mating_window: 0: the second parent is a tournament winner; k > 0: one of the k population members next to
+            the first parent on the last objective (latency), either side, so crossovers stay along the front.
+        init: ``uniform`` (gene by gene) or ``ladder`` (from small to large archs, :func:`sample_ladder`).
+        screen: 1: every child is evaluated; k > 1: breed k x pop_size children and evaluate the pop_size new ones
+            that :class:`LinearSurrogate` rates best above the population's front (objectives top-1 and latency
+            without constraints; otherwise off).
+        screen_alpha, screen_memory: the surrogate's ridge penalty and memory.
     """
 
     name = "nsga2"
@@ -150,6 +160,14 @@ class NSGA2(SearchAlgorithm):
         self.mutation_prob = float(mutation_prob)
         self.seed_extremes = bool(seed_extremes)
         self.refill_rounds = int(refill_rounds)
+        if init not in ("uniform", "ladder"):
+            raise ValueError(f"init must be 'uniform' or 'ladder', got {init!r}")
+        for key, v in (("mating_window", mating_window), ("screen", screen)):
+            if int(v) != v or v < (0 if key == "mating_window" else 1):
+                raise ValueError(f"{key} must be an integer >= {0 if key == 'mating_window' else 1}, got {v!r}")
+        if screen_alpha <= 0 or (screen_memory is not None and screen_memory <= 0):
+            raise ValueError(f"screen_alpha and screen_memory must be > 0 (screen_memory null: no weighting), got "
+                             f"{screen_alpha!r} and {screen_memory!r}")
         self.mating_window = int(mating_window)
         self.init = init
         self.screen = int(screen)
@@ -265,6 +283,9 @@ class NSGA2(SearchAlgorithm):
         self._surrogate = None
         if self.screen > 1 and tuple(obj.names) == ("top1", "latency_ms") and not obj.constraints:
             self._surrogate = LinearSurrogate(ctx.problem.ev.space, self.screen_alpha, self.screen_memory)
+        elif self.screen > 1:
+            log.info("nsga2: screening is for objectives [top1, latency_ms] without constraints; this search (%s%s) "
+                     "evaluates every child", list(obj.names), f", {obj.describe_constraints()}" if obj.constraints else "")
         if state:
             X, ids, gen = np.asarray(state["X"]), np.asarray(state["ids"]), int(state["gen"])
             rank, crowd = np.asarray(state["rank"]), np.asarray(state["crowd"])
