@@ -176,8 +176,8 @@ def _seeds(o: dict, one) -> dict:
         loads.append(os.getloadavg()[0])
     summary = {}
     for name, algo in runs.items():
-        extra = "" if name == "default" else " ".join(f"{k}={v}" for k, v in BASELINE.items())
-        print(f"\n{name}: NSGA-II pop {algo['pop_size']} x {algo['n_gen']} gen, screen {algo.get('screen', 1)} {extra}"
+        extra = "" if name == "default" else f" ({' '.join(f'{k}={v}' for k, v in BASELINE.items())})"
+        print(f"\n{name}: NSGA-II pop {algo['pop_size']} x {algo['n_gen']} gen, screen {algo.get('screen', 1)}{extra} "
               f"on {o['device']}, {o['seeds']} seeds ({evals[name]} evaluations each); load average (1 min) "
               f"min {min(loads):.2f} median {np.median(loads):.2f} max {max(loads):.2f} on {os.cpu_count()} CPUs")
         print("budget   known    min      median   max      gap(min)  gap(median)  seeds >0.004 below")

@@ -113,9 +113,9 @@ class LinearSurrogate:
             keep = np.exp(-m / self.memory)
             self.A *= keep
             self.b *= keep
-            wt = np.exp(-np.arange(m - 1, -1, -1) / self.memory)
-            self.A += (P * wt[:, None]).T @ P
-            self.b += (P * wt[:, None]).T @ ev.top1[self.n_seen : ev.n]
+            Pw = P * np.exp(-np.arange(m - 1, -1, -1) / self.memory)[:, None]
+            self.A += Pw.T @ P
+            self.b += Pw.T @ ev.top1[self.n_seen : ev.n]
         else:
             self.A += P.T @ P
             self.b += P.T @ ev.top1[self.n_seen : ev.n]
