@@ -10,7 +10,7 @@ Screening (``screen > 1``; configs/algorithm/nsga2.yaml's default): the accuracy
 evaluation (OFA's MLP, ~370k multiply-adds per arch in float64 so fronts don't depend on the CPU's BLAS kernels), so
 each generation breeds ``screen`` times more children than it evaluates and a ridge fit of top-1 on the one-hot arch
 (:class:`LinearSurrogate`, ~50 additions per arch) with the latency model's exact latency picks the ones most likely
-to lift the front. On Note10 with OFA's predictor, 16k screened evaluations came closer to the best known top-1 per
+to lift the front. On Note10 with OFA's predictor, 14k screened evaluations came closer to the best known top-1 per
 budget than 20k unscreened ones, and as close as 60k unscreened ones had (scripts/bench_search.py seeds=20
 baseline=true; RESULTS.md, default_front).
 """
