@@ -62,14 +62,16 @@ class ScreenSpy(NSGA2):
         return off
 
 
-def test_screening_evaluates_the_children_the_surrogate_rates_highest_above_the_front(tiny, tmp_path):
+@pytest.mark.parametrize("limit", [None, 4.0])
+def test_screening_evaluates_the_children_the_surrogate_rates_highest_above_the_front(tiny, tmp_path, limit):
     """Replays each screened generation by hand: the evaluated children are exactly the pool's pop_size best new
-    archs by estimated top-1 minus the population front's best top-1 at or under their latency."""
+    archs by estimated top-1 minus the population front's best top-1 at or under their latency (with a latency
+    limit, those over it last)."""
     space = tiny.space
     lat = TableLatency(space, "dev_a")
     ScreenSpy.calls = []
     search.run({"device": "dev_a", "supernet": "ofa_mbv3_tiny", "progress": False, "plot": False, "probe": 16,
-                "out_dir": str(tmp_path), "seed": 1, "checkpoint_every": 0,
+                "out_dir": str(tmp_path), "seed": 1, "checkpoint_every": 0, "constraints": {"latency_ms": limit},
                 "algorithm": {"_target_": "tests.test_search_screen.ScreenSpy", "pop_size": 12, "n_gen": 2,
                               "screen": 5}},
                accuracy=LinearAccuracy(space), latency={"dev_a": lat}, supernet=tiny)
@@ -81,8 +83,12 @@ def test_screening_evaluates_the_children_the_surrogate_rates_highest_above_the_
         # new: the first of each arch, not evaluated by this search before (the probe's archs may come again)
         new = [i for i, k in enumerate(keys) if k not in keys[:i] and int(ev.lookup([k])[0]) not in c["seen"]]
         est = c["sur"].predict(xn[new])
-        best = np.array([max([1 - f[0] for f in c["front"] if f[1] <= t], default=0.0) for t in lat.predict(xn[new])])
-        want = np.sort(np.array(new)[np.argsort(-(est - best), kind="stable")[:12]])
+        lt = lat.predict(xn[new])
+        gain = est - np.array([max([1 - f[0] for f in c["front"] if f[1] <= t], default=0.0) for t in lt])
+        if limit is not None:
+            gain[lt > limit] = -np.inf
+            assert 0 < (lt > limit).sum() < len(lt) - 12  # the limit decides some picks
+        want = np.sort(np.array(new)[np.argsort(-gain, kind="stable")[:12]])
         np.testing.assert_array_equal(c["off"], pool[want])
 
 

@@ -147,8 +147,8 @@ class NSGA2(SearchAlgorithm):
             the first parent on the last objective (latency), either side, so crossovers stay along the front.
         init: ``uniform`` (gene by gene) or ``ladder`` (from small to large archs, :func:`sample_ladder`).
         screen: 1: every child is evaluated; k > 1: breed k x pop_size children and evaluate the pop_size new ones
-            that :class:`LinearSurrogate` rates best above the population's front (objectives top-1 and latency
-            without constraints; otherwise off).
+            that :class:`LinearSurrogate` rates best above the population's front (objectives top-1 and latency,
+            constrained on latency at most: children over the limit come last; otherwise off).
         screen_alpha, screen_memory: the surrogate's ridge penalty and memory.
     """
 
@@ -234,7 +234,11 @@ class NSGA2(SearchAlgorithm):
         ev = ctx.problem.ev
         xn = ev.space.normalize(pool)
         self._surrogate.update(ev)
-        gain = self._surrogate.predict(xn) - self._front_top1(ctx, ids, rank, ev.predict_latency(xn, ctx.problem.obj.device))
+        lat = ev.predict_latency(xn, ctx.problem.obj.device)
+        gain = self._surrogate.predict(xn) - self._front_top1(ctx, ids, rank, lat)
+        limit = ctx.problem.obj.constraints.get("latency_ms")
+        if limit is not None:  # over the latency limit: last (known exactly, unlike top-1)
+            gain[lat > limit] = -np.inf
         # rounded: last-bit differences of the least-squares solve (LAPACK kernels differ by CPU) cannot reorder them;
         # equal archs have equal gains, so the first of each comes first
         order = np.lexsort((np.arange(len(pool)), -np.round(gain, 9)))
@@ -289,11 +293,12 @@ class NSGA2(SearchAlgorithm):
         state = ctx.resume_state
         obj = ctx.problem.obj
         self._surrogate = None
-        if self.screen > 1 and tuple(obj.names) == ("top1", "latency_ms") and not obj.constraints:
+        if self.screen > 1 and tuple(obj.names) == ("top1", "latency_ms") and set(obj.constraints) <= {"latency_ms"}:
             self._surrogate = LinearSurrogate(ctx.problem.ev.space, self.screen_alpha, self.screen_memory)
         elif self.screen > 1:
-            log.info("nsga2: screening is for objectives [top1, latency_ms] without constraints; this search (%s%s) "
-                     "evaluates every child", list(obj.names), f", {obj.describe_constraints()}" if obj.constraints else "")
+            log.info("nsga2: screening is for objectives [top1, latency_ms], constrained on latency_ms at most; this "
+                     "search (%s%s) evaluates every child", list(obj.names),
+                     f", {obj.describe_constraints()}" if obj.constraints else "")
         if state:
             X, ids, gen = np.asarray(state["X"]), np.asarray(state["ids"]), int(state["gen"])
             rank, crowd = np.asarray(state["rank"]), np.asarray(state["crowd"])
