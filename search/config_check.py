@@ -15,7 +15,7 @@ __all__ = ["check_devices", "check_search_config"]
 
 #: algorithm keys that count things: (minimum, key)
 _ALGO_INTS = {"pop_size": 2, "n_gen": 0, "n_trials": 1, "batch_size": 1, "n_workers": 1, "refill_rounds": 0,
-              "max_tries": 1, "max_evals": 1}
+              "max_tries": 1, "max_evals": 1, "mating_window": 0, "screen": 1}
 _ALGO_PROBS = ("crossover_prob", "stage_prob", "mutation_prob", "mutate_prob", "parent_ratio", "mutation_ratio")
 
 

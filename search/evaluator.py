@@ -164,6 +164,10 @@ class ArchEvaluator:
                          f"this batch); it must give a finite {what} for every arch of space {self.space.name!r}: "
                          "check that its table or model covers these choices (e.g. the resolution)")
 
+    def predict_latency(self, normalized: np.ndarray, device: str) -> np.ndarray:
+        """Latency (ms) on ``device`` of normalised rows, computed and not stored (a cheap look before evaluating)."""
+        return _predict_canonical(self.latency[device], normalized)
+
     def lookup(self, keys: Sequence[bytes]) -> np.ndarray:
         """Store id per cache key, -1 for archs never evaluated."""
         get = self._index.get

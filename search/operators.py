@@ -107,12 +107,21 @@ def sample_ladder(layout: GeneLayout, rng: np.random.Generator, n: int, spread: 
     return np.rint(level * (layout.n_choices[None, :] - 1)).astype(np.int64)
 
 
-def mutate(X: np.ndarray, layout: GeneLayout, rng: np.random.Generator, prob: float) -> np.ndarray:
-    """Resample each unit (all its columns) with probability ``prob``; at least one unit per row."""
+def mutate(X: np.ndarray, layout: GeneLayout, rng: np.random.Generator, prob: float, *,
+           sparse: bool = False) -> np.ndarray:
+    """Resample each unit (all its columns) with probability ``prob``; at least one unit per row.
+
+    ``sparse``: draw new values for the resampled columns only (the same distribution from far fewer random draws,
+    so another random stream: NSGA-II's screening mutates thousands of candidates per generation)."""
     n = len(X)
     hit = rng.random((n, layout.n_units)) < prob
     forced = rng.integers(0, layout.n_units, size=n)
     hit[np.arange(n), forced] = True  # a mutation that changes nothing only wastes an evaluation
+    if sparse:
+        rows, cols = np.nonzero(hit[:, layout.unit])
+        out = np.array(X, dtype=np.int64)
+        out[rows, cols] = rng.integers(0, layout.n_choices[cols])
+        return out
     fresh = rng.integers(0, layout.n_choices[None, :], size=X.shape)
     return np.where(hit[:, layout.unit], fresh, X)
 

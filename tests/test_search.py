@@ -225,6 +225,9 @@ def test_resume_refuses_a_state_of_another_latency_model(tiny, tmp_path):
 
 @pytest.mark.parametrize("short,long", [
     ({"name": "nsga2", "pop_size": 20, "n_gen": 2}, {"n_gen": 4}),
+    # screening: the resumed surrogate is refitted from the saved store and must pick the same children
+    ({"name": "nsga2", "pop_size": 20, "n_gen": 2, "screen": 4, "mating_window": 3, "init": "ladder",
+      "screen_memory": 50}, {"n_gen": 4}),
     ({"name": "smsemoa", "pop_size": 20, "n_gen": 2}, {"n_gen": 4}),
     ({"name": "pymoo_nsga2", "pop_size": 20, "n_gen": 2}, {"n_gen": 4}),
     ({"name": "optuna", "n_trials": 40, "batch_size": 10, "pop_size": 10}, {"n_trials": 80}),
