@@ -101,17 +101,20 @@ def test_table_refuses_an_unknown_teacher_or_clock_naming_the_key(tmp_path, key,
 def test_cifar10_held_out_subset_is_seeded_and_mixes_the_classes():
     from supernets.data.modules import create_datamodule
 
-    dm = create_datamodule(name="cifar10_test", val_subset=300, batch_size=8, val_batch_size=1000)
-    splits = dm.load_splits()  # decoded once; both builds below draw the subset from it
-    dm.load_splits = lambda: splits
+    # CIFAR-10's test set as its archive stores it: class by class (here 100 random images per class)
+    gen = np.random.default_rng(0)
+    test = (gen.integers(0, 256, (1000, 3, 32, 32), dtype=np.uint8), np.repeat(np.arange(10), 100))
+    train = (test[0][:64], test[1][:64])
+    dm = create_datamodule(name="cifar10", root="unused", val_subset=200, batch_size=8)
+    dm.load_splits = lambda: {"train": train, "test": test}
     (_, first), (_, second) = dm._build(), dm._build()
-    full_x, full_y = (torch.from_numpy(a) for a in splits["test"])
-    assert len(first) == 300 and torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
-    assert len(set(first.labels.tolist())) == 10  # never the first 300 of a set stored class by class
-    rows = {tuple(img.flatten()[:64].tolist()): int(lab) for img, lab in zip(full_x, full_y)}
-    assert all(rows[tuple(img.flatten()[:64].tolist())] == int(lab) for img, lab in zip(first.images, first.labels))
+    assert len(first) == 200 and torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    counts = np.bincount(first.labels.numpy(), minlength=10)
+    assert counts.min() >= 10  # never the first 200 (two classes)
+    rows = {img.tobytes(): int(lab) for img, lab in zip(*test)}
+    assert all(rows[img.numpy().tobytes()] == int(lab) for img, lab in zip(first.images, first.labels))
     with pytest.raises(ValueError, match=r"data\.val_subset"):
-        create_datamodule(name="cifar10_test", val_subset=0)
+        create_datamodule(name="cifar10", root="unused", val_subset=0)
 
 
 def test_pipeline_takes_a_trained_checkpoint_and_builds_its_table_at_its_shape(tmp_path):
