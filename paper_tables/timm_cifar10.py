@@ -1,15 +1,21 @@
 """Table ``timm_cifar10``: a pretrained timm CNN (EfficientNet-Lite0 with Google's ImageNet weights) turned into a
 supernet and fine-tuned InstaTune-style on CIFAR-10, against (a) fine-tuning the original model alone and (b) the
-smallest subnet trained from scratch, each for the same wall-clock training budget on this host.
+smallest subnet trained from scratch, each for the same training budget on this host.
 
 InstaTune (``configs/schedule/instatune.yaml``, as ``train.py`` runs it, here on a clock instead of epochs): the
-first ``finetune_frac`` of the budget fine-tunes the original model alone (its new 10-class head); a frozen copy
-then teaches the largest subnet while the sandwich rule trains the largest, the smallest and random subnets, the
-others distilled in place from the largest (KL). Every run: SGD (Nesterov, momentum 0.9), cosine learning rate
-over its own clock, label smoothing 0.1, the same batches. Evaluated: the largest, a middle and the smallest
-subnet (BN recalibrated on training batches, then extracted to a static timm model) on ``n_test`` images of
-the 10k test set (all of them by default; fewer: a seeded random subset), and each one's ONNX Runtime latency on this host (batch 1). The 50k training set is
-read from ``table.data_root`` (a folder or the archive layout of ``data=cifar10``); nothing is downloaded.
+first ``finetune_frac`` of the budget fine-tunes the original model alone (its new 10-class head); then the sandwich
+rule trains the largest, the smallest and random subnets, the others distilled in place from the largest (KL).
+``teacher: frozen`` adds InstaTune's frozen copy of the fine-tuned original as the largest subnet's teacher (as
+``distill: teacher_inplace`` does: one more forward of the full model per step); ``teacher: none`` leaves the
+largest to the labels. Every run: SGD (Nesterov, momentum 0.9), cosine learning rate over its own clock (the new
+classifier's ``head_lr_mult`` times higher), label smoothing 0.1, the same batches. ``clock: wall`` counts the
+budget in wall-clock seconds, ``clock: cpu`` in this process's CPU seconds per torch thread (a host others share
+then gives each method the same compute). Evaluated: the largest, a middle and the smallest subnet (BN recalibrated
+on training batches, then extracted to a static timm model) on ``n_test`` images of the 10k test set (all of them
+by default; fewer: a seeded random subset), and each one's ONNX Runtime latency on this host (batch 1). The 50k
+training set is read from ``table.data_root`` (a folder or the archive layout of ``data=cifar10``); nothing is
+downloaded. The fine-tuned supernet is saved as ``<out>/instatune_supernet.ckpt`` (``save_supernet``), the input
+of the search chain (``scripts/pipeline.py ckpt=``).
 """
 
 from __future__ import annotations
