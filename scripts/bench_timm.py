@@ -1,5 +1,6 @@
 """Benchmark: a pretrained timm CNN turned into a supernet and fine-tuned InstaTune-style on CIFAR-10, against
-fine-tuning the original alone and the smallest subnet from scratch, one wall-clock budget each.
+fine-tuning the original alone and the smallest subnet from scratch, one training budget each (CPU time by
+default: ``table.clock``).
 
     python scripts/bench_timm.py data_root=/path/to/cifar10 budget_s=240 [n_test=10000]
 

@@ -3,6 +3,8 @@
     python scripts/pipeline.py                                   # all steps into outputs/pipeline
     python scripts/pipeline.py out=outputs/pipe steps=[search,measure] top_k=3
     python scripts/pipeline.py --help                            # every option (configs/scripts/pipeline.yaml)
+    python scripts/pipeline.py ckpt=<supernet.ckpt> steps=[dataset,predictor,latency,search,measure]
+                                   # a supernet trained elsewhere (e.g. table=timm_cifar10's fine-tuned one)
 
 Steps (each is the command it prints, so it can also be run by hand):
   train      python train.py experiment=<supernet's tiny one> -> <out>/train/checkpoints/last.ckpt
@@ -54,6 +56,14 @@ def _opts(cfg: DictConfig) -> dict:
         o[key] = check_int(key, o[key], min=1)
     o["probe_k"] = check_int("probe_k", o["probe_k"], min=1)
     o["recal_k"] = check_int("recal_k", o["recal_k"], min=3)  # 3 calibration coefficients
+    if o.get("ckpt"):  # a supernet trained elsewhere: the checkpoint names it (and the shape it was trained at)
+        from supernets.checkpoints import load_checkpoint
+
+        if "train" in (o["steps"] if isinstance(o["steps"], list) else [o["steps"]]):
+            raise ConfigError(f"ckpt={o['ckpt']} is a trained supernet: drop the train step "
+                              f"(steps=[dataset,predictor,latency,search,measure])")
+        meta = load_checkpoint(o["ckpt"])["oncenas"]
+        o["supernet"], o["supernet_kwargs"] = str(meta["supernet"]), dict(meta.get("supernet_kwargs") or {})
     for key in ("out", "predictor", "supernet", "train_args", "search_args", "latency"):
         if not isinstance(o[key], str):
             raise ConfigError(f"{key} must be a string, got {o[key]!r}")
@@ -75,9 +85,9 @@ def _check_latency_steps(supernet: str, steps: list[str]) -> None:
     """Host latency tables need the family's measurable layers (supernets/measurable.py): refuse, before hours of
     training, a run whose latency, search or measure step could not work for ``supernet``."""
     from predictors.latency.devices import table_buildable
-    from supernets import list_supernets
+    from supernets import is_supernet, list_supernets
 
-    if supernet not in list_supernets():
+    if not is_supernet(supernet):
         raise SystemExit(f"unknown supernet {supernet!r}; supernets: {list_supernets()}")
     needs_latency = [s for s in steps if s in ("latency", "search", "measure")]
     if needs_latency and not table_buildable(supernet):
@@ -104,9 +114,9 @@ def _run(cmd: list[str]) -> None:
 
 
 #: the options each step's result depends on, its own and its inputs' (a changed one reruns it and what follows)
-STEP_OPTIONS = {"train": ("supernet", "train_args"), "dataset": ("supernet", "train_args", "n"),
-                "predictor": ("supernet", "train_args", "n", "predictor"), "latency": ("supernet",),
-                "search": ("supernet", "train_args", "n", "predictor", "top_k", "search_args")}
+STEP_OPTIONS = {"train": ("supernet", "train_args"), "dataset": ("supernet", "train_args", "n", "ckpt"),
+                "predictor": ("supernet", "train_args", "n", "predictor", "ckpt"), "latency": ("supernet", "ckpt"),
+                "search": ("supernet", "train_args", "n", "predictor", "top_k", "search_args", "ckpt")}
 _OPTS: dict = {}  # this run's options (set by main)
 
 
@@ -145,7 +155,7 @@ def main(cfg: DictConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     steps = o["steps"]
     py = sys.executable
-    ckpt = out / "train" / "checkpoints" / "last.ckpt"
+    ckpt = Path(o["ckpt"]).resolve() if o.get("ckpt") else out / "train" / "checkpoints" / "last.ckpt"
     dataset = out / "accuracy.csv"
     predictor = out / "predictor.pth"
     search_dir = out / "search"
@@ -171,12 +181,15 @@ def main(cfg: DictConfig) -> None:
               "overwrite=true", f"hydra.run.dir={out / 'predictor'}"])
         _mark(out, "predictor", {"predictor": str(predictor)})
     if "latency" in steps and not _done(out, "latency"):
-        _mark(out, "latency", latency_step(out, o["supernet"], o["latency"], o["probe_k"], o["recal_k"]))
+        _mark(out, "latency", latency_step(out, o["supernet"], o["latency"], o["probe_k"], o["recal_k"],
+                                           o.get("supernet_kwargs")))
     tables_dir = _latency_tables_dir(out)
     if "search" in steps and not _done(out, "search"):
         _need(ckpt, "train")
         _need(predictor, "predictor")
-        _run([py, "search.py", "device=host_cpu", f"supernet={o['supernet']}", f"ckpt={ckpt}",
+        # a given checkpoint names its supernet itself (a timm/<model> name is no configs/supernet option)
+        _run([py, "search.py", "device=host_cpu", *([] if o.get("ckpt") else [f"supernet={o['supernet']}"]),
+              f"ckpt={ckpt}",
               f"predictor_path={predictor}", f"export.top_k={o['top_k']}",
               "overwrite=true" if _rerun(out, "search") else "resume=true",
               f"hydra.run.dir={search_dir}",
@@ -199,9 +212,12 @@ def _need(path: Path, step: str) -> None:
         raise SystemExit(f"{path} does not exist: run the {step!r} step first (steps={step})")
 
 
-def latency_step(out: Path, supernet: str, how: str = "recalibrate", probe_k: int = 3, recal_k: int = 20) -> dict:
+def latency_step(out: Path, supernet: str, how: str = "recalibrate", probe_k: int = 3, recal_k: int = 20,
+                 supernet_kwargs: dict | None = None) -> dict:
     """Make sure the host_cpu table the search will serve describes this machine (see the module docstring).
-    Returns what ``latency.done`` records: ``tables_dir`` (null: the repository's), how and how long."""
+    Returns what ``latency.done`` records: ``tables_dir`` (null: the repository's), how and how long.
+    ``supernet_kwargs``: a given checkpoint's (its layers' shapes, e.g. 10 classes at 32 px): the repository's
+    tables are of the registry's default shape, so a table of that shape is built here."""
     from predictors import load_latency_model
     from predictors.latency.probe import probe_host_table, recalibrate_here
 
@@ -209,10 +225,12 @@ def latency_step(out: Path, supernet: str, how: str = "recalibrate", probe_k: in
     tables = out / "latency_tables"
     folder = tables / "host_cpu" / supernet
     try:
+        if supernet_kwargs:
+            raise ValueError(f"the checkpoint's supernet is shaped by {supernet_kwargs}")
         load_latency_model("host_cpu", supernet)
     except ValueError as e:
         print(f"no usable host_cpu table in the repository ({e}); building one for this machine")
-        _run(host_build_command(folder, supernet))
+        _run(host_build_command(folder, supernet, supernet_kwargs=supernet_kwargs))
         return {"tables_dir": str(tables), "how": "built", "seconds": round(time.perf_counter() - t0, 1)}
     probe = probe_host_table("host_cpu", supernet, k=probe_k)
     print(probe.message(), flush=True)
@@ -239,10 +257,22 @@ def latency_step(out: Path, supernet: str, how: str = "recalibrate", probe_k: in
     return {**rec, "tables_dir": str(tables), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def host_build_command(folder: Path, supernet: str, statistic: str | None = None) -> list[str]:
+def host_build_command(folder: Path, supernet: str, statistic: str | None = None, *,
+                       supernet_kwargs: dict | None = None) -> list[str]:
     """The full rebuild of the host table on this machine, into ``folder`` (the out dir, never the repository's)."""
+    shaped = [f"supernet_kwargs={_override_value(supernet_kwargs)}"] if supernet_kwargs else []
     return [sys.executable, "scripts/build_latency_table.py", f"supernet={supernet}", "device=host_cpu",
-            f"out_dir={folder}", "restart=true", "progress=false", *([f"measure.statistic={statistic}"] if statistic else [])]
+            f"out_dir={folder}", "restart=true", "progress=false", *shaped,
+            *([f"measure.statistic={statistic}"] if statistic else [])]
+
+
+def _override_value(value) -> str:
+    """``value`` in Hydra's override grammar (``{num_classes:10,resolutions:[32]}``)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    return "null" if value is None else str(value)
 
 
 def _latency_tables_dir(out: Path) -> Path | None:

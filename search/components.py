@@ -150,15 +150,20 @@ def load_components(cfg: Mapping[str, Any], *, accuracy: ArchModel | None = None
             continue
         from predictors import load_latency_model
         from predictors.latency.probe import warn_if_stale
+        from supernets.measurable import measurable_for
 
         dev = devices[d] if devices.get(d) is not None else d  # a name no config knows: its error names them all
         tables_dir = cfg.get("latency_tables_dir") or None
         if hasattr(supernet, "precision"):  # a quant space: its table's layers carry their precision
             models[d] = load_latency_model(dev, name, tables_dir=tables_dir, geometry=supernet.latency_layers())
             continue  # (the staleness probe below times FP32 subnets of the registered supernet only)
-        models[d] = load_latency_model(dev, name, tables_dir=tables_dir)
+        # a checkpoint's supernet shaped by its own kwargs (e.g. a timm model with 10 classes at 32 px): the table's
+        # keys carry the layers' shapes, so the layers are the checkpoint supernet's, not the registry default's
+        shaped = {"geometry": measurable_for(supernet)} if (ckpt_meta or {}).get("supernet_kwargs") else {}
+        models[d] = load_latency_model(dev, name, tables_dir=tables_dir, **shaped)
         # a host table is only true of the machine it was timed on: check it before serving it (seconds)
-        warn_if_stale(dev, name, tables_dir=tables_dir, k=int(cfg.get("latency_probe", 3) or 0))
+        warn_if_stale(dev, name, tables_dir=tables_dir, k=int(cfg.get("latency_probe", 3) or 0),
+                      **({**shaped, "supernet_obj": supernet} if shaped else {}))
     # models built for the family's full space also serve a supernet configured with fewer choices
     accuracy = adapt(accuracy, space)
     models = {d: adapt(m, space) for d, m in models.items()}

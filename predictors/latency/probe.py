@@ -150,13 +150,15 @@ def measure_archs(supernet_name: str, archs: list[Any], settings: MeasureSetting
 
 def probe_host_table(device: str, supernet: str, *, tables_dir: Path | str | None = None, k: int = 3,
                      tolerance: float = 0.10, seed: int = 12345, repeats: int = 20,
-                     supernet_obj: Any | None = None) -> ProbeResult:
+                     supernet_obj: Any | None = None, geometry: Any | None = None) -> ProbeResult:
     """Time ``k`` whole subnets now and compare with the served table (see the module docstring).
 
     Args:
         repeats: timed runs per subnet (one session, 5 warm-up runs; the table's statistic): seconds, not minutes.
         supernet_obj: a built supernet of that name to cut the subnets from (else one is created; its weights do
             not matter for latency).
+        geometry: the measurable layers of ``supernet_obj`` when it is shaped otherwise than the registry's default
+            (a checkpoint's ``supernet_kwargs``: the table's keys carry the shapes).
     """
     import predictors
     from predictors.latency.devices import device_config
@@ -166,7 +168,7 @@ def probe_host_table(device: str, supernet: str, *, tables_dir: Path | str | Non
     t0 = time.perf_counter()
     root = LATENCY_TABLES_DIR if tables_dir is None else Path(tables_dir)
     folder = root / device_config(device)["table_dir"] / supernet
-    model = predictors.load_latency_model(device, supernet, tables_dir=root)
+    model = predictors.load_latency_model(device, supernet, tables_dir=root, geometry=geometry)
     meta = load_meta(folder)
     built = table_settings(meta)
     settings = MeasureSettings(**{**asdict(built), "sessions": 1, "warmup": min(built.warmup, 5),
