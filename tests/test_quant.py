@@ -72,6 +72,32 @@ def test_node_scopes_map_stem_stages_and_head_to_their_precision_groups(qnet, tm
         assert in_block and set(in_block) == {k}
 
 
+def _ops_on_int8(path):
+    """Non-Q/DQ nodes of a QDQ model that read a dequantized activation: the ops ORT runs as INT8."""
+    m = onnx.load(str(path))
+    inits = {i.name for i in m.graph.initializer}
+    dq = {o for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in inits for o in n.output}
+    return sum(1 for n in m.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+               and any(i in dq for i in n.input))
+
+
+def test_unnamed_nodes_take_their_producers_group_so_int8_groups_quantize_only_themselves(qnet, tmp_path):
+    # ORT's pre-processing writes a stage's hard-swish as unnamed HardSigmoid + Mul nodes; placed by position they
+    # fell into the head's group, so an INT8 head quantized every FP32 stage's activations too
+    sub = _exported(qnet, tmp_path, 32)
+    export_onnx(sub, (1, 3, 24, 24), tmp_path / "f.onnx", check=False)
+    samples = [np.random.default_rng(0).standard_normal((1, 3, 24, 24)).astype(np.float32)]
+    ops = {}
+    for bits in ((8, 32, 32, 32, 32), (32, 32, 32, 32, 8), (8, 32, 32, 32, 8), (32, 32, 8, 32, 32)):
+        out = tmp_path / ("q" + "-".join(map(str, bits)) + ".onnx")
+        quantize_onnx(tmp_path / "f.onnx", out, samples, exclude_groups=[g for g, b in enumerate(bits) if b == 32],
+                      n_groups=5, settings=QuantSettings(calib_samples=1))
+        ops[bits] = _ops_on_int8(out)
+    # groups 0 and 4 are far apart: quantizing both runs exactly the INT8 ops of each alone
+    assert ops[(8, 32, 32, 32, 8)] == ops[(8, 32, 32, 32, 32)] + ops[(32, 32, 32, 32, 8)]
+    assert ops[(32, 32, 32, 32, 8)] < ops[(32, 32, 8, 32, 32)]  # the head is smaller than an h-swish stage
+
+
 def _float_weight_convs(path):
     m = onnx.load(str(path))
     inits = {i.name for i in m.graph.initializer}
