@@ -183,6 +183,34 @@ def test_export_top_k_of_a_quant_search_writes_quantized_onnx_measured_next_to_p
                           tmp_path, {})
 
 
+class _Int8Groups(ArchModel):
+    """Latency 1 ms + 1 ms per INT8 group: an all-FP32 twin reads 1.0."""
+
+    target = "latency_ms"
+
+    def _predict(self, encoded):
+        return 1.0 + self.space.int8_mask(encoded).sum(axis=1)
+
+
+def test_quant_export_predicts_each_fp32_twin_with_the_searched_latency_model(measured, tmp_path):
+    # a miss the twin shares is the host's speed since the table was built; one the quantized file has alone, the model's
+    from search.components import Components
+    from search.runner import _export_quantized
+
+    base, _, _, data = measured
+    q = quant_supernet(base, "mixed", resolutions=[24])
+    arch = q.space.join(q.space.base.sample(np.random.default_rng(4)), (8, 32, 8, 32, 8))
+    results = {"dev_q": {"status": "ok", "front": pd.DataFrame({"arch": [str(arch)], "top1": [0.5],
+                                                                 "latency_ms": [4.0]})}}
+    comps = Components("ofa_mbv3_tiny", q.space, None, {"dev_q": _Int8Groups(q.space)}, supernet=q,
+                       ckpt_meta={"data": data})
+    export = {"top_k": 1, "calib_batches": 1, "eval_batches": 1, "measure": {"warmup": 1, "repeats": 3, "passes": 1}}
+    _export_quantized(results, comps, export, tmp_path, {})
+    (rec,) = results["dev_q"]["exported"]
+    assert rec["policy"] == "mixed" and rec["latency_fp32_predicted_ms"] == 1.0
+    assert rec["latency_fp32_err"] == pytest.approx((1.0 - rec["latency_fp32_ms"]) / rec["latency_fp32_ms"])
+
+
 def test_build_latency_table_script_builds_the_quant_space_shaped_like_the_trained_supernet(tmp_path, monkeypatch):
     """``scripts/build_latency_table.py quant=true supernet_kwargs={in_chans:3}``: the builder gets the supernet with
     precision genes, shaped like a CIFAR-10 one (the table's keys carry the input shape); never into host_cpu."""
