@@ -220,6 +220,19 @@ def test_quantization_table_scores_every_policy_against_one_reference_point():
         "median_size_ratio"]  # no quantized subnet: NaN
 
 
+def test_quantization_table_plan_pairs_random_smallest_and_largest_base_archs_with_three_policies(qnet):
+    from paper_tables.quantization import _plan
+
+    sp = qnet.space
+    plan = _plan(sp, 4, 0)
+    bases = [sp.split(a)[0] for a in plan]
+    r = max(sp.base.resolutions)
+    assert len(plan) == 3 * 6 and plan == _plan(sp, 4, 0)
+    # the ends of every front are in the accuracy dataset, not only random archs
+    assert bases[-6:] == [sp.base.min_arch(r)] * 3 + [sp.base.max_arch(r)] * 3
+    assert [sp.policy(a) for a in plan] == ["fp32", "int8", "mixed"] * 6
+
+
 def test_exported_quantized_front_holds_measured_next_to_predicted_and_ort_scores_like_torch(qnet, tmp_path):
     from predictors.accuracy.quant import QuantEvaluator
     from predictors.latency.measure import MeasureSettings
