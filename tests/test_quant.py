@@ -233,6 +233,25 @@ def test_quantization_table_plan_pairs_random_smallest_and_largest_base_archs_wi
     assert [sp.policy(a) for a in plan] == ["fp32", "int8", "mixed"] * 6
 
 
+def test_exported_files_are_timed_next_to_their_fp32_twins(monkeypatch):
+    # the load of a shared host moves within a pass: a speed-up compares files timed side by side
+    import predictors.latency.measure as measure
+    from search.quant_export import measure_exports
+
+    order = []
+
+    def fake(paths, settings, desc=None):
+        order.extend(paths)
+        return [{"value_ms": 2.0 if p.endswith("_fp32") else 1.0 + int(p[1])} for p in paths]
+
+    monkeypatch.setattr(measure, "measure_onnx_passes", fake)
+    recs = [{"onnx": f"q{i}", "onnx_fp32": f"q{i}_fp32", "bytes": 1, "bytes_fp32": 4, "top1": 0.3, "top1_fp32": 0.31,
+             "top1_predicted": 0.3, "latency_predicted_ms": 1.0} for i in range(3)]
+    measure_exports(recs, None)
+    assert order == ["q0", "q0_fp32", "q1", "q1_fp32", "q2", "q2_fp32"]
+    assert [r["latency_ms"] for r in recs] == [1.0, 2.0, 3.0] and [r["speedup"] for r in recs] == [2.0, 1.0, 2 / 3]
+
+
 def test_exported_quantized_front_holds_measured_next_to_predicted_and_ort_scores_like_torch(qnet, tmp_path):
     from predictors.accuracy.quant import QuantEvaluator
     from predictors.latency.measure import MeasureSettings
