@@ -144,6 +144,10 @@ def test_search_py_quant_option_searches_precision_genes_with_the_drop_predictor
     assert isinstance(drop, QuantDropPredictor) and drop.trained_resolutions == [24]
     with pytest.raises(ValueError, match=r"predictor\.dataset"):
         load_predictor(compose_option("predictor", "quant_drop"), space=q.space)
+    # predictor.fp32 picks the FP32 part's recipe (null: ridge)
+    gbm = load_predictor({**pred_cfg, "fp32": {"kind": "gbm", "max_iter": 20}}, space=q.space)
+    assert type(gbm.fp32) is not type(drop.fp32) and type(drop.fp32).__name__ == type(
+        load_predictor({**pred_cfg, "fp32": {"kind": "ridge"}}, space=q.space).fp32).__name__
     c = _cfg(tmp_path, quant="int8", quant_resolutions=[24], predictor=pred_cfg,
              objectives={"names": ["top1", "size_mb"]})
     res = search.run(c, supernet=None)  # the supernet from the config, wrapped in its precision genes
