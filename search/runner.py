@@ -559,8 +559,9 @@ def _export_quantized(results: dict[str, Any], comps, export_cfg: dict, out: Pat
         df = res["front"]
         pick = choose_spread(len(df), int(export_cfg["top_k"]))
         archs = [mixed.space.join(*q.space.split(q.space.parse(a))) for a in df["arch"].iloc[pick]]
+        lat = comps.latency.get(dev) if q.space == mixed.space else None  # FP32 twins predicted where they're in the space
         recs = export_quantized(evaluator, archs, [df.iloc[i].to_dict() for i in pick], out / dev / "export", settings,
-                                measure=False)
+                                measure=False, latency_model=lat)
         measure_exports(recs, settings)
         for rec, i in zip(recs, pick):
             if "size_mb" in df:
@@ -577,7 +578,9 @@ def _export_quantized(results: dict[str, Any], comps, export_cfg: dict, out: Pat
                   f"{100 * r['top1_predicted']:.2f}%), {r['latency_ms']:.3f} ms (predicted {r['latency_predicted_ms']:.3f}), "
                   f"{r['bytes'] / 1e6:.3f} MB" + (f" (predicted {r['size_predicted_mb']:.3f})" if "size_predicted_mb" in r
                                                    else "") + f"; vs its FP32 twin: speed-up "
-                  f"{r['speedup']:.2f}x, {r['size_ratio']:.2f}x smaller")
+                  f"{r['speedup']:.2f}x, {r['size_ratio']:.2f}x smaller" + (
+                      f" (twin {r['latency_fp32_ms']:.3f} ms, predicted {r['latency_fp32_predicted_ms']:.3f})"
+                      if "latency_fp32_predicted_ms" in r else ""))
 
 
 def _export(results: dict[str, Any], comps, ev: ArchEvaluator, export_cfg: dict, out: Path, cfg: dict) -> None:

@@ -72,6 +72,32 @@ def test_node_scopes_map_stem_stages_and_head_to_their_precision_groups(qnet, tm
         assert in_block and set(in_block) == {k}
 
 
+def _ops_on_int8(path):
+    """Non-Q/DQ nodes of a QDQ model that read a dequantized activation: the ops ORT runs as INT8."""
+    m = onnx.load(str(path))
+    inits = {i.name for i in m.graph.initializer}
+    dq = {o for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in inits for o in n.output}
+    return sum(1 for n in m.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+               and any(i in dq for i in n.input))
+
+
+def test_unnamed_nodes_take_their_producers_group_so_int8_groups_quantize_only_themselves(qnet, tmp_path):
+    # ORT's pre-processing writes a stage's hard-swish as unnamed HardSigmoid + Mul nodes; placed by position they
+    # fell into the head's group, so an INT8 head quantized every FP32 stage's activations too
+    sub = _exported(qnet, tmp_path, 32)
+    export_onnx(sub, (1, 3, 24, 24), tmp_path / "f.onnx", check=False)
+    samples = [np.random.default_rng(0).standard_normal((1, 3, 24, 24)).astype(np.float32)]
+    ops = {}
+    for bits in ((8, 32, 32, 32, 32), (32, 32, 32, 32, 8), (8, 32, 32, 32, 8), (32, 32, 8, 32, 32)):
+        out = tmp_path / ("q" + "-".join(map(str, bits)) + ".onnx")
+        quantize_onnx(tmp_path / "f.onnx", out, samples, exclude_groups=[g for g, b in enumerate(bits) if b == 32],
+                      n_groups=5, settings=QuantSettings(calib_samples=1))
+        ops[bits] = _ops_on_int8(out)
+    # groups 0 and 4 are far apart: quantizing both runs exactly the INT8 ops of each alone
+    assert ops[(8, 32, 32, 32, 8)] == ops[(8, 32, 32, 32, 32)] + ops[(32, 32, 32, 32, 8)]
+    assert ops[(32, 32, 32, 32, 8)] < ops[(32, 32, 8, 32, 32)]  # the head is smaller than an h-swish stage
+
+
 def _float_weight_convs(path):
     m = onnx.load(str(path))
     inits = {i.name for i in m.graph.initializer}
@@ -192,6 +218,38 @@ def test_quantization_table_scores_every_policy_against_one_reference_point():
     assert by["int8"]["top1_within_1pt"] == 0 and by["fp32"]["latency_within_10pct"] == 1
     assert by["mixed"]["policies_on_front"] == "fp32:1 mixed:1" and by["fp32"]["median_size_ratio"] != by["fp32"][
         "median_size_ratio"]  # no quantized subnet: NaN
+
+
+def test_quantization_table_plan_pairs_random_smallest_and_largest_base_archs_with_three_policies(qnet):
+    from paper_tables.quantization import _plan
+
+    sp = qnet.space
+    plan = _plan(sp, 4, 0)
+    bases = [sp.split(a)[0] for a in plan]
+    r = max(sp.base.resolutions)
+    assert len(plan) == 3 * 6 and plan == _plan(sp, 4, 0)
+    # the ends of every front are in the accuracy dataset, not only random archs
+    assert bases[-6:] == [sp.base.min_arch(r)] * 3 + [sp.base.max_arch(r)] * 3
+    assert [sp.policy(a) for a in plan] == ["fp32", "int8", "mixed"] * 6
+
+
+def test_exported_files_are_timed_next_to_their_fp32_twins(monkeypatch):
+    # the load of a shared host moves within a pass: a speed-up compares files timed side by side
+    import predictors.latency.measure as measure
+    from search.quant_export import measure_exports
+
+    order = []
+
+    def fake(paths, settings, desc=None):
+        order.extend(paths)
+        return [{"value_ms": 2.0 if p.endswith("_fp32") else 1.0 + int(p[1])} for p in paths]
+
+    monkeypatch.setattr(measure, "measure_onnx_passes", fake)
+    recs = [{"onnx": f"q{i}", "onnx_fp32": f"q{i}_fp32", "bytes": 1, "bytes_fp32": 4, "top1": 0.3, "top1_fp32": 0.31,
+             "top1_predicted": 0.3, "latency_predicted_ms": 1.0} for i in range(3)]
+    measure_exports(recs, None)
+    assert order == ["q0", "q0_fp32", "q1", "q1_fp32", "q2", "q2_fp32"]
+    assert [r["latency_ms"] for r in recs] == [1.0, 2.0, 3.0] and [r["speedup"] for r in recs] == [2.0, 1.0, 2 / 3]
 
 
 def test_exported_quantized_front_holds_measured_next_to_predicted_and_ort_scores_like_torch(qnet, tmp_path):

@@ -144,6 +144,10 @@ def test_search_py_quant_option_searches_precision_genes_with_the_drop_predictor
     assert isinstance(drop, QuantDropPredictor) and drop.trained_resolutions == [24]
     with pytest.raises(ValueError, match=r"predictor\.dataset"):
         load_predictor(compose_option("predictor", "quant_drop"), space=q.space)
+    # predictor.fp32 picks the FP32 part's recipe (null: ridge)
+    gbm = load_predictor({**pred_cfg, "fp32": {"kind": "gbm", "max_iter": 20}}, space=q.space)
+    assert type(gbm.fp32) is not type(drop.fp32) and type(drop.fp32).__name__ == type(
+        load_predictor({**pred_cfg, "fp32": {"kind": "ridge"}}, space=q.space).fp32).__name__
     c = _cfg(tmp_path, quant="int8", quant_resolutions=[24], predictor=pred_cfg,
              objectives={"names": ["top1", "size_mb"]})
     res = search.run(c, supernet=None)  # the supernet from the config, wrapped in its precision genes
@@ -181,6 +185,34 @@ def test_export_top_k_of_a_quant_search_writes_quantized_onnx_measured_next_to_p
     with pytest.raises(ValueError, match="ckpt="):
         _export_quantized(results, Components("ofa_mbv3_tiny", q.space, comps.accuracy, {}, supernet=q), export,
                           tmp_path, {})
+
+
+class _Int8Groups(ArchModel):
+    """Latency 1 ms + 1 ms per INT8 group: an all-FP32 twin reads 1.0."""
+
+    target = "latency_ms"
+
+    def _predict(self, encoded):
+        return 1.0 + self.space.int8_mask(encoded).sum(axis=1)
+
+
+def test_quant_export_predicts_each_fp32_twin_with_the_searched_latency_model(measured, tmp_path):
+    # a miss the twin shares is the host's speed since the table was built; one the quantized file has alone, the model's
+    from search.components import Components
+    from search.runner import _export_quantized
+
+    base, _, _, data = measured
+    q = quant_supernet(base, "mixed", resolutions=[24])
+    arch = q.space.join(q.space.base.sample(np.random.default_rng(4)), (8, 32, 8, 32, 8))
+    results = {"dev_q": {"status": "ok", "front": pd.DataFrame({"arch": [str(arch)], "top1": [0.5],
+                                                                 "latency_ms": [4.0]})}}
+    comps = Components("ofa_mbv3_tiny", q.space, None, {"dev_q": _Int8Groups(q.space)}, supernet=q,
+                       ckpt_meta={"data": data})
+    export = {"top_k": 1, "calib_batches": 1, "eval_batches": 1, "measure": {"warmup": 1, "repeats": 3, "passes": 1}}
+    _export_quantized(results, comps, export, tmp_path, {})
+    (rec,) = results["dev_q"]["exported"]
+    assert rec["policy"] == "mixed" and rec["latency_fp32_predicted_ms"] == 1.0
+    assert rec["latency_fp32_err"] == pytest.approx((1.0 - rec["latency_fp32_ms"]) / rec["latency_fp32_ms"])
 
 
 def test_build_latency_table_script_builds_the_quant_space_shaped_like_the_trained_supernet(tmp_path, monkeypatch):

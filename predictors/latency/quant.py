@@ -2,7 +2,7 @@
 QDQ format, per-channel signed 8-bit weights, unsigned 8-bit activations, calibrated on real inputs through a
 ``CalibrationDataReader`` (``MinMax`` by default; ``Entropy`` / ``Percentile`` configurable), mixed precision by
 passing the FP32 groups' nodes as ``nodes_to_exclude`` (groups read from the node-name scopes torch's exporter
-writes, :func:`supernets.quant.precision_group_of_node`).
+writes and the graph's data flow, :func:`supernets.quant.precision_group_of_node`).
 
 The latency table builder exports through :func:`export_layer_onnx` / :func:`export_subnet_onnx`, so INT8 layers
 and mixed-precision calibration subnets are built, timed and calibrated by the same code as FP32 ones.
@@ -88,7 +88,7 @@ def quantize_onnx(fp32_path: Path | str, out_path: Path | str, samples: Sequence
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from supernets.quant import precision_group_of_node
+    from supernets.quant import precision_groups_of_graph
 
     s = settings or QuantSettings()
     if not samples:
@@ -102,7 +102,7 @@ def quantize_onnx(fp32_path: Path | str, out_path: Path | str, samples: Sequence
         quant_pre_process(str(fp32_path), str(pre))
         model = onnx.load(str(pre))
         names = [n.name for n in model.graph.node]
-        groups = precision_group_of_node(names, n_groups)
+        groups = precision_groups_of_graph(model.graph, n_groups)
         keep = {int(g) for g in exclude_groups}
         exclude = [n for n, g in zip(names, groups) if g in keep]
         quantize_static(str(pre), str(out), _reader(model.graph.input[0].name, list(samples)[: s.calib_samples]),
