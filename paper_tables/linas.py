@@ -2,8 +2,8 @@
 
 Four routes, each spending a budget of real evaluations (BN recalibration + held-out top-1 of a subnet):
 
-* ``linas``: :class:`search.algorithms.linas.LINAS` (predictor refit each iteration, next batch from the predicted
-  front);
+* ``linas``: :class:`search.algorithms.linas.LINAS` (predictor refit each iteration, chosen by out-of-fold error among
+  ``linas_predictors``; next batch by expected hypervolume improvement over the measured front);
 * ``one_shot``: half the budget on an accuracy dataset (the builder's plan: max, min, uniform and MACs-stratified
   archs), one predictor fit, NSGA-II on its predictions, the other half measuring archs spread along the predicted
   front (the project's one-shot route with the same number of real evaluations);
@@ -172,9 +172,17 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                Column("hv_max", "max", ".5f"), Column("seeds", "seeds")]
     wins = set(run) == set(METHODS) and all(df[(df.evaluations == b) & (df.method == "linas")].hypervolume.iloc[0]
                > df[(df.evaluations == b) & (df.method != "linas")].hypervolume.max() for b in budgets)
+    n_calib = sum(len(y) for _, y in measured.calib)
+    n_eval = sum(len(y) for _, y in measured.eval_batches)
+    lcfg = algos["linas"]
     notes = [f"Checkpoint {ckpt.name} ({measured.supernet}); device {device} (latency table); real evaluation = BN "
-             f"recalibration on {cfg['calib_batches']} training batches + top-1 on "
-             f"{'the whole held-out split' if cfg.get('eval_batches') is None else str(cfg['eval_batches']) + ' held-out batch(es)'}.",
+             f"recalibration on {n_calib} training images (seeded, the same for every route) + top-1 on {n_eval} "
+             "held-out images; one evaluator object and one cache for every route.",
+             f"LINAS: {lcfg.get('n_init')} ladder archs, then batches of {lcfg.get('batch_size')} by "
+             f"{lcfg.get('select', 'hvi')} (uncertainty floor {lcfg.get('noise', 0.01)}), predictor chosen per "
+             f"iteration by 5-fold error among {[p['kind'] for p in lcfg['predictor']]}; one-shot: "
+             f"{cfg['predictor']['kind']} on half the budget, NSGA-II on it, the other half spread along its front; "
+             f"NSGA-II on real evaluations: population {cfg['nsga2_pop']}.",
              f"Hypervolume of (1 - measured top-1, latency ms) against {np.round(ref, 4).tolist()}; median, min and "
              f"max over seeds {seeds}. {len(measured.values)} distinct archs measured in all ({measured.n_measured} "
              "in this run, the rest from the cache).",
