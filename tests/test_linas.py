@@ -196,15 +196,16 @@ def test_measured_accuracy_from_a_checkpoint_calibrates_on_the_same_batches_in_e
     from supernets.checkpoints import CKPT_KEY
 
     torch.manual_seed(0)
-    net = supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=1, resolutions=[8])
-    meta = {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {"num_classes": 10, "in_chans": 1, "resolutions": [8]},
-            "data": {"name": "digits", "batch_size": 16, "val_batch_size": 32, "seed": 0, "split_seed": 0,
-                     "n_val": 64}}
+    net = supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=3, resolutions=[8])
+    # the bundled CIFAR-10 split augments its training images (random crop and flip from torch's global RNG)
+    meta = {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {"num_classes": 10, "in_chans": 3, "resolutions": [8]},
+            "data": {"name": "cifar10_test", "batch_size": 16, "val_batch_size": 32, "seed": 0, "split_seed": 0,
+                     "n_val": 64, "augment": True}}
     torch.save({"state_dict": {f"supernet.{k}": v for k, v in net.state_dict().items()}, CKPT_KEY: meta},
                tmp_path / "t.ckpt")
     runs = []
     for s in (1, 2):
-        torch.manual_seed(s)  # another process's global RNG: the training loader's shuffle draws from it
+        torch.manual_seed(s)  # another process's global RNG: the augmentation draws from it
         runs.append(measured_from_checkpoint(tmp_path / "t.ckpt", calib_batches=2, eval_batches=1))
     torch.testing.assert_close(runs[0].calib[0][0], runs[1].calib[0][0])
 
