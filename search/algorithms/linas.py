@@ -36,7 +36,7 @@ from search.algorithms.base import SearchAlgorithm, SearchContext
 from search.algorithms.registry import register_algorithm
 from search.operators import sample_ladder
 
-__all__ = ["LINAS", "expected_hvi_pick", "hv_improvement", "spread_pick"]
+__all__ = ["LINAS", "expected_hvi_pick", "fit_best_predictor", "hv_improvement", "spread_pick"]
 
 
 def hv_improvement(P: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -101,6 +101,27 @@ def spread_pick(F: np.ndarray, rank: np.ndarray, k: int) -> np.ndarray:
         at = np.unique(np.rint(np.linspace(0, len(rows) - 1, need)).astype(np.int64))
         picked.extend(rows[at].tolist())
     return np.asarray(picked[:k], dtype=np.int64)
+
+
+def fit_best_predictor(recipes: list[Mapping[str, Any]], space, X: np.ndarray, y: np.ndarray, *, folds: int = 5,
+                       seed: int = 0, supernet: str | None = None):
+    """The recipe (``configs/predictor`` contents) with the lowest ``folds``-fold out-of-fold RMSE on ``(X, y)``,
+    fitted on all rows, and that RMSE (``inf`` with fewer than 2 rows: the first recipe, unscored)."""
+    from sklearn.model_selection import KFold
+
+    from predictors.accuracy.models import build_predictor
+
+    folds = min(folds, len(y))
+    best = (np.inf, recipes[0])
+    if folds >= 2:
+        for recipe in recipes:
+            oof = np.empty(len(y))
+            for tr, te in KFold(folds, shuffle=True, random_state=seed).split(X):
+                oof[te] = build_predictor(recipe, space, supernet=supernet).fit(X[tr], y[tr]).predict(X[te])
+            rmse = float(np.sqrt(np.mean((oof - y) ** 2)))
+            if rmse < best[0]:
+                best = (rmse, recipe)
+    return build_predictor(dict(best[1]), space, supernet=supernet).fit(X, y), best[0]
 
 
 @register_algorithm
@@ -203,24 +224,9 @@ class LINAS(SearchAlgorithm):
     def _fit(self, ev, ids: np.ndarray, seed: int):
         """The listed predictor with the lowest out-of-fold RMSE on the measured archs, refit on all of them, and
         that RMSE (floored at ``noise``): the uncertainty of its predictions."""
-        from sklearn.model_selection import KFold
-
-        from predictors.accuracy.models import build_predictor
-
-        X, y = ev.encoded(ids), ev.top1[ids]
-        folds = min(self.cv_folds, len(ids))
-        best = (np.inf, self.predictors[0])
-        if folds >= 2:
-            for recipe in self.predictors:
-                oof = np.empty(len(y))
-                for tr, te in KFold(folds, shuffle=True, random_state=seed).split(X):
-                    m = build_predictor(recipe, ev.space, supernet=ev.accuracy.supernet).fit(X[tr], y[tr])
-                    oof[te] = m.predict(X[te])
-                rmse = float(np.sqrt(np.mean((oof - y) ** 2)))
-                if rmse < best[0]:
-                    best = (rmse, recipe)
-        model = build_predictor(best[1], ev.space, supernet=ev.accuracy.supernet).fit(X, y)
-        return model, max(best[0] if np.isfinite(best[0]) else 0.0, self.noise)
+        model, rmse = fit_best_predictor(self.predictors, ev.space, ev.encoded(ids), ev.top1[ids], folds=self.cv_folds,
+                                         seed=seed, supernet=ev.accuracy.supernet)
+        return model, max(rmse if np.isfinite(rmse) else 0.0, self.noise)
 
     def _propose(self, ctx: SearchContext, k: int, it: int) -> tuple[np.ndarray, np.ndarray]:
         """Fit the predictor on every measured arch, search on it, return ``k`` unmeasured archs (and their
