@@ -118,8 +118,9 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                                         data=cfg.get("data"))
     net, space = measured.net, measured.space
     latency = {device: load_latency_model(device, measured.supernet)}
+    # overwrite: a rebuild in the same out_dir starts every route afresh (its measurements stay in measured.csv)
     base = {"supernet": measured.supernet, "device": device, "probe": 0, "plot": False, "progress": False,
-            "checkpoint_every": 0}
+            "checkpoint_every": 0, "overwrite": True}
     models = {"accuracy": measured, "supernet": net, "latency": latency}
     top = budgets[-1]
     # Every runner measures the smallest and largest arch at each resolution first (its reference point). They are
