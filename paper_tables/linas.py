@@ -2,8 +2,8 @@
 
 Four routes, each spending a budget of real evaluations (BN recalibration + held-out top-1 of a subnet):
 
-* ``linas``: :class:`search.algorithms.linas.LINAS` (predictor refit each iteration, next batch from the predicted
-  front);
+* ``linas``: :class:`search.algorithms.linas.LINAS` (predictor refit each iteration, chosen by out-of-fold error among
+  ``linas_predictors``; next batch by expected hypervolume improvement over the measured front);
 * ``one_shot``: half the budget on an accuracy dataset (the builder's plan: max, min, uniform and MACs-stratified
   archs), one predictor fit, NSGA-II on its predictions, the other half measuring archs spread along the predicted
   front (the project's one-shot route with the same number of real evaluations);
@@ -76,8 +76,7 @@ def _store(run_dir: Path, device: str) -> tuple[np.ndarray, np.ndarray]:
 def _one_shot(base: dict, measured, space, b: int, seed: int, cfg: dict, sub: Path, latency) -> np.ndarray:
     """Objectives of the archs the one-shot route measures with budget ``b`` (evaluation order)."""
     from predictors.accuracy.builder import plan_archs
-    from predictors.accuracy.models import build_predictor
-    from search.algorithms.linas import spread_pick
+    from search.algorithms.linas import fit_best_predictor, spread_pick
 
     net = measured.net
     n_data = max(2, b // 2)
@@ -88,7 +87,8 @@ def _one_shot(base: dict, measured, space, b: int, seed: int, cfg: dict, sub: Pa
     archs = [a for a in archs if str(a) not in ext][:n_data]
     Xd = space.encode(archs)
     yd = measured.predict(Xd)
-    pred = build_predictor(dict(cfg["predictor"]), space, supernet=measured.supernet).fit(Xd, yd)
+    recipes = [dict(p) for p in cfg.get("one_shot_predictors") or [cfg["predictor"]]]
+    pred, _ = fit_best_predictor(recipes, space, Xd, yd, seed=seed, supernet=measured.supernet)
     res = quiet_search({**base, "seed": seed, "out_dir": str(sub), "algorithm": dict(cfg["one_shot_search"])},
                        sub / "search.log", accuracy=pred, supernet=net, latency=latency)
     front = res["devices"][base["device"]]["front"]
@@ -118,25 +118,32 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                                         data=cfg.get("data"))
     net, space = measured.net, measured.space
     latency = {device: load_latency_model(device, measured.supernet)}
+    # overwrite: a rebuild in the same out_dir starts every route afresh (its measurements stay in measured.csv)
     base = {"supernet": measured.supernet, "device": device, "probe": 0, "plot": False, "progress": False,
-            "checkpoint_every": 0}
+            "checkpoint_every": 0, "overwrite": True}
     models = {"accuracy": measured, "supernet": net, "latency": latency}
     top = budgets[-1]
     # Every runner measures the smallest and largest arch at each resolution first (its reference point). They are
     # not the route's choice and, on a trained supernet, sit on the front: counted, they would hand every route
     # the same front. So a route's budget b is the b archs measured *after* them, and its front is read from those.
     n_ext = len(_extremes(space))
+    run = [str(m) for m in cfg.get("methods") or METHODS]
+    if unknown := sorted(set(run) - set(METHODS)):
+        raise ValueError(f"table=linas methods: {unknown} unknown; allowed {list(METHODS)}")
     algos = {
         "linas": {**dict(cfg["linas"]), "name": "linas", "n_evals": top + n_ext,
-                  "_target_": "search.algorithms.linas.LINAS", "predictor": dict(cfg["predictor"])},
+                  "_target_": "search.algorithms.linas.LINAS",
+                  "predictor": [dict(p) for p in cfg.get("linas_predictors") or [cfg["predictor"]]]},
         "nsga2_real": {"name": "nsga2", "pop_size": int(cfg["nsga2_pop"]), "n_gen": -(-top // int(cfg["nsga2_pop"]))},
         "random": {"name": "random", "batch_size": 10, "n_gen": top, "max_evals": top},
     }
     curves: dict[str, list[list[float]]] = {m: [] for m in METHODS}
     n_used: dict[str, list[int]] = {m: [] for m in METHODS}
-    ref = None
+    ref = _reference(net, measured, latency, device)
     for seed in seeds:
         for m, acfg in algos.items():
+            if m not in run:
+                continue
             sub = out_dir / "runs" / f"{m}_seed{seed}"
             quiet_search({**base, "seed": seed, "out_dir": str(sub), "algorithm": acfg}, sub / "search.log", **models)
             X, F = _store(sub, device)
@@ -144,32 +151,40 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                 raise RuntimeError(f"run {sub} did not measure the reference extremes first")
             # the loops ran past the budget: their first `top` archs (after the extremes) are the run with that budget
             X, F = X[n_ext:n_ext + top], F[n_ext:n_ext + top]
-            if ref is None:
-                ref = _reference(net, measured, latency, device)
             curves[m].append(hv_curve(X, F, ref, budgets))
             n_used[m].append(len(F))
         oc = []
-        for b in budgets:
+        for b in budgets if "one_shot" in run else []:
             F = _one_shot(base, measured, space, b, seed, cfg, out_dir / "runs" / f"one_shot_b{b}_seed{seed}", latency)
             oc.append(hv_curve(np.zeros(len(F)), F, ref, [b])[0])
-        curves["one_shot"].append(oc)
-        n_used["one_shot"].append(top)
+        if oc:
+            curves["one_shot"].append(oc)
+            n_used["one_shot"].append(top)
     rows = []
-    for m in METHODS:
+    for m in (m for m in METHODS if m in run):
         a = np.array(curves[m])
         for j, b in enumerate(budgets):
             rows.append({"method": m, "evaluations": b, "hypervolume": float(np.median(a[:, j])),
                          "hv_min": float(a[:, j].min()), "hv_max": float(a[:, j].max()), "seeds": len(seeds)})
     df = pd.DataFrame(rows)
-    reach = _evaluations_to_reach(df, budgets)
+    reach = _evaluations_to_reach(df, budgets, [m for m in METHODS if m in run])
     columns = [Column("method", "method"), Column("evaluations", "evaluations"),
                Column("hypervolume", "hypervolume (median)", ".5f"), Column("hv_min", "min", ".5f"),
                Column("hv_max", "max", ".5f"), Column("seeds", "seeds")]
-    wins = all(df[(df.evaluations == b) & (df.method == "linas")].hypervolume.iloc[0]
+    wins = set(run) == set(METHODS) and all(df[(df.evaluations == b) & (df.method == "linas")].hypervolume.iloc[0]
                > df[(df.evaluations == b) & (df.method != "linas")].hypervolume.max() for b in budgets)
+    n_calib = sum(len(y) for _, y in measured.calib)
+    n_eval = sum(len(y) for _, y in measured.eval_batches)
+    lcfg = algos["linas"]
     notes = [f"Checkpoint {ckpt.name} ({measured.supernet}); device {device} (latency table); real evaluation = BN "
-             f"recalibration on {cfg['calib_batches']} training batches + top-1 on "
-             f"{'the whole held-out split' if cfg.get('eval_batches') is None else str(cfg['eval_batches']) + ' held-out batch(es)'}.",
+             f"recalibration on {n_calib} training images (seeded, the same for every route) + top-1 on {n_eval} "
+             "held-out images; one evaluator object and one cache for every route.",
+             f"LINAS: {lcfg.get('n_init')} ladder archs, then batches of {lcfg.get('batch_size')} by "
+             f"{lcfg.get('select', 'hvi')} (uncertainty floor {lcfg.get('noise', 0.01)}), predictor chosen per "
+             f"iteration by 5-fold error among {[p['kind'] for p in lcfg['predictor']]}; one-shot: "
+             f"{[p['kind'] for p in cfg.get('one_shot_predictors') or [cfg['predictor']]]} (the best by 5-fold error) on half "
+             "the budget, NSGA-II on it, the other half spread along its front; "
+             f"NSGA-II on real evaluations: population {cfg['nsga2_pop']}.",
              f"Hypervolume of (1 - measured top-1, latency ms) against {np.round(ref, 4).tolist()}; median, min and "
              f"max over seeds {seeds}. {len(measured.values)} distinct archs measured in all ({measured.n_measured} "
              "in this run, the rest from the cache).",
@@ -182,7 +197,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
 
     def plot(path: Path) -> None:
         fig, ax = new_figure(figsize=(6, 4))
-        for k, m in enumerate(METHODS):
+        for k, m in enumerate(m for m in METHODS if m in run):
             s = df[df.method == m]
             ax.plot(s.evaluations, s.hypervolume, "o-", c=f"C{k}", label=m)
             ax.fill_between(s.evaluations, s.hv_min, s.hv_max, color=f"C{k}", alpha=0.15)
@@ -210,14 +225,14 @@ def _reference(net, measured, latency, device: str) -> np.ndarray:
     return worst + 0.05 * np.maximum(worst - best, 1e-12)
 
 
-def _evaluations_to_reach(df: pd.DataFrame, budgets: list[int]) -> list[str]:
+def _evaluations_to_reach(df: pd.DataFrame, budgets: list[int], methods: list[str]) -> list[str]:
     """Per ordered pair (a, b): the smallest budget at which a's median hypervolume reaches b's at the top budget."""
     out = []
     top = budgets[-1]
-    final = {m: float(df[(df.method == m) & (df.evaluations == top)].hypervolume.iloc[0]) for m in METHODS}
-    for a in METHODS:
+    final = {m: float(df[(df.method == m) & (df.evaluations == top)].hypervolume.iloc[0]) for m in methods}
+    for a in methods:
         bits = []
-        for b in METHODS:
+        for b in methods:
             if a == b:
                 continue
             s = df[(df.method == a) & (df.hypervolume >= final[b])]

@@ -88,9 +88,10 @@ class MeasuredAccuracy(ArchModel):
 def measured_from_checkpoint(ckpt: str | os.PathLike, *, calib_batches: int = 4, eval_batches: int | None = None,
                              cache: str | os.PathLike | None = None, threads: int | None = 1,
                              channels_last: bool = True, space: SearchSpace | None = None,
-                             data: Mapping[str, Any] | None = None) -> MeasuredAccuracy:
+                             data: Mapping[str, Any] | None = None, calib_seed: int = 0) -> MeasuredAccuracy:
     """A :class:`MeasuredAccuracy` on a ``train.py`` checkpoint and its own data module (the held-out split it was
-    validated on; ``data`` overrides some of the checkpoint's data options, e.g. ``val_batch_size``)."""
+    validated on; ``data`` overrides some of the checkpoint's data options, e.g. ``val_batch_size``). The BN
+    calibration batches are drawn under ``calib_seed``: the same in every process."""
     import torch
 
     from predictors.accuracy.builder import cache_batches
@@ -107,7 +108,12 @@ def measured_from_checkpoint(ckpt: str | os.PathLike, *, calib_batches: int = 4,
     dm.setup()
     if channels_last:
         supernet.to(memory_format=torch.channels_last)
-    model = MeasuredAccuracy(supernet, cache_batches(dm.train_dataloader(), calib_batches),
+    # the calibration batches are shuffled and augmented training images: drawn under a fixed seed, so every process
+    # measures an arch the same way and a cache written by one run (or a resumed one) holds what this one would measure
+    with torch.random.fork_rng():
+        torch.manual_seed(int(calib_seed))
+        calib = cache_batches(dm.train_dataloader(), calib_batches)
+    model = MeasuredAccuracy(supernet, calib,
                              cache_batches(dm.val_dataloader(), eval_batches), cache=cache, threads=threads,
                              path=str(ckpt.resolve()), supernet_name=meta.get("supernet"))
     if space is not None and space.columns != model.space.columns:

@@ -148,3 +148,104 @@ def test_linas_table_reads_hypervolume_per_budget_from_the_evaluation_order():
     curve = hv_curve(np.zeros(len(F)), F, ref, [1, 2, 3, 4])
     assert curve[0] == pytest.approx(0.25) and curve[-1] == pytest.approx(hypervolume(F[3:], ref))
     assert all(a <= b for a, b in itertools.pairwise(curve))  # a longer run only adds archs
+
+
+def test_hv_improvement_is_the_hypervolume_a_point_adds_to_the_front():
+    from search.algorithms.linas import hv_improvement
+    from search.pareto import hypervolume
+
+    rng = np.random.default_rng(0)
+    ref = np.array([1.0, 1.0])
+    front = rng.random((8, 2)) * 0.9
+    P = np.concatenate([rng.random((40, 2)) * 1.1, front[:2]])  # some beyond ref, some already on the front
+    want = [hypervolume(np.concatenate([front, p[None]]), ref) - hypervolume(front, ref) for p in P]
+    np.testing.assert_allclose(hv_improvement(P, front, ref), want, atol=1e-12)
+    np.testing.assert_allclose(hv_improvement(P[:3], np.zeros((0, 2)), ref), np.prod(np.clip(ref - P[:3], 0, None), 1))
+
+
+def test_expected_hvi_pick_fills_the_fronts_gaps_before_crowding_a_spot():
+    from search.algorithms.linas import expected_hvi_pick
+
+    ref = np.array([1.0, 1.0])
+    front = np.array([[0.2, 0.8], [0.8, 0.2]])  # a gap in the middle
+    # 0 adds the most; 1 sits next to it (adds nothing once 0 is in); 2 fills the rest of the gap; 3 is dominated
+    F = np.array([[0.45, 0.5], [0.46, 0.5], [0.6, 0.35], [0.9, 0.9]])
+    assert expected_hvi_pick(F, 0.0, front, ref, 2).tolist() == [0, 2]
+    assert 3 not in expected_hvi_pick(F, 0.0, front, ref, 4)  # improves nothing: left for the caller's top-up
+    assert 3 in expected_hvi_pick(F, 0.5, front, ref, 4)  # ... unless the uncertainty can lift it over the front
+
+
+def test_linas_uses_the_listed_predictor_with_the_lowest_out_of_fold_error(tiny):
+    from search.algorithms.linas import LINAS
+
+    truth = LinearAccuracy(tiny.space)
+    ev = ArchEvaluator(tiny.space, truth, {"dev_a": TableLatency(tiny.space, "dev_a")})
+    ev.evaluate(tiny.space.sample_encoded(np.random.default_rng(0), 40))
+    ridge = {"kind": "ridge", "features": "onehot_stats", "alpha": 1e-3}  # the truth is linear in the one-hot
+    gbm = {"kind": "gbm", "features": "onehot_stats", "max_iter": 5}
+    alone = {r["kind"]: LINAS(predictor=[r], noise=0.0)._fit(ev, np.arange(ev.n), 0)[1] for r in (ridge, gbm)}
+    assert alone["ridge"] < alone["gbm"]
+    for order in ([gbm, ridge], [ridge, gbm]):
+        model, sigma = LINAS(predictor=order, noise=0.0)._fit(ev, np.arange(ev.n), 0)
+        assert model.kind == "ridge" and sigma == alone["ridge"]
+    assert LINAS(predictor=[ridge], noise=0.05)._fit(ev, np.arange(ev.n), 0)[1] == 0.05  # the noise floor
+
+
+def test_measured_accuracy_from_a_checkpoint_calibrates_on_the_same_batches_in_every_run(tmp_path):
+    from search.measured import measured_from_checkpoint
+    from supernets.checkpoints import CKPT_KEY
+
+    torch.manual_seed(0)
+    net = supernets.create_supernet("ofa_mbv3_tiny", num_classes=10, in_chans=3, resolutions=[8])
+    # the bundled CIFAR-10 split augments its training images (random crop and flip from torch's global RNG)
+    meta = {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {"num_classes": 10, "in_chans": 3, "resolutions": [8]},
+            "data": {"name": "cifar10_test", "batch_size": 16, "val_batch_size": 32, "seed": 0, "split_seed": 0,
+                     "n_val": 64, "augment": True}}
+    torch.save({"state_dict": {f"supernet.{k}": v for k, v in net.state_dict().items()}, CKPT_KEY: meta},
+               tmp_path / "t.ckpt")
+    runs = []
+    for s in (1, 2):
+        torch.manual_seed(s)  # another process's global RNG: the augmentation draws from it
+        runs.append(measured_from_checkpoint(tmp_path / "t.ckpt", calib_batches=2, eval_batches=1))
+    torch.testing.assert_close(runs[0].calib[0][0], runs[1].calib[0][0])
+
+
+class NoisyTruth(LinearAccuracy):
+    """A 'measured' top-1: the linear truth plus a fixed per-arch error (an evaluation on a finite held-out split:
+    the same arch always measures the same, neighbours do not share it)."""
+
+    def __init__(self, space, noise: float) -> None:
+        super().__init__(space)
+        self.noise = noise
+
+    def _predict(self, x):
+        import zlib
+
+        err = [np.random.default_rng(zlib.crc32(r.tobytes())).normal(0.0, self.noise) for r in np.ascontiguousarray(x)]
+        return super()._predict(x) + np.asarray(err)
+
+
+def test_linas_measured_front_beats_random_nsga2_and_spread_batches_at_the_same_budget(tiny, tmp_path):
+    """The table=linas claim in small: same truth, same reference point, 24 evaluations after the extremes; batches by
+    expected hypervolume improvement also beat batches spread along the predicted front (the earlier LINAS)."""
+    from search.pareto import hypervolume, non_dominated
+
+    lat = {"dev_a": TableLatency(tiny.space, "dev_a")}
+    algos = {"linas": {**LINAS, "n_evals": 30, "batch_size": 4, "n_init": 4, "noise": 0.005,
+                       "predictor": [{"kind": "ridge", "features": "onehot_stats", "alpha": 1.0}]},
+             "nsga2": {"name": "nsga2", "pop_size": 6, "n_gen": 3},
+             "random": {"name": "random", "batch_size": 6, "n_gen": 3, "max_evals": 24}}
+    algos["spread"] = {**algos["linas"], "select": "spread"}
+    hv = {m: [] for m in algos}
+    for seed in (0, 1):
+        for m, algo in algos.items():
+            out = tmp_path / f"{m}{seed}"
+            search.run(_cfg(out, seed=seed, algorithm=algo, checkpoint_every=0), accuracy=NoisyTruth(tiny.space, 0.005),
+                       latency=lat, supernet=tiny)
+            ev, _, _ = load_state(out / STATE_FILE)
+            F = np.stack([1.0 - np.asarray(ev["top1"]), np.asarray(ev["lat"])[:, 0]], axis=1)
+            ref = F[:6].max(axis=0) + 0.05 * (F[:6].max(axis=0) - F[:6].min(axis=0))
+            f = F[6:30]  # the route's own 24 archs (the runner measures the 6 extremes first for every route)
+            assert len(f) == 24
+            hv[m].append(hypervolume(f[non_dominated(f)], ref))
+    assert min(hv["linas"]) > max(hv["random"] + hv["nsga2"] + hv["spread"]), hv
