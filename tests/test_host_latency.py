@@ -132,3 +132,28 @@ def test_pipeline_recalibrates_a_foreign_host_table_into_its_out_dir_and_a_scale
     cmd = pipe.host_build_command(folder, "ofa_mbv3_tiny", "p10")
     assert cmd[1] == "scripts/build_latency_table.py" and "restart=true" in cmd and f"out_dir={folder}" in cmd
     assert "measure.statistic=p10" in cmd
+
+
+def test_the_closing_check_times_again_while_the_hosts_speed_is_off_its_calibration_and_keeps_the_closest(capsys):
+    """The pipeline's measure step times reference subnets (calibration timings 1 and 2 ms) beside the exported
+    ones: an attempt where the host ran 0.55x is no test of the prediction, so it times again."""
+    time_with_drift_control = load_script("pipeline").time_with_drift_control
+
+    speeds = iter([0.55, 0.8, 1.03])
+    calls = []
+
+    def time_all(paths):
+        calls.append(list(paths))
+        f = next(speeds)
+        return [{"value_ms": f * ms} for ms in (5.0, 1.0, 2.0)]
+
+    records, drift = time_with_drift_control(["a.onnx"], ["r1", "r2"], [1.0, 2.0], time_all, wait_s=0)
+    assert drift == pytest.approx(1.03) and records == [{"value_ms": pytest.approx(5.15)}]
+    assert len(calls) == 3 and calls[0] == ["a.onnx", "r1", "r2"]
+    assert "0.55x their calibration timings" in capsys.readouterr().out
+    # within tolerance at once: one attempt; never within it: the closest attempt (0.8x beats 0.55x and 1.5x)
+    speeds = iter([0.97])
+    assert time_with_drift_control(["a"], ["r"], [1.0], time_all, wait_s=0)[1] == pytest.approx(0.97)
+    speeds = iter([0.55, 0.8, 1.5])
+    assert time_with_drift_control(["a"], ["r"], [1.0], time_all, wait_s=0)[1] == pytest.approx(0.8)
+    assert time_with_drift_control(["a"], [], [], lambda p: [{"value_ms": 1.0}], wait_s=0)[1] is None

@@ -47,7 +47,7 @@ from predictors.latency.table import (
 from supernets.measurable import MeasurableLayers, measurable_for
 
 __all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_csv", "calibration_summary", "load_calibration",
-           "measure_subnets", "recalibrate"]
+           "export_subnets", "measure_subnets", "recalibrate"]
 
 #: Fingerprint fields that must agree for measurements to share one table.
 _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
@@ -104,6 +104,13 @@ def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettin
                     progress: bool = True) -> list[dict[str, Any]]:
     """Export each arch's static subnet into ``workdir`` and time them all together end to end, in
     ``settings.passes`` passes (:func:`~predictors.latency.measure.measure_onnx_passes`)."""
+    paths = export_subnets(supernet, archs, settings, workdir, progress=progress)
+    return measure_onnx_passes(paths, settings, progress=progress, desc="whole subnets")
+
+
+def export_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettings, workdir: Path,
+                   progress: bool = False) -> list[Path]:
+    """Each arch's static subnet as ``workdir/subnetNNNN.onnx``, at the batch size of ``settings``."""
     from tqdm.auto import tqdm
 
     input_shape = measurable_for(supernet).input_shape
@@ -112,7 +119,7 @@ def measure_subnets(supernet: Any, archs: Sequence[Any], settings: MeasureSettin
         path = Path(workdir) / f"subnet{i:04d}.onnx"
         export_subnet_onnx(supernet, arch, (settings.batch, *input_shape(arch.r)[1:]), path)
         paths.append(path)
-    return measure_onnx_passes(paths, settings, progress=progress, desc="whole subnets")
+    return paths
 
 
 def build_latency_table(supernet_name: str, out_dir: Path | str, *, device: str = "host_cpu",
