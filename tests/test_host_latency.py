@@ -157,3 +157,26 @@ def test_the_closing_check_times_again_while_the_hosts_speed_is_off_its_calibrat
     speeds = iter([0.55, 0.8, 1.5])
     assert time_with_drift_control(["a"], ["r"], [1.0], time_all, wait_s=0)[1] == pytest.approx(0.8)
     assert time_with_drift_control(["a"], [], [], lambda p: [{"value_ms": 1.0}], wait_s=0)[1] is None
+
+
+def test_the_closing_checks_reference_subnets_span_the_served_tables_calibration_and_export_from_a_checkpoint(
+        tmp_path):
+    import torch
+
+    from predictors.latency.calibration import load_calibration
+    from predictors.latency.measure import MeasureSettings
+    from supernets.checkpoints import CKPT_KEY
+
+    pipe = _pipeline()
+    refs = pipe.reference_subnets("ofa_mbv3_tiny", None)
+    rows = load_calibration(LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny")
+    times = sorted(r["measured_ms"] for r in rows)
+    ms = [m for _, m in refs]
+    assert ms[0] == times[0] and ms[-1] == times[-1] and ms[1] in times[len(times) // 3: 2 * len(times) // 3]
+    assert pipe.reference_subnets("ofa_mbv3_tiny", None, k=len(rows) + 1) == []
+    net = supernets.create_supernet("ofa_mbv3_tiny")
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save({CKPT_KEY: {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {}, "space": repr(net.space), "data": {}},
+                "state_dict": {f"supernet.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    paths = pipe.export_references(ckpt, [a for a, _ in refs], MeasureSettings(), tmp_path)
+    assert len(paths) == 3 and all(p.stat().st_size > 1000 for p in paths)
