@@ -46,8 +46,8 @@ from predictors.latency.table import (
 )
 from supernets.measurable import MeasurableLayers, measurable_for
 
-__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_csv", "calibration_summary", "load_calibration",
-           "export_subnets", "measure_subnets", "recalibrate"]
+__all__ = ["CALIBRATION_COLUMNS", "build_latency_table", "calibration_csv", "calibration_summary", "export_subnets",
+           "load_calibration", "measure_subnets", "recalibrate"]
 
 #: Fingerprint fields that must agree for measurements to share one table.
 _HOST_FIELDS = ("cpu", "onnxruntime", "provider", "threads", "graph_opt", "batch", "statistic")
