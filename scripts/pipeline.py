@@ -377,9 +377,10 @@ def export_references(ckpt: Path, archs: list[str], settings, workdir: Path) -> 
 
 def time_with_drift_control(paths: list, ref_paths: list, ref_ms: list[float], time_all, *, tolerance: float = 0.05,
                             attempts: int = 3, wait_s: float = 20.0) -> tuple[list[dict], float | None]:
-    """Time ``paths`` and the reference subnets together (``time_all(paths)`` -> one record per path); where the
-    references run outside ``tolerance`` of their calibration timings the host's speed has moved since the table
-    was calibrated (half the check's ±10 % budget: a host 8 % off leaves the prediction 2 %) (this shared host was seen to run 0.55x, then 1.0x, within a minute), which is no test of the
+    """Time ``paths`` and the reference subnets together (``time_all(paths)`` -> one record per path). Where the
+    references run outside ``tolerance`` of their calibration timings (half the check's ±10 %: a host 8 % off
+    leaves the prediction 2 %), the host's speed has moved since the table was calibrated (this shared host was
+    seen to run 0.58x, then 0.95x, within a minute with nothing else running), and the timing is no test of the
     prediction: wait and time again, up to ``attempts`` times, and keep the attempt whose host speed was closest
     to the calibration's. Every attempt's drift is printed. Returns the records of ``paths`` and that drift
     (median measured/calibration ratio of the references; None without references)."""

@@ -17,7 +17,7 @@ from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 from predictors.accuracy.base import AccuracyPredictor
 from predictors.accuracy.dataset import AccuracyDataset
 
-__all__ = ["cross_validate", "format_report", "ranking_metrics"]
+__all__ = ["cross_validate", "format_report", "out_of_fold", "ranking_metrics"]
 
 
 def ranking_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -48,18 +48,26 @@ class _Recipe(RegressorMixin, BaseEstimator):
         return self.model_.predict(x)
 
 
+def out_of_fold(make: Callable[[], AccuracyPredictor], x: np.ndarray, y: np.ndarray, *, folds: int = 5,
+                seed: int = 0) -> np.ndarray:
+    """Each row's prediction by the model fitted on the other folds (``folds``-fold, shuffled with ``seed``)."""
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    return cross_val_predict(_Recipe(make), x, y, cv=KFold(n_splits=folds, shuffle=True, random_state=seed))
+
+
 def cross_validate(make: Callable[[], AccuracyPredictor], ds: AccuracyDataset, *, folds: int = 5,
                    seed: int = 0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``folds``-fold CV (shuffled with ``seed``): metrics per fold, their mean and std, metrics of the pooled
     out-of-fold predictions, and pooled metrics per resolution when the dataset has several (``progress`` gets
     one line per fold once the folds are fitted)."""
-    from sklearn.model_selection import KFold, cross_val_predict
+    from sklearn.model_selection import KFold
 
     if len(ds) < folds:
         raise ValueError(f"{folds}-fold CV needs at least {folds} archs, the dataset has {len(ds)}")
     x, y = ds.encoded, ds.top1
-    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    oof = cross_val_predict(_Recipe(make), x, y, cv=splitter).astype(y.dtype, copy=False)
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=seed)  # the same folds out_of_fold uses
+    oof = out_of_fold(make, x, y, folds=folds, seed=seed).astype(y.dtype, copy=False)
     per_fold = []
     for k, (_, te) in enumerate(splitter.split(x)):
         per_fold.append(ranking_metrics(y[te], oof[te]))

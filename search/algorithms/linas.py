@@ -107,17 +107,15 @@ def fit_best_predictor(recipes: list[Mapping[str, Any]], space, X: np.ndarray, y
                        seed: int = 0, supernet: str | None = None):
     """The recipe (``configs/predictor`` contents) with the lowest ``folds``-fold out-of-fold RMSE on ``(X, y)``,
     fitted on all rows, and that RMSE (``inf`` with fewer than 2 rows: the first recipe, unscored)."""
-    from sklearn.model_selection import KFold
-
+    from predictors.accuracy.metrics import out_of_fold
     from predictors.accuracy.models import build_predictor
 
     folds = min(folds, len(y))
     best = (np.inf, recipes[0])
     if folds >= 2:
         for recipe in recipes:
-            oof = np.empty(len(y))
-            for tr, te in KFold(folds, shuffle=True, random_state=seed).split(X):
-                oof[te] = build_predictor(recipe, space, supernet=supernet).fit(X[tr], y[tr]).predict(X[te])
+            oof = out_of_fold(lambda r=recipe: build_predictor(r, space, supernet=supernet), X, y, folds=folds,
+                              seed=seed)
             rmse = float(np.sqrt(np.mean((oof - y) ** 2)))
             if rmse < best[0]:
                 best = (rmse, recipe)
