@@ -14,8 +14,8 @@ then gives each method the same compute). Evaluated: the largest, a middle and t
 on training batches, then extracted to a static timm model) on ``n_test`` images of the 10k test set (all of them
 by default; fewer: a seeded random subset), and each one's ONNX Runtime latency on this host (batch 1). The 50k
 training set is read from ``table.data_root`` (a folder or the archive layout of ``data=cifar10``); nothing is
-downloaded. The fine-tuned supernet is saved as ``<out>/instatune_supernet.ckpt`` (``save_supernet``), the input
-of the search chain (``scripts/pipeline.py ckpt=``).
+downloaded. The fine-tuned supernet is saved as ``<out>/instatune_supernet.ckpt``
+(``supernets.checkpoints.save_supernet``), the input of the search chain (``scripts/pipeline.py ckpt=``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from paper_tables.common import Column, TableResult
+from supernets.checkpoints import save_supernet
 from supernets.utils import resize_batch
 
-__all__ = ["build", "role_arch", "save_supernet"]
+__all__ = ["build", "role_arch"]
 
 ROLES = ("max", "mid", "min")
 #: the training budget's clock (table.clock): wall clock, or the process's CPU time over the torch threads (on a host
@@ -220,9 +221,9 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         # its data: the training set to recalibrate BN on, and as held-out split a seeded subset of the test set
         # (search_val_subset images): what accuracy datasets of it are measured on, in minutes
         held_out = {"val_subset": int(cfg["search_val_subset"])} if cfg.get("search_val_subset") else {}
-        saved = save_supernet(net, out_dir / "instatune_supernet.ckpt", name=name,
-                              kwargs=kwargs, data={**data, **held_out},
-                              trained={"table": "timm_cifar10", "budget_s": budget, "teacher": teacher_mode, **train})
+        saved = out_dir / "instatune_supernet.ckpt"
+        save_supernet(net, saved, name=name, kwargs=kwargs, data={**data, **held_out}, phase="instatune",
+                      trained_by={"table": "timm_cifar10", "budget_s": budget, "teacher": teacher_mode, **train})
     for role in ROLES:
         net.set_active_subnet(role_arch(space, role, r))
         recalibrate_bn(net, dm.train_dataloader(), int(cfg.get("calib_batches", 8)),
@@ -264,20 +265,3 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
                        summary={"gap_max_vs_a_pt": 100 * gap_a, "gap_min_vs_b_pt": 100 * gap_b,
                                 "supernet_ckpt": str(saved) if saved else None})
 
-
-def save_supernet(net: nn.Module, path: Path, *, name: str, kwargs: dict[str, Any], data: dict[str, Any],
-                  trained: dict[str, Any]) -> Path:
-    """Write the fine-tuned supernet as the checkpoint ``train.py`` writes (``search.py ckpt=``,
-    ``scripts/build_accuracy_dataset.py ckpt=`` and ``supernets.checkpoints.load_supernet`` read it): the weights
-    (the channels already sorted, so ``pretrained`` is not needed to rebuild it), ``kwargs`` and ``data``, the
-    data config its BatchNorm is recalibrated on and its accuracy measured with."""
-    from predictors.fileio import atomic_path
-    from supernets.checkpoints import CKPT_KEY
-
-    meta = {"supernet": name, "supernet_kwargs": dict(kwargs), "space": repr(net.space), "data": dict(data),
-            "phase": "instatune", "trained_by": dict(trained)}
-    state = {f"supernet.{k}": v.contiguous() for k, v in net.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({CKPT_KEY: meta, "state_dict": state}, tmp)
-    return path

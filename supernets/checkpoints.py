@@ -21,7 +21,7 @@ from supernets.base import Supernet
 from supernets.registry import create_supernet
 
 __all__ = ["CKPT_KEY", "load_checkpoint", "load_supernet", "mid_epoch_batches", "resume_differences",
-           "supernet_state_dict"]
+           "save_supernet", "supernet_state_dict"]
 
 CKPT_KEY = "oncenas"
 _PREFIX = "supernet."
@@ -122,3 +122,22 @@ def load_supernet(path: str | os.PathLike, map_location: str | torch.device = "c
     model.to(map_location).eval()
     model.set_max_net()
     return model, meta
+
+
+def save_supernet(net: torch.nn.Module, path: str | os.PathLike, *, name: str, kwargs: dict[str, Any] | None = None,
+                  data: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    """Write ``net`` (a supernet built anywhere but ``train.py``: converted, fine-tuned) as the checkpoint ``train.py``
+    writes, so :func:`load_supernet`, ``search.py ckpt=`` and the accuracy builder read it: its weights, and under
+    ``"oncenas"`` its registry ``name`` and ``kwargs``, its space, ``data`` (the data config its BatchNorm is
+    recalibrated on and its accuracy measured with; None: consumers ask for ``data.root``) and ``meta``. Written
+    atomically. Returns the metadata."""
+    from predictors.fileio import atomic_path
+
+    info = {"supernet": name, "supernet_kwargs": dict(kwargs or {}), "space": repr(net.space),
+            "data": dict(data) if data else None, **meta}
+    # contiguous: a sliced or sorted weight saved as a view would carry its whole storage
+    state = {f"{_PREFIX}{k}": v.contiguous() for k, v in net.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(path)) as tmp:
+        torch.save({CKPT_KEY: info, "state_dict": state}, tmp)
+    return info

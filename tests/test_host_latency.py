@@ -161,11 +161,9 @@ def test_the_closing_check_times_again_while_the_hosts_speed_is_off_its_calibrat
 
 def test_the_closing_checks_reference_subnets_span_the_served_tables_calibration_and_export_from_a_checkpoint(
         tmp_path):
-    import torch
-
     from predictors.latency.calibration import load_calibration
     from predictors.latency.measure import MeasureSettings
-    from supernets.checkpoints import CKPT_KEY
+    from supernets.checkpoints import save_supernet
 
     pipe = _pipeline()
     refs = pipe.reference_subnets("ofa_mbv3_tiny", None)
@@ -174,9 +172,7 @@ def test_the_closing_checks_reference_subnets_span_the_served_tables_calibration
     ms = [m for _, m in refs]
     assert ms[0] == times[0] and ms[-1] == times[-1] and ms[1] in times[len(times) // 3: 2 * len(times) // 3]
     assert pipe.reference_subnets("ofa_mbv3_tiny", None, k=len(rows) + 1) == []
-    net = supernets.create_supernet("ofa_mbv3_tiny")
     ckpt = tmp_path / "tiny.ckpt"
-    torch.save({CKPT_KEY: {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {}, "space": repr(net.space), "data": {}},
-                "state_dict": {f"supernet.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    save_supernet(supernets.create_supernet("ofa_mbv3_tiny"), ckpt, name="ofa_mbv3_tiny")
     paths = pipe.export_references(ckpt, [a for a, _ in refs], MeasureSettings(), tmp_path)
     assert len(paths) == 3 and all(p.stat().st_size > 1000 for p in paths)

@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 
-from paper_tables.timm_cifar10 import CLOCKS, _is_head, _optimizer, build, save_supernet
+from paper_tables.timm_cifar10 import CLOCKS, _is_head, _optimizer, build
 from supernets import create_supernet
+from supernets.checkpoints import save_supernet
 
 TINY = {"num_classes": 10, "in_chans": 3, "resolutions": [32]}  # timm_tiny's default is 1 channel
 
@@ -32,7 +33,8 @@ def test_saved_supernet_loads_back_with_its_shape_weights_and_data(tmp_path):
 
     net = _trained_tiny().to(memory_format=torch.channels_last)
     data = {"name": "cifar10", "root": "/data/cifar10", "batch_size": 64, "val_subset": 2000}
-    path = save_supernet(net, tmp_path / "sn.ckpt", name="timm_tiny", kwargs=TINY, data=data, trained={"steps": 3})
+    path = tmp_path / "sn.ckpt"
+    save_supernet(net, path, name="timm_tiny", kwargs=TINY, data=data, trained_by={"steps": 3})
     loaded, meta = load_supernet(path, supernet="timm_tiny")
     assert meta["supernet_kwargs"] == TINY and meta["data"] == data and meta["trained_by"] == {"steps": 3}
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -52,8 +54,8 @@ def test_search_serves_the_host_table_of_the_checkpoints_shape(tmp_path):
     from supernets.measurable import measurable_for
 
     net = _trained_tiny()
-    ckpt = save_supernet(net, tmp_path / "sn.ckpt", name="timm_tiny", kwargs=TINY, data={"name": "cifar10_test"},
-                         trained={})
+    ckpt = tmp_path / "sn.ckpt"
+    save_supernet(net, ckpt, name="timm_tiny", kwargs=TINY, data={"name": "cifar10_test"})
     folder = tmp_path / "tables" / "host_cpu" / "timm_tiny"
     folder.mkdir(parents=True)
     layers = measurable_for(net).distinct_layers()
@@ -124,8 +126,9 @@ def test_pipeline_takes_a_trained_checkpoint_and_builds_its_table_at_its_shape(t
     from scripts import pipeline as pipe
     from supernets.config_checks import ConfigError
 
-    ckpt = save_supernet(create_supernet("timm_tiny", **TINY), tmp_path / "sn.ckpt", name="timm_tiny", kwargs=TINY,
-                         data={"name": "cifar10_test"}, trained={})
+    ckpt = tmp_path / "sn.ckpt"
+    save_supernet(create_supernet("timm_tiny", **TINY), ckpt, name="timm_tiny", kwargs=TINY,
+                  data={"name": "cifar10_test"})
     base = {"out": str(tmp_path / "p"), "n": 10, "top_k": 2, "probe_k": 3, "recal_k": 3, "predictor": "ridge",
             "supernet": "ofa_mbv3_tiny", "train_args": "", "search_args": "", "latency": "recalibrate",
             "ckpt": str(ckpt)}

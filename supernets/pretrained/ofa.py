@@ -240,8 +240,7 @@ def convert_ofa_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, su
     accuracy datasets (e.g. ``{"name": "imagefolder", "root": ...}``); without it, consumers ask for ``data.root``.
     Returns the checkpoint's metadata.
     """
-    from predictors.fileio import atomic_path
-    from supernets.checkpoints import CKPT_KEY
+    from supernets.checkpoints import save_supernet
     from supernets.registry import create_supernet
 
     state = read_ofa_state_dict(src)
@@ -253,10 +252,5 @@ def convert_ofa_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, su
     kwargs = dict(supernet_kwargs or {})
     model = create_supernet(supernet, **kwargs)
     load_ofa_pretrained(model, src, name=supernet)
-    meta = {"supernet": supernet, "supernet_kwargs": kwargs, "space": repr(model.space),
-            "data": dict(data) if data else None, "converted_from": str(src), "phase": None,
-            "bn_calibration_required": True}
-    ckpt = {CKPT_KEY: meta, "state_dict": {f"supernet.{k}": v for k, v in model.state_dict().items()}}
-    with atomic_path(Path(dst)) as tmp:
-        torch.save(ckpt, tmp)
-    return meta
+    return save_supernet(model, dst, name=supernet, kwargs=kwargs, data=data, converted_from=str(src), phase=None,
+                         bn_calibration_required=True)
