@@ -104,20 +104,20 @@ class ArchEvaluator:
         x = self.space.normalize(encoded)
         self.n_requested += len(x)
         keys = self.keys(x)
-        ids = np.empty(len(x), dtype=np.int64)
-        new_rows: list[int] = []
-        pending: dict[bytes, int] = {}
-        for i, k in enumerate(keys):
-            j = self._index.get(k)
-            if j is None:
-                j = pending.get(k)
-                if j is None:
-                    j = self.n + len(new_rows)
-                    pending[k] = j
-                    new_rows.append(i)
-            ids[i] = j
-        if new_rows:
-            self._add(x[new_rows], [keys[i] for i in new_rows])
+        ids = self.lookup(keys)
+        new = np.flatnonzero(ids < 0)
+        if len(new):
+            new_keys = [keys[i] for i in new]
+            # first occurrence of each new arch (zip reversed: an earlier duplicate overwrites a later one)
+            first = dict(zip(reversed(new_keys), range(len(new_keys) - 1, -1, -1)))
+            if len(first) == len(new_keys):  # all distinct (a search's offspring): stored in order
+                ids[new] = self.n + np.arange(len(new))
+                self._add(x[new], new_keys)
+            else:  # stored in order of first occurrence; repeats get the first one's id
+                uniq = sorted(first.values())
+                slot = {p: self.n + r for r, p in enumerate(uniq)}
+                ids[new] = [slot[first[k]] for k in new_keys]
+                self._add(x[new[uniq]], [new_keys[p] for p in uniq])
         return ids
 
     def _add(self, x: np.ndarray, keys: Sequence[bytes]) -> None:
@@ -142,8 +142,7 @@ class ArchEvaluator:
         if self.macs_params is not None:
             self.macs[sl] = macs
             self.params[sl] = params
-        for k, j in zip(keys, range(self.n, self.n + m)):
-            self._index[k] = j
+        self._index.update(zip(keys, range(self.n, self.n + m)))
         self.n += m
 
     def _costs(self, fn: MacsParamsFn, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

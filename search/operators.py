@@ -118,12 +118,12 @@ def mutate(X: np.ndarray, layout: GeneLayout, rng: np.random.Generator, prob: fl
     forced = rng.integers(0, layout.n_units, size=n)
     hit[np.arange(n), forced] = True  # a mutation that changes nothing only wastes an evaluation
     if sparse:
-        rows, cols = np.nonzero(hit[:, layout.unit])
+        rows, cols = np.nonzero(np.take(hit, layout.unit, axis=1))
         out = np.array(X, dtype=np.int64)
         out[rows, cols] = rng.integers(0, layout.n_choices[cols])
         return out
     fresh = rng.integers(0, layout.n_choices[None, :], size=X.shape)
-    return np.where(hit[:, layout.unit], fresh, X)
+    return np.where(np.take(hit, layout.unit, axis=1), fresh, X)
 
 
 def crossover(A: np.ndarray, B: np.ndarray, layout: GeneLayout, rng: np.random.Generator,
@@ -132,10 +132,11 @@ def crossover(A: np.ndarray, B: np.ndarray, layout: GeneLayout, rng: np.random.G
     stage) comes from one parent."""
     n = len(A)
     by_stage = rng.random(n) < stage_prob
-    unit_mask = (rng.random((n, layout.n_units)) < 0.5)[:, layout.unit]
-    stage_mask = (rng.random((n, layout.n_stages)) < 0.5)[:, layout.stage]
+    unit_mask = np.take(rng.random((n, layout.n_units)) < 0.5, layout.unit, axis=1)
+    stage_mask = np.take(rng.random((n, layout.n_stages)) < 0.5, layout.stage, axis=1)
     take_a = np.where(by_stage[:, None], stage_mask, unit_mask)
-    return np.where(take_a, A, B), np.where(take_a, B, A)
+    child_a = np.where(take_a, A, B)
+    return child_a, A + B - child_a  # the complement, without a second select
 
 
 # ------------------------------------------------------------------------------- pymoo wrappers

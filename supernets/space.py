@@ -15,6 +15,8 @@ cells, and ``space.parse(str(arch)) == arch``.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -226,6 +228,10 @@ class SearchSpace:
         return tuple(int(c) for c in np.flatnonzero(mins & maxs))
 
     @cached_property
+    def _always_active_array(self) -> np.ndarray:
+        return np.asarray(self._always_active_columns, dtype=np.int64)
+
+    @cached_property
     def _value_to_index(self) -> tuple[dict[Any, int], ...]:
         return tuple({v: i for i, v in enumerate(c.choices)} for c in self.columns)
 
@@ -291,7 +297,7 @@ class SearchSpace:
     def normalize(self, encoded: np.ndarray) -> np.ndarray:
         """Canonical form of any valid index matrix: unused slots set to ``-1`` (vectorised)."""
         x = self.validate_encoded(encoded, allow_unused=True)
-        filled = np.where(x < 0, 0, x)
+        filled = np.maximum(x, 0)
         return np.where(self._active_mask(filled), filled, UNUSED)
 
     def validate_encoded(self, encoded: np.ndarray, *, allow_unused: bool = True) -> np.ndarray:
@@ -307,16 +313,17 @@ class SearchSpace:
                 raise ValueError("encoded archs must hold integer choice indices")
             x = x.astype(np.int64)
         low = -1 if allow_unused else 0
-        bad = (x < low) | (x >= self.n_choices[None, :])
-        if bad.any():
+        # fast check first (normalising is on the search's hot path); the masks only to name the bad gene
+        if x.size and (x.min() < low or (x >= self.n_choices[None, :]).any()):
+            bad = (x < low) | (x >= self.n_choices[None, :])
             r, c = np.argwhere(bad)[0]
             col = self.columns[c]
             raise ValueError(
                 f"encoded gene {col.label} of space {self.name!r}: index {x[r, c]} out of range "
                 f"[0, {len(col.choices)}) for choices {list(col.choices)}"
             )
-        bad_depth = x[:, list(self._always_active_columns)] < 0
-        if bad_depth.any():
+        if allow_unused and x.size and len(self._always_active_array) and x[:, self._always_active_array].min() < 0:
+            bad_depth = x[:, self._always_active_array] < 0
             r, c = np.argwhere(bad_depth)[0]
             raise ValueError(f"encoded gene {self.columns[self._always_active_columns[c]].label} cannot be unused")
         return x.astype(np.int64, copy=False)
@@ -403,9 +410,16 @@ def _parse_number(token: str, choices: tuple[Any, ...], group: str, text: str) -
 
 def stage_slot_mask(depth: np.ndarray, slots_per_stage: Sequence[int]) -> np.ndarray:
     """(n, sum(slots)) mask: slot j of stage s is used when j < depth[:, s]."""
+    pos, stage = _slot_positions(tuple(int(k) for k in slots_per_stage))
+    return pos[None, :] < depth[:, stage]
+
+
+@functools.lru_cache(maxsize=64)
+def _slot_positions(slots_per_stage: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each slot's position within its stage, and its stage (cached: normalising is on the search's hot path)."""
     pos = np.concatenate([np.arange(k) for k in slots_per_stage])
     stage = np.repeat(np.arange(len(slots_per_stage)), slots_per_stage)
-    return pos[None, :] < depth[:, stage]
+    return pos, stage
 
 
 # ------------------------------------------------------------------------------------- families

@@ -314,6 +314,20 @@ def test_evaluator_shares_accuracy_across_devices_and_caches_on_the_normalised_a
     np.testing.assert_allclose(obj.F(ev, ids)[:, 0], 1 - LinearAccuracy(sp).predict(X))
 
 
+def test_evaluator_stores_a_batch_with_repeats_once_each_in_order_of_first_occurrence(tiny):
+    sp = tiny.space
+    acc = CountingAccuracy(sp)
+    ev = ArchEvaluator(sp, acc, {"dev_a": TableLatency(sp, "dev_a")})
+    X = sp.normalize(sp.sample_encoded(np.random.default_rng(1), 6))
+    assert len(np.unique(X, axis=0)) == 6
+    assert ev.evaluate(X[:2]).tolist() == [0, 1]
+    ids = ev.evaluate(X[[3, 0, 3, 4, 2, 4, 1, 5]])  # repeats within the batch and of stored archs
+    assert ids.tolist() == [2, 0, 2, 3, 4, 3, 1, 5]
+    assert ev.n == 6 and acc.rows == 6  # each arch predicted once
+    np.testing.assert_array_equal(ev.X[:6], X[[0, 1, 3, 4, 2, 5]])
+    np.testing.assert_allclose(ev.top1[:6], LinearAccuracy(sp).predict(X[[0, 1, 3, 4, 2, 5]]))
+
+
 class HoleyLatency(TableLatency):
     """A table missing one resolution: NaN there (as a latency table with a hole gives)."""
 

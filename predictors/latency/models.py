@@ -58,7 +58,9 @@ class DenseLatencyModel(ArchModel):
         # Flattened (slot, choice) offsets so the gather is a single take() on a 2-D view.
         self._slot_off = (np.arange(geometry.n_slots) * expected[2])[None, :]
         self._elastic = np.asarray(geometry.slot_elastic, dtype=bool)[None, :]
-        self._flat = self.blocks.reshape(expected[0], -1)
+        # one zero entry after the grid: unused slots gather it, so the sum needs no mask
+        self._flat = np.concatenate([self.blocks.reshape(expected[0], -1), np.zeros((expected[0], 1))], axis=1)
+        self._unused = expected[1] * expected[2]
         self.covered = ~np.isnan(self.fixed) & ~np.isnan(self.blocks).reshape(expected[0], -1).any(axis=1)
 
     @classmethod
@@ -80,8 +82,8 @@ class DenseLatencyModel(ArchModel):
         r = encoded[:, 0]
         choice = self.geometry.slot_choices(encoded)
         used = choice >= 0
-        vals = self._flat[r[:, None], self._slot_off + np.where(used, choice, 0)]
-        total = np.where(used, vals, 0.0).sum(axis=1) + self.fixed[r]
+        at = np.where(used, self._slot_off + choice, self._unused) + (r * self._flat.shape[1])[:, None]
+        total = np.take(self._flat, at).sum(axis=1) + self.fixed[r]  # take: on the flattened grid
         if np.isnan(total).any():
             bad = int(r[np.isnan(total)][0])
             covered = [res for res, c in zip(self.space.resolutions, self.covered) if c]

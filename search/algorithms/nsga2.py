@@ -46,12 +46,14 @@ def crowding_by_front(F: np.ndarray, rank: np.ndarray) -> np.ndarray:
     for j in range(m):
         o = np.lexsort((F[:, j], rank))
         f, r = F[o, j], rank[o]
-        same_prev = np.r_[False, r[1:] == r[:-1]]
-        same_next = np.r_[r[1:] == r[:-1], False]
+        same = r[1:] == r[:-1]
+        same_prev = np.concatenate([[False], same])
+        same_next = np.concatenate([same, [False]])
         block = np.cumsum(~same_prev) - 1
         norm = (f[~same_next] - f[~same_prev])[block]
-        d_last = np.where(same_prev, f - np.r_[f[:1], f[:-1]], np.inf)
-        d_next = np.where(same_next, np.r_[f[1:], f[-1:]] - f, np.inf)
+        gap = f[1:] - f[:-1]
+        d_last = np.where(same_prev, np.concatenate([[0.0], gap]), np.inf)
+        d_next = np.where(same_next, np.concatenate([gap, [0.0]]), np.inf)
         with np.errstate(invalid="ignore", divide="ignore"):
             cd[o] += np.where(norm > 0, (d_last + d_next) / np.where(norm > 0, norm, 1.0), 0.0)
     return cd / m
@@ -93,7 +95,10 @@ class LinearSurrogate:
         self.b = np.zeros(self.size + 1)
         self.alpha = float(alpha)
         self.n_seen = 0
-        self.w: np.ndarray | None = None
+        self.w: tuple[np.ndarray, float] | None = None  # the solved fit: flat weight table (see predict), constant
+        self._n_choices = np.diff(np.append(self.offsets, self.size))
+        self._width = int(self._n_choices.max()) + 1
+        self._base = 1 + self._width * np.arange(len(self.offsets))
 
     def _positions(self, xn: np.ndarray) -> np.ndarray:
         """Where each normalised row's one-hot is 1 (unused slots point at the zero weight), and the constant."""
@@ -126,8 +131,14 @@ class LinearSurrogate:
         """Estimated top-1 of normalised rows."""
         if self.w is None:
             w = np.linalg.solve(self.A + self.alpha * np.eye(len(self.b)), self.b)
-            self.w = np.append(w, 0.0)
-        return self.w[self._positions(xn)].sum(axis=1)
+            # flat: a 0, then per column its choices' weights and a trailing 0; choice j of column c sits at
+            # base[c] + j, and an unused slot (-1) lands on the 0 before (one flat gather per row)
+            flat = np.zeros(1 + len(self.offsets) * self._width)
+            for c, (o, k) in enumerate(zip(self.offsets, self._n_choices)):
+                flat[self._base[c] : self._base[c] + k] = w[o : o + k]
+            self.w = (flat, float(w[self.size]))
+        flat, const = self.w
+        return np.take(flat, xn + self._base).sum(axis=1) + const
 
 
 @register_algorithm
@@ -242,15 +253,17 @@ class NSGA2(SearchAlgorithm):
         # rounded: last-bit differences of the least-squares solve (LAPACK kernels differ by CPU) cannot reorder them;
         # equal archs have equal gains, so the first of each comes first
         order = np.lexsort((np.arange(len(pool)), -np.round(gain, 9)))
-        picked: dict[bytes, int] = {}
+        picked: dict[bytes, int] = {}  # arch -> pool row, best first
         for s in range(0, len(order), 2 * self.pop_size):  # best first, in chunks: most of the pool is never keyed
             chunk = order[s : s + 2 * self.pop_size]
             keys = ev.keys(xn[chunk])
-            for i, k, known in zip(chunk.tolist(), keys, ctx.is_seen(keys).tolist()):
-                if not known and k not in picked:
-                    picked[k] = i
-                    if len(picked) == self.pop_size:
-                        return pool[np.sort(list(picked.values()))]
+            fresh = np.flatnonzero(~ctx.is_seen(keys))[::-1].tolist()
+            # each fresh arch at its first place in the chunk (zip reversed: an earlier place overwrites a later one)
+            first = dict(zip([keys[p] for p in fresh], fresh))
+            new = sorted(p for k, p in first.items() if k not in picked)[: self.pop_size - len(picked)]
+            picked.update((keys[p], int(chunk[p])) for p in new)
+            if len(picked) == self.pop_size:
+                break
         return pool[np.sort(np.array(list(picked.values()), dtype=np.int64))]
 
     @staticmethod
