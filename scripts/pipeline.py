@@ -313,13 +313,15 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
     dm.setup()
     val = list(dm.val_dataloader())
     settings = MeasureSettings(**_table_settings(supernet, tables_dir))
-    refs = reference_subnets(supernet, tables_dir)
+    refs = reference_subnets(supernet, tables_dir, k=None)  # every calibration subnet of the served table
     with tempfile.TemporaryDirectory(prefix="pipeline_refs_") as tmp:
         ref_paths = export_references(ckpt, [a for a, _ in refs], settings, Path(tmp)) if refs else []
         # all exported subnets in passes, as the table was measured (each keeps its fastest pass), beside the
         # reference subnets whose calibration timings say how fast the host runs now
-        timings, drift = time_with_drift_control([rec["onnx"] for rec in recs], ref_paths, [ms for _, ms in refs],
-                                                 lambda paths: measure_onnx_passes(paths, settings))
+        timings, drift, ref_now = time_with_drift_control(
+            [rec["onnx"] for rec in recs], ref_paths, [ms for _, ms in refs],
+            lambda paths: measure_onnx_passes(paths, settings), with_references=True)
+    now = recalibrated_predictions(ckpt, supernet, tables_dir, [rec["arch"] for rec in recs], ref_now)
     rows = []
     for rec, m in zip(recs, timings):
         opts = ort.SessionOptions()
@@ -336,8 +338,10 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
             correct += int((logits.argmax(1) == y.numpy()).sum())
             total += len(y)
         rows.append({"arch": rec["arch"], "latency_pred_ms": rec["latency_ms"], "latency_meas_ms": m["value_ms"],
-                     "latency_ratio": m["value_ms"] / rec["latency_ms"], "top1_pred": rec["top1"],
-                     "top1_eval": correct / total, "host_drift": drift, "onnx": rec["onnx"]})
+                     "latency_ratio": m["value_ms"] / rec["latency_ms"],
+                     "latency_pred_now_ms": np.nan if now is None else now[len(rows)],
+                     "latency_ratio_now": np.nan if now is None else m["value_ms"] / now[len(rows)],
+                     "top1_pred": rec["top1"], "top1_eval": correct / total, "host_drift": drift, "onnx": rec["onnx"]})
     df = pd.DataFrame(rows)
     tmp = report.with_suffix(".tmp")
     df.to_csv(tmp, index=False)
@@ -349,18 +353,25 @@ def measure(exported_json: Path, ckpt: Path, report: Path, supernet: str, tables
     within = (np.abs(df["latency_ratio"] - 1) <= 0.10).mean()
     drift_note = "" if drift is None else f" (reference subnets ran {drift:.2f}x their calibration timings)"
     print(f"{100 * within:.0f}% of exported subnets within ±10% of the predicted latency{drift_note} -> {report}")
+    if now is not None:
+        within_now = (np.abs(df["latency_ratio_now"] - 1) <= 0.10).mean()
+        print(f"{100 * within_now:.0f}% within ±10% of the table recalibrated as latency=recalibrate does, on its "
+              f"{len(refs)} calibration subnets timed in the same passes as the exported ones (which are not among "
+              "them): the prediction at the host's speed of the moment")
 
 
-def reference_subnets(supernet: str, tables_dir: Path | None, k: int = 3) -> list[tuple[str, float]]:
-    """``k`` of the served table's calibration subnets, spread over its latency range, with the time each measured
-    when the table was calibrated: timed again beside the exported subnets, they say whether the host still runs
-    at the calibration's speed. Empty where the table has fewer than ``k`` calibration subnets."""
+def reference_subnets(supernet: str, tables_dir: Path | None, k: int | None = 3) -> list[tuple[str, float]]:
+    """``k`` of the served table's calibration subnets (None: all), spread over its latency range, with the time each
+    measured when the table was calibrated: timed again beside the exported subnets, they say whether the host still
+    runs at the calibration's speed. Empty where the table has fewer than ``k`` (or 3) calibration subnets."""
     from predictors.latency.calibration import load_calibration
     from supernets.paths import LATENCY_TABLES_DIR
 
     rows = load_calibration((LATENCY_TABLES_DIR if tables_dir is None else tables_dir) / "host_cpu" / supernet)
-    if len(rows) < k:
+    if len(rows) < (3 if k is None else k):
         return []
+    if k is None:
+        return [(r["arch"], float(r["measured_ms"])) for r in rows]
     rows = sorted(rows, key=lambda r: r["measured_ms"])
     picks = sorted({round(i * (len(rows) - 1) / (k - 1)) for i in range(k)})
     return [(rows[i]["arch"], float(rows[i]["measured_ms"])) for i in picks]
@@ -375,25 +386,55 @@ def export_references(ckpt: Path, archs: list[str], settings, workdir: Path) -> 
     return export_subnets(net, [net.space.parse(a) for a in archs], settings, workdir)
 
 
+def recalibrated_predictions(ckpt: Path, supernet: str, tables_dir: Path | None, archs: list[str],
+                             ref_now: list[dict] | None) -> list[float] | None:
+    """Latency of ``archs`` from the served table with its calibration refitted as ``latency=recalibrate`` does
+    (``refit_calibration``) on its calibration subnets timed just now (``ref_now``, in their ``calibration.csv``
+    order). A shared host's speed moves by tens of percent within minutes; refitted in the
+    timing session of the exported subnets, the table's prediction is tested against timings of the same host
+    state. None without references or where the served model is not a table."""
+    import numpy as np
+
+    from predictors import load_latency_model
+    from predictors.latency.calibration import load_calibration
+    from predictors.latency.probe import refit_calibration
+    from supernets.checkpoints import load_supernet
+    from supernets.paths import LATENCY_TABLES_DIR
+
+    if not ref_now:
+        return None
+    rows = load_calibration((LATENCY_TABLES_DIR if tables_dir is None else tables_dir) / "host_cpu" / supernet)
+    net, _ = load_supernet(ckpt)
+    model = load_latency_model("host_cpu", supernet, tables_dir=tables_dir, space=net.space)
+    if not hasattr(model, "block_sums") or len(rows) != len(ref_now):
+        return None
+    fit = refit_calibration([{**r, "measured_ms": t["value_ms"]} for r, t in zip(rows, ref_now)], model.calibration)
+    a, b, c = fit["a"], fit["b"], fit["c"]
+    sums, n_blocks = model.block_sums(net.space.encode([net.space.parse(s) for s in archs]))
+    return [float(v) for v in a * sums + b * n_blocks + c]
+
+
 def time_with_drift_control(paths: list, ref_paths: list, ref_ms: list[float], time_all, *, tolerance: float = 0.05,
-                            attempts: int = 3, wait_s: float = 20.0) -> tuple[list[dict], float | None]:
+                            attempts: int = 3, wait_s: float = 20.0, with_references: bool = False
+                            ) -> tuple[list[dict], float | None] | tuple[list[dict], float | None, list[dict] | None]:
     """Time ``paths`` and the reference subnets together (``time_all(paths)`` -> one record per path). Where the
     references run outside ``tolerance`` of their calibration timings (half the check's ±10 %: a host 8 % off
     leaves the prediction 2 %), the host's speed has moved since the table was calibrated (this shared host was
     seen to run 0.58x, then 0.95x, within a minute with nothing else running), and the timing is no test of the
     prediction: wait and time again, up to ``attempts`` times, and keep the attempt whose host speed was closest
     to the calibration's. Every attempt's drift is printed. Returns the records of ``paths`` and that drift
-    (median measured/calibration ratio of the references; None without references)."""
+    (median measured/calibration ratio of the references; None without references), and with ``with_references``
+    the references' records of that attempt too."""
     import numpy as np
 
     best = None
     for attempt in range(1, attempts + 1):
         records = time_all([*paths, *ref_paths])
         if not ref_paths:
-            return records, None
+            return (records, None, None) if with_references else (records, None)
         drift = float(np.median([r["value_ms"] / ms for r, ms in zip(records[len(paths):], ref_ms)]))
         if best is None or abs(np.log(drift)) < abs(np.log(best[1])):
-            best = (records[: len(paths)], drift)
+            best = (records[: len(paths)], drift, records[len(paths):])
         if abs(drift - 1) <= tolerance:
             break
         more = f"; timing again in {wait_s:.0f} s" if attempt < attempts else ""
@@ -402,7 +443,7 @@ def time_with_drift_control(paths: list, ref_paths: list, ref_ms: list[float], t
               f"calibrated, so this timing says nothing about the prediction{more}", flush=True)
         if attempt < attempts:
             time.sleep(wait_s)
-    return best
+    return best if with_references else best[:2]
 
 
 if __name__ == "__main__":

@@ -157,6 +157,39 @@ def test_the_closing_check_times_again_while_the_hosts_speed_is_off_its_calibrat
     speeds = iter([0.55, 0.8, 1.5])
     assert time_with_drift_control(["a"], ["r"], [1.0], time_all, wait_s=0)[1] == pytest.approx(0.8)
     assert time_with_drift_control(["a"], [], [], lambda p: [{"value_ms": 1.0}], wait_s=0)[1] is None
+    # the references' own records of the kept attempt come back for the closing check's refit
+    speeds = iter([0.55, 0.8, 1.5])
+    records, drift, refs = time_with_drift_control(["a"], ["r1", "r2"], [1.0, 2.0], time_all, wait_s=0,
+                                                   with_references=True)
+    assert drift == pytest.approx(0.8) and refs == [{"value_ms": pytest.approx(0.8)}, {"value_ms": pytest.approx(1.6)}]
+
+
+def test_the_closing_check_refits_the_tables_calibration_on_its_calibration_subnets_timed_beside_the_exports(
+        tmp_path):
+    """A host running 1.5x slower than when the table was calibrated: the calibration subnets timed in the closing
+    check's passes refit the table to 1.5x its served predictions for subnets that are not among them."""
+    from predictors import load_latency_model
+    from predictors.latency.calibration import load_calibration
+    from supernets.checkpoints import save_supernet
+
+    pipe = _pipeline()
+    ckpt = tmp_path / "tiny.ckpt"
+    net = supernets.create_supernet("ofa_mbv3_tiny")
+    save_supernet(net, ckpt, name="ofa_mbv3_tiny")
+    rows = load_calibration(LATENCY_TABLES_DIR / "host_cpu" / "ofa_mbv3_tiny")
+    assert [a for a, _ in pipe.reference_subnets("ofa_mbv3_tiny", None, k=None)] == [r["arch"] for r in rows]
+    calibrated = {r["arch"] for r in rows}
+    archs = [str(a) for a in net.space.sample(np.random.default_rng(3), 12) if str(a) not in calibrated][:5]
+    served = load_latency_model("host_cpu", "ofa_mbv3_tiny").predict(net.space.encode([net.space.parse(a) for a in archs]))
+
+    def now(scale):
+        return pipe.recalibrated_predictions(ckpt, "ofa_mbv3_tiny", None, archs,
+                                             [{"value_ms": scale * r["measured_ms"]} for r in rows])
+
+    np.testing.assert_allclose(now(1.0), served, rtol=0.02)  # the served calibration was fitted on these timings
+    np.testing.assert_allclose(now(1.5), 1.5 * np.array(now(1.0)), rtol=1e-3)
+    assert pipe.recalibrated_predictions(ckpt, "ofa_mbv3_tiny", None, archs, None) is None
+    assert pipe.recalibrated_predictions(ckpt, "ofa_mbv3_tiny", None, archs, [{"value_ms": 1.0}] * 3) is None
 
 
 def test_the_closing_checks_reference_subnets_span_the_served_tables_calibration_and_export_from_a_checkpoint(
