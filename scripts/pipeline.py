@@ -393,7 +393,6 @@ def recalibrated_predictions(ckpt: Path, supernet: str, tables_dir: Path | None,
     order). A shared host's speed moves by tens of percent within minutes; refitted in the
     timing session of the exported subnets, the table's prediction is tested against timings of the same host
     state. None without references or where the served model is not a table."""
-    import numpy as np
 
     from predictors import load_latency_model
     from predictors.latency.calibration import load_calibration

@@ -16,7 +16,6 @@ cells, and ``space.parse(str(arch)) == arch``.
 from __future__ import annotations
 
 import functools
-
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
