@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from paper_tables.common import Column, TableResult, new_figure, run_train, save_figure
+from supernets.compose import override_value
 
 __all__ = ["build", "evaluate_checkpoint", "role_choices"]
 
@@ -66,10 +67,6 @@ def evaluate_checkpoint(ckpt: Path, roles: tuple[str, ...] = ROLES, *, calib_bat
     return out
 
 
-def _flow(d: dict[str, list]) -> str:
-    return "{" + ", ".join(f"{k}: [{', '.join(str(v) for v in vs)}]" for k, vs in d.items()) + "}"
-
-
 def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     """Train and evaluate (``cfg``: configs/reproduce/table/small_scale_training.yaml)."""
     import supernets
@@ -86,7 +83,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         if spec.get("fixed_subnet"):
             for role in roles:
                 phase = (f"[{{name: scratch_{role}, epochs: {int(spec['epochs'])}, lr: {float(spec.get('lr', 0.1))}, "
-                         f"warmup_epochs: 0.2, distill: none, choices: {_flow(role_choices(space, role))}, "
+                         f"warmup_epochs: 0.2, distill: none, choices: {override_value(role_choices(space, role))}, "
                          "sampler: {_target_: supernets.training.samplers.UniformSampler, n_subnets: 1}}]")
                 jobs.append((method, role, [*ov, f"schedule.phases={phase}"]))
         else:

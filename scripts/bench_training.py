@@ -70,13 +70,15 @@ def _three_archs(space) -> dict:
 
 def _fixed_choices(arch) -> str:
     """A Hydra override pinning the sampler to one arch whose genes each take a single value."""
-    parts = []
+    from supernets.compose import override_value
+
+    pinned = {}
     for g, v in arch.to_dict().items():
         vals = {x for x in (v if isinstance(v, tuple) else (v,)) if x is not None}
         if len(vals) != 1:
             raise ValueError(f"gene {g} of {arch} takes several values; cannot pin it with group choices")
-        parts.append(f"{g}: [{vals.pop()}]")
-    return "{" + ", ".join(parts) + "}"
+        pinned[g] = [vals.pop()]
+    return override_value(pinned)
 
 
 def _evaluate(ckpt: Path, archs: dict, calib: int) -> dict[str, float]:

@@ -261,19 +261,12 @@ def latency_step(out: Path, supernet: str, how: str = "recalibrate", probe_k: in
 def host_build_command(folder: Path, supernet: str, statistic: str | None = None, *,
                        supernet_kwargs: dict | None = None) -> list[str]:
     """The full rebuild of the host table on this machine, into ``folder`` (the out dir, never the repository's)."""
-    shaped = [f"supernet_kwargs={_override_value(supernet_kwargs)}"] if supernet_kwargs else []
+    from supernets.compose import override_value
+
+    shaped = [f"supernet_kwargs={override_value(supernet_kwargs)}"] if supernet_kwargs else []
     return [sys.executable, "scripts/build_latency_table.py", f"supernet={supernet}", "device=host_cpu",
             f"out_dir={folder}", "restart=true", "progress=false", *shaped,
             *([f"measure.statistic={statistic}"] if statistic else [])]
-
-
-def _override_value(value) -> str:
-    """``value`` in Hydra's override grammar (``{num_classes:10,resolutions:[32]}``)."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_override_value(v) for v in value) + "]"
-    return "null" if value is None else str(value)
 
 
 def _latency_tables_dir(out: Path) -> Path | None:

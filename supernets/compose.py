@@ -19,7 +19,17 @@ from typing import Any
 from supernets.paths import CONFIG_DIR
 
 __all__ = ["UnknownOptionError", "build", "compose_config", "compose_file", "compose_option", "group_options",
-           "hydra_on"]
+           "hydra_on", "override_value"]
+
+
+def override_value(value: Any) -> str:
+    """``value`` (dicts, lists, scalars) in Hydra's override grammar, for a child command line:
+    ``{num_classes:10,resolutions:[32]}``."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(v) for v in value) + "]"
+    return "null" if value is None else str(value)
 
 
 class UnknownOptionError(ValueError):

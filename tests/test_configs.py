@@ -333,3 +333,15 @@ def test_every_training_config_names_an_importable_builder(path):
     assert callable(get_method(cfg["_target_"]))
     for phase in cfg.get("phases", []):
         assert issubclass(get_class(phase["sampler"]["_target_"]), SubnetSampler), (path.name, phase["name"])
+
+
+def test_override_values_written_for_child_command_lines_parse_back_to_the_same_values():
+    """pipeline.py, bench_training.py and the small-scale table pass dicts to child commands as overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from supernets.compose import override_value
+
+    parser = OverridesParser.create()
+    for value in ({"num_classes": 10, "resolutions": [24, 32], "width": 0.25, "drop": None},
+                  {"r": [24], "d": [1], "ks": [3, 5], "e": [3]}, [1, [2, 3]], 7):
+        assert parser.parse_override(f"key={override_value(value)}").value() == value
