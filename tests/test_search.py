@@ -392,7 +392,7 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
     import torch
 
     from predictors.fileio import default_file_mode
-    from supernets.checkpoints import CKPT_KEY
+    from supernets.checkpoints import save_supernet
 
     trained = supernets.create_supernet("ofa_mbv3_tiny")
     g = torch.Generator().manual_seed(0)
@@ -402,9 +402,7 @@ def test_export_writes_the_front_subnets_with_checkpoint_weights_and_checked_onn
     ckpt = tmp_path / "tiny.ckpt"
     data = {"name": "mnist10k", "batch_size": 64, "val_batch_size": 500, "num_workers": 0, "seed": 0, "split_seed": 0,
             "n_val": 2000}
-    torch.save({CKPT_KEY: {"supernet": "ofa_mbv3_tiny", "supernet_kwargs": {}, "space": repr(trained.space),
-                           "data": data},
-                "state_dict": {f"supernet.{k}": v for k, v in trained.state_dict().items()}}, ckpt)
+    save_supernet(trained, ckpt, name="ofa_mbv3_tiny", data=data)
     sp = trained.space
     res = search.run(cfg(tmp_path / "out", ckpt=str(ckpt), export={"top_k": 2, "onnx": True, "calib_batches": 2}),
                      accuracy=LinearAccuracy(sp), latency={"dev_a": TableLatency(sp, "dev_a")})
