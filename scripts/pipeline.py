@@ -383,10 +383,9 @@ def recalibrated_predictions(ckpt: Path, supernet: str, tables_dir: Path | None,
                              ref_now: list[dict] | None) -> list[float] | None:
     """Latency of ``archs`` from the served table with its calibration refitted as ``latency=recalibrate`` does
     (``refit_calibration``) on its calibration subnets timed just now (``ref_now``, in their ``calibration.csv``
-    order). A shared host's speed moves by tens of percent within minutes; refitted in the
-    timing session of the exported subnets, the table's prediction is tested against timings of the same host
-    state. None without references or where the served model is not a table."""
-
+    order). A shared host's speed moves by tens of percent within minutes; refitted in the timing session of the
+    exported subnets, the table's prediction is tested against timings of the same host state. None without
+    references or where the served model is not a table."""
     from predictors import load_latency_model
     from predictors.latency.calibration import load_calibration
     from predictors.latency.probe import refit_calibration
