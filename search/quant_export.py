@@ -42,15 +42,16 @@ def export_quantized(evaluator: Any, archs: Sequence[Any], predicted: Sequence[d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
-    for i, (arch, pred) in enumerate(zip(archs, predicted, strict=True), start=start):
+    twins = [sp.join(sp.split(arch)[0], 32) for arch in archs]  # the same base subnet, all FP32
+    for i, (arch, twin_arch, pred) in enumerate(zip(archs, twins, predicted, strict=True), start=start):
         path, twin = out_dir / f"{i:02d}_r{arch.r}.onnx", out_dir / f"{i:02d}_r{arch.r}_fp32.onnx"
         rec = evaluator.evaluate(arch, path)
-        evaluator.evaluate(sp.join(sp.split(arch)[0], 32), twin)
+        evaluator.evaluate(twin_arch, twin)
         records.append({**rec, **(tag or {}), "onnx": str(path), "onnx_fp32": str(twin),
                         "top1_predicted": float(pred["top1"]), "latency_predicted_ms": float(pred["latency_ms"])})
-        if latency_model is not None:
-            twin_arch = sp.join(sp.split(arch)[0], 32)
-            records[-1]["latency_fp32_predicted_ms"] = float(latency_model.predict([twin_arch])[0])
+    if latency_model is not None and records:
+        for rec, ms in zip(records, latency_model.predict(twins)):
+            rec["latency_fp32_predicted_ms"] = float(ms)
     if measure:
         measure_exports(records, settings)
         atomic_write_text(out_dir / "exported.json", json.dumps(records, indent=1))
