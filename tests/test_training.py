@@ -150,3 +150,14 @@ def test_wandb_offline_and_tensorboard_loggers_write_their_runs_without_an_accou
     assert metrics["trainer/global_step"] == 1
     pattern = "wandb/offline-run-*" if logger == "wandb" else "tensorboard/events.out.tfevents.*"
     assert list(tmp_path.glob(pattern))
+
+
+def test_no_logger_with_the_default_callbacks_trains(compose_config, tmp_path):
+    """``logger=none`` keeps configs/callbacks/default.yaml: its learning-rate monitor has nowhere to write and
+    Lightning refuses it, so the run leaves it out instead of failing at the first step."""
+    overrides = [o for o in tiny_overrides(tmp_path, max_steps=1, batches=1, batch_size=4)
+                 if o not in ("logger=csv", "callbacks=none")]
+    cfg = compose_config("train", [*overrides, "logger=none", "callbacks.progress_bar=null"])
+    assert cfg.callbacks.lr_monitor is not None
+    metrics = train(cfg)
+    assert metrics["trainer/global_step"] == 1

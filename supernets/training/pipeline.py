@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from supernets.checkpoints import load_checkpoint, supernet_state_dict
@@ -21,6 +23,8 @@ from supernets.cpu import tune_malloc
 from supernets.registry import checked_supernet_kwargs
 from supernets.training.module import SupernetModule
 from supernets.utils import to_plain
+
+log = logging.getLogger(__name__)
 
 __all__ = ["build_supernet", "train"]
 
@@ -111,6 +115,11 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
 
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
+    if not loggers:  # Lightning refuses a LearningRateMonitor without a logger: it has nowhere to write (logger=none)
+        kept = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        if len(kept) < len(callbacks):
+            log.info("logger=none: the learning-rate monitor (callbacks.lr_monitor) is left out, it only writes to loggers")
+        callbacks = kept
     trainer_cfg = to_plain(cfg.trainer)
     trainer = instantiate(trainer_cfg, max_epochs=1, callbacks=callbacks, logger=loggers or False, _convert_="all")
     # Learning rates in a schedule file are for its base batch: scale them to this run's global batch.
