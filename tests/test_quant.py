@@ -40,6 +40,26 @@ def test_quant_space_strings_round_trip_and_old_strings_load_as_fp32(qnet):
     assert sp.count() == sp.base.count() * 2**5 and int8_only.count() == sp.base.count()
 
 
+def test_calibration_subnets_of_a_mixed_space_cover_the_pure_policies(qnet):
+    """Whole-net calibration of a mixed-precision table: a third all-FP32, a third all-INT8 (drawn gene by gene,
+    2 of 32 policies here), the rest random; base archs and resolutions drawn as for any space."""
+    from predictors.latency.stages import calibration_archs
+
+    sp = qnet.space
+    archs = calibration_archs(sp, [28, 32], 30, seed=0)
+    policies = [sp.policy(a) for a in archs]
+    assert policies[0::3] == ["fp32"] * 10 and policies[1::3] == ["int8"] * 10
+    assert policies[2::3].count("mixed") >= 8
+    assert len({str(sp.split(a)[0]) for a in archs}) == 30 and {a.idx[0] for a in archs} == {1, 2}
+    fp32_only = QuantSpace(base=sp.base, n_groups=5, bits=(32,))
+    assert {fp32_only.policy(a) for a in calibration_archs(fp32_only, [32], 6, seed=0)} == {"fp32"}
+    base = calibration_archs(sp.base, [32], 6, seed=0)  # an FP32 space: the draw it always had
+    rng = np.random.default_rng(0)
+    enc = sp.base.sample_encoded(rng, 6)
+    enc[:, 0] = rng.choice([sp.base.resolutions.index(32)], size=6)
+    assert base == sp.base.decode(enc)
+
+
 def test_quant_space_encodes_samples_and_masks_vectorised(qnet):
     sp = qnet.space
     x = sp.sample_encoded(np.random.default_rng(0), 400)
