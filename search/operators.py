@@ -20,6 +20,7 @@ from pymoo.core.duplicate import DuplicateElimination
 from pymoo.core.mutation import Mutation
 from pymoo.core.sampling import Sampling
 
+from supernets.quant_space import QuantSpace
 from supernets.space import MobileNetV3Space, ResNetSpace, SearchSpace
 
 __all__ = [
@@ -54,7 +55,14 @@ class GeneLayout:
 
 
 def gene_layout(space: SearchSpace) -> GeneLayout:
-    """Block and stage units of a space's columns (one unit per column for unknown families)."""
+    """Block and stage units of a space's columns (one unit per column for unknown families; a mixed-precision
+    space: its base space's, plus one per precision gene)."""
+    if isinstance(space, QuantSpace):  # the base space's units, then one unit per precision gene
+        base = gene_layout(space.base)
+        extra = np.arange(space.n_groups)
+        return GeneLayout(unit=np.concatenate([base.unit, base.n_units + extra]),
+                          stage=np.concatenate([base.stage, base.n_stages + extra]),
+                          n_choices=space.n_choices.copy())
     cols = space.columns
     unit = np.arange(len(cols))
     stage = np.arange(len(cols))

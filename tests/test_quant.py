@@ -60,6 +60,30 @@ def test_calibration_subnets_of_a_mixed_space_cover_the_pure_policies(qnet):
     assert base == sp.base.decode(enc)
 
 
+def test_mixed_space_search_keeps_the_base_units_and_starts_from_pure_policies(qnet):
+    """Operators see a quant space as its base space's units plus one per precision gene (a block's kernel and
+    expand move together, as in the FP32 search), and NSGA-II's first population holds all-FP32 and all-INT8 nets
+    beside mixed ones (gene by gene, 2 of 32 policies would be pure)."""
+    from types import SimpleNamespace
+
+    from search.algorithms.nsga2 import NSGA2
+    from search.operators import gene_layout
+
+    sp = qnet.space
+    base, lay = gene_layout(sp.base), gene_layout(sp)
+    n = sp.n_base
+    assert np.array_equal(lay.unit[:n], base.unit) and np.array_equal(lay.stage[:n], base.stage)
+    assert list(lay.unit[n:]) == list(range(base.n_units, base.n_units + 5)) and lay.n_units == base.n_units + 5
+    ctx = SimpleNamespace(layout=lay, rng=np.random.default_rng(0), problem=SimpleNamespace(ev=SimpleNamespace(space=sp)),
+                          keys=lambda X: [r.tobytes() for r in sp.normalize(X)],
+                          is_seen=lambda keys: np.zeros(len(keys), dtype=bool))
+    for init in ("ladder", "uniform"):
+        X = NSGA2(pop_size=60, init=init)._initial(ctx)
+        policies = [sp.policy(a) for a in sp.decode(X)]
+        assert policies.count("fp32") >= 20 and policies.count("int8") >= 20 and policies.count("mixed") >= 10, policies
+        assert sp.policy(sp.decode(X[:1])[0]) == "int8" and sp.policy(sp.decode(X[1:2])[0]) == "fp32"  # the extremes
+
+
 def test_quant_space_encodes_samples_and_masks_vectorised(qnet):
     sp = qnet.space
     x = sp.sample_encoded(np.random.default_rng(0), 400)

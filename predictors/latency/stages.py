@@ -91,18 +91,15 @@ def export_bundle(supernet_name: str, out: Path | str, *, resolutions: Sequence[
 def calibration_archs(space: Any, resolutions: Sequence[int], n: int, seed: int) -> list[Any]:
     """The ``n`` seeded random subnets measured end to end, at ``resolutions`` (as the local build draws them).
 
-    A mixed-precision space (precision genes with several choices) gets one subnet in three all-FP32, one all-INT8
-    and one of random precisions: drawn gene by gene, a whole-INT8 or whole-FP32 subnet almost never comes up (2 of
-    128 policies for OFA-MobileNetV3), yet those are the policies INT8-only and FP32-only searches export, and an
-    all-INT8 net runs faster than its layers' sum (ORT fuses the dequantize-quantize pairs between INT8 layers).
+    A mixed-precision space gets one subnet in three all-FP32, one all-INT8 and one of random precisions
+    (:meth:`supernets.quant_space.QuantSpace.with_pure_policies`): those are the policies INT8-only and FP32-only
+    searches export.
     """
     rng = np.random.default_rng(seed)
     enc = space.sample_encoded(rng, n)
     enc[:, 0] = rng.choice([space.resolutions.index(r) for r in resolutions], size=n)
-    q = getattr(space, "q_slice", None)
-    if q is not None and len(space.bits) > 1:
-        enc[0::3, q] = len(space.bits) - 1  # the widest precision (FP32)
-        enc[1::3, q] = 0  # the narrowest (INT8)
+    if hasattr(space, "with_pure_policies"):
+        enc = space.with_pure_policies(enc)
     return space.decode(enc)
 
 

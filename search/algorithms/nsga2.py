@@ -200,6 +200,9 @@ class NSGA2(SearchAlgorithm):
     def _initial(self, ctx: SearchContext) -> np.ndarray:
         layout, n = ctx.layout, self.pop_size
         X = sample_genomes(layout, ctx.rng, n) if self.init == "uniform" else sample_ladder(layout, ctx.rng, n)
+        space = ctx.problem.ev.space
+        if hasattr(space, "with_pure_policies"):  # mixed precision: a third all-FP32, a third all-INT8
+            X = space.with_pure_policies(X)
         if self.seed_extremes:
             X[0] = 0
             X[1] = layout.n_choices - 1
