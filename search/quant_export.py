@@ -58,15 +58,19 @@ def export_quantized(evaluator: Any, archs: Sequence[Any], predicted: Sequence[d
     return records
 
 
-def measure_exports(records: list[dict[str, Any]], settings: Any) -> list[dict[str, Any]]:
+def measure_exports(records: list[dict[str, Any]], settings: Any, *,
+                    references: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Time every record's quantized file and FP32 twin together (``settings.passes`` passes) and add the measured
-    latency, speed-up, size ratio, accuracy drop and prediction errors to the records (in place)."""
+    latency, speed-up, size ratio, accuracy drop and prediction errors to the records (in place). ``references``:
+    more ONNX files timed in the same passes (e.g. a table's calibration subnets, to refit it to the host's state
+    of this session); returns their timings."""
     from predictors.latency.measure import measure_onnx_passes
 
     # each file next to its twin in every pass: on a shared host the load moves within a pass (byte-identical FP32
     # files timed a pass-half apart read 0.58-1.20x each other at load 7-9), and the speed-up compares the pair
-    timing = measure_onnx_passes([p for e in records for p in (e["onnx"], e["onnx_fp32"])], settings,
-                                 desc="exported subnets")
+    pairs = [p for e in records for p in (e["onnx"], e["onnx_fp32"])]
+    timing = measure_onnx_passes([*pairs, *references], settings, desc="exported subnets")
+    timing, ref_timing = timing[: len(pairs)], timing[len(pairs):]
     for e, m, m32 in zip(records, timing[0::2], timing[1::2]):
         e.update(latency_ms=m["value_ms"], latency_fp32_ms=m32["value_ms"], speedup=m32["value_ms"] / m["value_ms"],
                  size_ratio=e["bytes_fp32"] / e["bytes"], drop_points=100 * (e["top1_fp32"] - e["top1"]),
@@ -74,4 +78,4 @@ def measure_exports(records: list[dict[str, Any]], settings: Any) -> list[dict[s
                  top1_err_points=100 * (e["top1_predicted"] - e["top1"]))
         if "latency_fp32_predicted_ms" in e:
             e["latency_fp32_err"] = (e["latency_fp32_predicted_ms"] - m32["value_ms"]) / m32["value_ms"]
-    return records
+    return ref_timing

@@ -277,6 +277,31 @@ def test_quantization_table_plan_pairs_random_smallest_and_largest_base_archs_wi
     assert [sp.policy(a) for a in plan] == ["fp32", "int8", "mixed"] * 6
 
 
+def test_table_refitted_in_the_exports_session_follows_int8_speed_apart_from_fp32(qnet):
+    """The quantization table's closing check: calibration subnets timed beside the exports refit the table with one
+    scale for FP32 layers and one for INT8 layers (this host's INT8/FP32 speed ratio moves between sessions)."""
+    from paper_tables.quantization import _split_sums, recalibrated_now
+    from predictors.latency.models import TableLatencyModel
+    from predictors.latency.stages import calibration_archs
+    from predictors.latency.table import LatencyTable
+
+    sp, g = qnet.space, qnet.latency_layers()
+    keys = sorted(g.distinct_layers())
+    table = LatencyTable({k: 0.01 + 0.001 * (i % 7) for i, k in enumerate(keys)}, meta={"name": "synthetic"})
+    model = TableLatencyModel(g, table, calibration=(1.3, 0.0, 0.0))
+    cal = calibration_archs(sp, [32], 24, seed=0)
+    s = _split_sums(model, sp.encode(cal))
+    np.testing.assert_allclose(s[:, 0] + s[:, 1], model.block_sums(sp.encode(cal))[0])
+    assert (s[1::3, 0] == 0).all() and (s[0::3, 1] == 0).all()  # all-INT8 rows: no FP32 layer, and back
+    truth = np.array([1.2, 0.7, 0.004, 0.05])
+    measured = np.column_stack([s, np.ones(len(s))]) @ truth
+    archs = sp.sample(np.random.default_rng(5), 10)
+    now, fit = recalibrated_now(model, [{"arch": str(a)} for a in cal], measured, archs)
+    np.testing.assert_allclose([fit[k] for k in ("a32", "a8", "b", "c")], truth, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(now, np.column_stack([_split_sums(model, sp.encode(archs)), np.ones(10)]) @ truth,
+                               rtol=1e-5)
+
+
 def test_exported_files_are_timed_next_to_their_fp32_twins(monkeypatch):
     # the load of a shared host moves within a pass: a speed-up compares files timed side by side
     import predictors.latency.measure as measure
