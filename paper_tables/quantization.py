@@ -1,6 +1,6 @@
 """Table ``quantization``: FP32-only, INT8-only and mixed-precision searches of a small trained supernet (by default
-OFA-MobileNetV3 w1.0 at 32 px on the bundled CIFAR-10 split), each front re-measured as real ONNX Runtime models (issue 30; SimQ-NAS / APQ searched architecture and precision
-together).
+OFA-MobileNetV3 w1.0 at 32 px on the bundled CIFAR-10 split), each front re-measured as real ONNX Runtime models
+(issue 30; SimQ-NAS / APQ searched architecture and precision together).
 
 Steps, all on this host: (1) one latency table with FP32 and INT8 layers (ONNX Runtime static QDQ quantization of
 each layer), calibrated on whole mixed-precision subnets, built by the repository's table builder; (2) an accuracy

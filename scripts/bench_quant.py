@@ -1,6 +1,7 @@
 """Benchmark quantization inside the search (issue 30): FP32-only vs INT8-only vs mixed-precision fronts of a trained
-supernet (OFA-MobileNetV3 w1.0 at 32 px on CIFAR-10, the table's default) at equal search evaluations, every exported subnet a real ONNX Runtime model re-measured here
-(hypervolume, speed-up, size ratio, accuracy drop, predicted vs measured latency and top-1).
+supernet (OFA-MobileNetV3 w1.0 at 32 px on CIFAR-10, the table's default) at equal search evaluations, every
+exported subnet a real ONNX Runtime model re-measured here (hypervolume, speed-up, size ratio, accuracy drop,
+predicted vs measured latency and top-1).
 
     python scripts/bench_quant.py [ckpt=<train.py checkpoint>] [n_base=8 n_gen=10 export_k=4]
     python scripts/bench_quant.py part=ratio [supernet=ofa_mbv3_w10 resolution=224 num_classes=10]

@@ -108,9 +108,8 @@ class QuantSpace(SearchSpace):
         row from the first is all-FP32 and every third from the second all-INT8 (the rest keep their genes).
 
         Drawn gene by gene a whole-FP32 or whole-INT8 net almost never comes up (2 of 128 policies for
-        OFA-MobileNetV3), yet they are the references a mixed policy must beat, and run at other speeds than their
-        layers' sum suggests (ORT fuses the dequantize-quantize pairs between INT8 layers): latency calibration and
-        a search's initial population start from them."""
+        OFA-MobileNetV3), yet they are the references a mixed policy must beat and what INT8-only and FP32-only
+        searches export: latency calibration and a search's initial population start from them."""
         out = np.array(encoded, dtype=np.int64)
         if len(self.bits) > 1:
             out[0::3, self.q_slice] = len(self.bits) - 1  # the widest precision (FP32)

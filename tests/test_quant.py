@@ -74,7 +74,8 @@ def test_mixed_space_search_keeps_the_base_units_and_starts_from_pure_policies(q
     n = sp.n_base
     assert np.array_equal(lay.unit[:n], base.unit) and np.array_equal(lay.stage[:n], base.stage)
     assert list(lay.unit[n:]) == list(range(base.n_units, base.n_units + 5)) and lay.n_units == base.n_units + 5
-    ctx = SimpleNamespace(layout=lay, rng=np.random.default_rng(0), problem=SimpleNamespace(ev=SimpleNamespace(space=sp)),
+    ctx = SimpleNamespace(layout=lay, rng=np.random.default_rng(0),
+                          problem=SimpleNamespace(ev=SimpleNamespace(space=sp)),
                           keys=lambda X: [r.tobytes() for r in sp.normalize(X)],
                           is_seen=lambda keys: np.zeros(len(keys), dtype=bool))
     for init in ("ladder", "uniform"):

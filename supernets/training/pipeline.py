@@ -118,7 +118,8 @@ def train(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     if not loggers:  # Lightning refuses a LearningRateMonitor without a logger: it has nowhere to write (logger=none)
         kept = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if len(kept) < len(callbacks):
-            log.info("logger=none: the learning-rate monitor (callbacks.lr_monitor) is left out, it only writes to loggers")
+            log.info("logger=none: the learning-rate monitor (callbacks.lr_monitor) is left out, it only writes to "
+                     "loggers")
         callbacks = kept
     trainer_cfg = to_plain(cfg.trainer)
     trainer = instantiate(trainer_cfg, max_epochs=1, callbacks=callbacks, logger=loggers or False, _convert_="all")
