@@ -70,12 +70,11 @@ def _split_sums(model: Any, encoded: np.ndarray) -> np.ndarray:
     return np.stack([parts[0][0], parts[1][0], parts[0][1]], axis=1)
 
 
-def recalibrated_now(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequence[float],
-                     archs: list[Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Latency of ``archs`` from ``model``'s table refitted on its calibration subnets timed just now (``cal_ms``,
-    in the exports' passes): ``a32 * FP32 sum + a8 * INT8 sum + b * n_blocks + c`` (relative residuals, soft-L1).
-    This host's INT8 speed moves against its FP32 speed (the same INT8/FP32 pairs timed 1.41-1.55x, then 1.07-1.17x
-    twenty minutes later): one scale for both, fitted when the table was built, cannot follow that."""
+def split_refit(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequence[float]) -> dict[str, Any]:
+    """``model``'s table refitted on its calibration subnets timed just now (``cal_ms``):
+    ``a32 * FP32 sum + a8 * INT8 sum + b * n_blocks + c`` (relative residuals, soft-L1). This host's INT8 speed moves
+    against its FP32 speed (the same INT8/FP32 pairs timed 1.41-1.55x, then 1.07-1.17x twenty minutes later): one
+    scale for both, fitted when the table was built, cannot follow that."""
     from scipy.optimize import least_squares
 
     sp = model.space
@@ -87,9 +86,28 @@ def recalibrated_now(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequenc
     coef = least_squares(lambda p: (A @ p - y) * w, coef, loss="soft_l1", f_scale=0.05,
                          x_scale=np.maximum(np.abs(coef), 1e-3)).x
     rel = np.abs(A @ coef / y - 1)
-    X = np.column_stack([_split_sums(model, sp.encode(archs)), np.ones(len(archs))])
-    return X @ coef, {"a32": float(coef[0]), "a8": float(coef[1]), "b": float(coef[2]), "c": float(coef[3]),
-                      "n_subnets": len(y), "train_mape": float(rel.mean())}
+    return {"a32": float(coef[0]), "a8": float(coef[1]), "b": float(coef[2]), "c": float(coef[3]),
+            "n_subnets": len(y), "train_mape": float(rel.mean())}
+
+
+def split_model(model: Any, fit: dict[str, Any]) -> Any:
+    """``model`` (a table model of any precision policy) with ``fit``'s scales in its grid: FP32 layers x a32, INT8
+    layers x a8, then ``b * n_blocks + c``; vectorised like every table model."""
+    from predictors.latency.models import DenseLatencyModel, table_cost
+
+    cost, res = table_cost(model.table), [r for r, c in zip(model.space.resolutions, model.covered) if c]
+    return DenseLatencyModel.from_cost(model.geometry, lambda r, layer: cost(r, layer) * (fit["a8"] if layer.int8
+                                                                                          else fit["a32"]),
+                                       res, calibration=(1.0, fit["b"], fit["c"]), name=f"{model.name}_refit",
+                                       supernet=model.supernet, device=model.device)
+
+
+def recalibrated_now(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequence[float],
+                     archs: list[Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Latency of ``archs`` from ``model``'s table refitted (:func:`split_refit`) on its calibration subnets timed
+    just now, and the fit."""
+    fit = split_refit(model, cal_rows, cal_ms)
+    return split_model(model, fit).predict(archs), fit
 
 
 def _plan(space: Any, n_base: int, seed: int) -> list[Any]:
@@ -186,7 +204,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     from paper_tables.linas import train_ckpt
     from predictors.accuracy.quant import PinnedQuantModel, QuantEvaluator, build_quant_dataset, compare_predictors
     from predictors.latency.calibration import load_calibration
-    from predictors.latency.measure import MeasureSettings
+    from predictors.latency.measure import MeasureSettings, measure_onnx_passes
     from predictors.latency.quant import QuantSettings, export_subnet_onnx
     from search.export import choose_spread
     from search.quant_export import export_quantized, measure_exports
@@ -225,6 +243,21 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         acc_model = acc_model.fit([mixed.parse(r["arch"]) for r in rows], np.array([r["top1"] for r in rows]),
                                   np.array([r["top1_fp32"] for r in rows]))
 
+    # the table's calibration subnets as files: timed before the searches (with refit_before_search, the searches read
+    # the table refitted to the host of that moment) and again beside the exports
+    cal_rows = load_calibration(out_dir / "latency_table")
+    cal_paths = []
+    for i, row in enumerate(cal_rows):
+        cal_paths.append(out_dir / "export" / "calibration" / f"{i:02d}.onnx")
+        cal_paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        export_subnet_onnx(qnets["mixed"], mixed.parse(row["arch"]), qnets["mixed"].latency_layers().input_shape(
+            row["resolution"]), cal_paths[-1])
+    built, refit_before = latency, None  # the table models as built: every refit starts from their grids
+    if cfg.get("refit_before_search") and len(cal_rows) >= 6:
+        timed = measure_onnx_passes(cal_paths, settings, desc="calibration subnets")
+        refit_before = split_refit(built["mixed"], cal_rows, [t["value_ms"] for t in timed])
+        latency = {p: split_model(m, refit_before) for p, m in built.items()}
+
     # (4) searches at equal evaluations, (5) exported subnets measured
     export: list[dict[str, Any]] = []
     searched: dict[str, dict[str, Any]] = {}
@@ -245,20 +278,13 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         export += export_quantized(evaluator, archs, [front.iloc[i].to_dict() for i in pick], out_dir / "export" / p,
                                    settings, start=len(export), tag={"search": p}, measure=False,
                                    latency_model=latency["mixed"])
-    # the table's calibration subnets, timed in the exports' passes: the table refitted to this session's host
-    cal_rows = load_calibration(out_dir / "latency_table")
-    cal_paths = []
-    for i, row in enumerate(cal_rows):
-        cal_paths.append(out_dir / "export" / "calibration" / f"{i:02d}.onnx")
-        cal_paths[-1].parent.mkdir(parents=True, exist_ok=True)
-        export_subnet_onnx(qnets["mixed"], mixed.parse(row["arch"]), qnets["mixed"].latency_layers().input_shape(
-            row["resolution"]), cal_paths[-1])
-    cal_now = measure_exports(export, settings, references=cal_paths)  # every front's files timed together
+    # every front's files timed together, beside the calibration subnets: the table refitted to this session's host
+    cal_now = measure_exports(export, settings, references=cal_paths)
     refit = None
     if len(cal_rows) >= 6:
-        now, refit = recalibrated_now(latency["mixed"], cal_rows, [t["value_ms"] for t in cal_now],
+        now, refit = recalibrated_now(built["mixed"], cal_rows, [t["value_ms"] for t in cal_now],
                                       [mixed.parse(e["arch"]) for e in export])
-        twins, _ = recalibrated_now(latency["mixed"], cal_rows, [t["value_ms"] for t in cal_now],
+        twins, _ = recalibrated_now(built["mixed"], cal_rows, [t["value_ms"] for t in cal_now],
                                     [mixed.join(mixed.split(mixed.parse(e["arch"]))[0], 32) for e in export])
         for e, ms, ms32 in zip(export, now, twins):
             e.update(latency_pred_now_ms=float(ms), latency_err_now=(float(ms) - e["latency_ms"]) / e["latency_ms"],
@@ -276,7 +302,12 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         f"(QDQ, per-channel S8 weights, U8 activations, {qsettings.method}, {qsettings.calib_samples} calibration "
         f"images), mixed precision by nodes_to_exclude.",
         f"Latency: one table of FP32 + INT8 layers ({out_dir / 'latency_table'}), calibrated on {cfg['n_calibration']} "
-        f"mixed-precision subnets; exported subnets timed together in {settings.passes} passes, {settings.threads} "
+        f"subnets (a third all-FP32, a third all-INT8, a third mixed); "
+        + ("searched as built" if refit_before is None else
+           f"searched refitted on them timed just before the searches (a32 {refit_before['a32']:.3f}, a8 "
+           f"{refit_before['a8']:.3f}, train MAPE {refit_before['train_mape']:.1%}): 'latency within ±10 %' is "
+           f"against that prediction")
+        + f"; exported subnets timed together in {settings.passes} passes, {settings.threads} "
         f"intra-op thread; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end "
         f"{os.getloadavg()[0]:.2f} (a shared 2-core host).",
         f"Accuracy predictors on {cmp['n_test']} held-out rows of {len(rows)}: direct ({cfg['predictor']}) Kendall "
