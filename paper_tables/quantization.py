@@ -60,14 +60,24 @@ def _latency_models(qnets: dict[str, Any], folder: Path, cfg: dict[str, Any], se
                                  supernet=q.name, device="host_cpu_quant") for p, q in qnets.items()}
 
 
-def _split_sums(model: Any, encoded: np.ndarray) -> np.ndarray:
-    """Per row: the table sum of its FP32 layers, of its INT8 layers, its number of elastic blocks."""
+#: fewer re-timed calibration subnets than this leave the table as built (four coefficients to pin down)
+_MIN_REFIT = 6
+
+
+def _scaled(model: Any, a32: float, a8: float, calibration: Sequence[float] = (1.0, 0.0, 0.0), name: str = "") -> Any:
+    """``model``'s table (any precision policy) with its FP32 layers scaled by ``a32`` and its INT8 layers by ``a8``."""
     from predictors.latency.models import DenseLatencyModel, table_cost
 
     cost, res = table_cost(model.table), [r for r, c in zip(model.space.resolutions, model.covered) if c]
-    parts = [DenseLatencyModel.from_cost(model.geometry, lambda r, layer, k=k: cost(r, layer) * (layer.int8 == k),
-                                         res).block_sums(encoded) for k in (False, True)]
-    return np.stack([parts[0][0], parts[1][0], parts[0][1]], axis=1)
+    return DenseLatencyModel.from_cost(model.geometry, lambda r, layer: cost(r, layer) * (a8 if layer.int8 else a32),
+                                       res, calibration=calibration, name=name or model.name,
+                                       supernet=model.supernet, device=model.device)
+
+
+def _split_sums(model: Any, encoded: np.ndarray) -> np.ndarray:
+    """Per row: the table sum of its FP32 layers, of its INT8 layers, its number of elastic blocks."""
+    (s32, n_blocks), (s8, _) = (_scaled(model, *w).block_sums(encoded) for w in ((1.0, 0.0), (0.0, 1.0)))
+    return np.stack([s32, s8, n_blocks], axis=1)
 
 
 def split_refit(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequence[float]) -> dict[str, Any]:
@@ -75,39 +85,21 @@ def split_refit(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequence[flo
     ``a32 * FP32 sum + a8 * INT8 sum + b * n_blocks + c`` (relative residuals, soft-L1). This host's INT8 speed moves
     against its FP32 speed (the same INT8/FP32 pairs timed 1.41-1.55x, then 1.07-1.17x twenty minutes later): one
     scale for both, fitted when the table was built, cannot follow that."""
-    from scipy.optimize import least_squares
+    from predictors.latency.models import fit_relative
 
     sp = model.space
     A = np.column_stack([_split_sums(model, sp.encode([sp.parse(r["arch"]) for r in cal_rows])),
                          np.ones(len(cal_rows))])
     y = np.asarray(cal_ms, dtype=np.float64)
-    w = 1.0 / y
-    coef = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)[0]
-    coef = least_squares(lambda p: (A @ p - y) * w, coef, loss="soft_l1", f_scale=0.05,
-                         x_scale=np.maximum(np.abs(coef), 1e-3)).x
-    rel = np.abs(A @ coef / y - 1)
+    coef = fit_relative(A, y)
     return {"a32": float(coef[0]), "a8": float(coef[1]), "b": float(coef[2]), "c": float(coef[3]),
-            "n_subnets": len(y), "train_mape": float(rel.mean())}
+            "n_subnets": len(y), "train_mape": float(np.abs(A @ coef / y - 1).mean())}
 
 
 def split_model(model: Any, fit: dict[str, Any]) -> Any:
     """``model`` (a table model of any precision policy) with ``fit``'s scales in its grid: FP32 layers x a32, INT8
     layers x a8, then ``b * n_blocks + c``; vectorised like every table model."""
-    from predictors.latency.models import DenseLatencyModel, table_cost
-
-    cost, res = table_cost(model.table), [r for r, c in zip(model.space.resolutions, model.covered) if c]
-    return DenseLatencyModel.from_cost(model.geometry, lambda r, layer: cost(r, layer) * (fit["a8"] if layer.int8
-                                                                                          else fit["a32"]),
-                                       res, calibration=(1.0, fit["b"], fit["c"]), name=f"{model.name}_refit",
-                                       supernet=model.supernet, device=model.device)
-
-
-def recalibrated_now(model: Any, cal_rows: list[dict[str, Any]], cal_ms: Sequence[float],
-                     archs: list[Any]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Latency of ``archs`` from ``model``'s table refitted (:func:`split_refit`) on its calibration subnets timed
-    just now, and the fit."""
-    fit = split_refit(model, cal_rows, cal_ms)
-    return split_model(model, fit).predict(archs), fit
+    return _scaled(model, fit["a32"], fit["a8"], (1.0, fit["b"], fit["c"]), name=f"{model.name}_refit")
 
 
 def _plan(space: Any, n_base: int, seed: int) -> list[Any]:
@@ -203,9 +195,10 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
 
     from paper_tables.linas import train_ckpt
     from predictors.accuracy.quant import PinnedQuantModel, QuantEvaluator, build_quant_dataset, compare_predictors
+    from predictors.latency.build import export_subnets
     from predictors.latency.calibration import load_calibration
     from predictors.latency.measure import MeasureSettings, measure_onnx_passes
-    from predictors.latency.quant import QuantSettings, export_subnet_onnx
+    from predictors.latency.quant import QuantSettings
     from search.export import choose_spread
     from search.quant_export import export_quantized, measure_exports
     from supernets.quant import quant_supernet
@@ -246,14 +239,11 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     # the table's calibration subnets as files: timed before the searches (with refit_before_search, the searches read
     # the table refitted to the host of that moment) and again beside the exports
     cal_rows = load_calibration(out_dir / "latency_table")
-    cal_paths = []
-    for i, row in enumerate(cal_rows):
-        cal_paths.append(out_dir / "export" / "calibration" / f"{i:02d}.onnx")
-        cal_paths[-1].parent.mkdir(parents=True, exist_ok=True)
-        export_subnet_onnx(qnets["mixed"], mixed.parse(row["arch"]), qnets["mixed"].latency_layers().input_shape(
-            row["resolution"]), cal_paths[-1])
+    (out_dir / "export" / "calibration").mkdir(parents=True, exist_ok=True)
+    cal_paths = export_subnets(qnets["mixed"], [mixed.parse(r["arch"]) for r in cal_rows], settings,
+                               out_dir / "export" / "calibration")
     built, refit_before = latency, None  # the table models as built: every refit starts from their grids
-    if cfg.get("refit_before_search") and len(cal_rows) >= 6:
+    if cfg.get("refit_before_search") and len(cal_rows) >= _MIN_REFIT:
         timed = measure_onnx_passes(cal_paths, settings, desc="calibration subnets")
         refit_before = split_refit(built["mixed"], cal_rows, [t["value_ms"] for t in timed])
         latency = {p: split_model(m, refit_before) for p, m in built.items()}
@@ -281,12 +271,11 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
     # every front's files timed together, beside the calibration subnets: the table refitted to this session's host
     cal_now = measure_exports(export, settings, references=cal_paths)
     refit = None
-    if len(cal_rows) >= 6:
-        now, refit = recalibrated_now(built["mixed"], cal_rows, [t["value_ms"] for t in cal_now],
-                                      [mixed.parse(e["arch"]) for e in export])
-        twins, _ = recalibrated_now(built["mixed"], cal_rows, [t["value_ms"] for t in cal_now],
-                                    [mixed.join(mixed.split(mixed.parse(e["arch"]))[0], 32) for e in export])
-        for e, ms, ms32 in zip(export, now, twins):
+    if len(cal_rows) >= _MIN_REFIT:
+        refit = split_refit(built["mixed"], cal_rows, [t["value_ms"] for t in cal_now])
+        archs = [mixed.parse(e["arch"]) for e in export]
+        now = split_model(built["mixed"], refit).predict([*archs, *(mixed.join(mixed.split(a)[0], 32) for a in archs)])
+        for e, ms, ms32 in zip(export, now[: len(archs)], now[len(archs):]):
             e.update(latency_pred_now_ms=float(ms), latency_err_now=(float(ms) - e["latency_ms"]) / e["latency_ms"],
                      latency_fp32_err_now=(float(ms32) - e["latency_fp32_ms"]) / e["latency_fp32_ms"])
     df = pd.DataFrame(export)

@@ -281,7 +281,7 @@ def test_quantization_table_plan_pairs_random_smallest_and_largest_base_archs_wi
 def test_table_refitted_in_the_exports_session_follows_int8_speed_apart_from_fp32(qnet):
     """The quantization table's closing check: calibration subnets timed beside the exports refit the table with one
     scale for FP32 layers and one for INT8 layers (this host's INT8/FP32 speed ratio moves between sessions)."""
-    from paper_tables.quantization import _split_sums, recalibrated_now
+    from paper_tables.quantization import _split_sums, split_model, split_refit
     from predictors.latency.models import TableLatencyModel
     from predictors.latency.stages import calibration_archs
     from predictors.latency.table import LatencyTable
@@ -297,7 +297,8 @@ def test_table_refitted_in_the_exports_session_follows_int8_speed_apart_from_fp3
     truth = np.array([1.2, 0.7, 0.004, 0.05])
     measured = np.column_stack([s, np.ones(len(s))]) @ truth
     archs = sp.sample(np.random.default_rng(5), 10)
-    now, fit = recalibrated_now(model, [{"arch": str(a)} for a in cal], measured, archs)
+    fit = split_refit(model, [{"arch": str(a)} for a in cal], measured)
+    now = split_model(model, fit).predict(archs)
     np.testing.assert_allclose([fit[k] for k in ("a32", "a8", "b", "c")], truth, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(now, np.column_stack([_split_sums(model, sp.encode(archs)), np.ones(10)]) @ truth,
                                rtol=1e-5)

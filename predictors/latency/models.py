@@ -141,25 +141,32 @@ def table_cost(table: LatencyTable) -> Callable[[int, Layer], float]:
     return lambda r, spec: table.lookup(r, spec.key)
 
 
-def fit_calibration(sums: np.ndarray, n_blocks: np.ndarray, measured: np.ndarray,
-                    *, robust: bool = True) -> tuple[float, float, float]:
-    """Fit ``measured ≈ a * sum + b * n_blocks + c`` on relative errors (latencies span an order of
-    magnitude and the targets are relative).
+def fit_relative(A: np.ndarray, measured: np.ndarray, *, robust: bool = True,
+                 scale_floor: Sequence[float] | float = 1e-3) -> np.ndarray:
+    """Coefficients ``p`` of ``measured ≈ A @ p`` fitted on relative errors (latencies span an order of magnitude).
 
-    With ``robust`` (default) the relative residuals go through a soft-L1 loss (scipy ``least_squares``,
-    scale 5 %): on a shared host a few end-to-end timings are inflated several-fold by other processes,
-    and plain least squares would bend the whole line towards them.
+    With ``robust`` the relative residuals go through a soft-L1 loss (scipy ``least_squares``, scale 5 %), started
+    from the weighted least-squares solution: on a shared host a few end-to-end timings are inflated several-fold by
+    other processes, and plain least squares would bend the whole fit towards them. ``scale_floor``: the smallest
+    parameter scale per coefficient (``x_scale`` is ``max(|p0|, floor)``).
     """
     from scipy.optimize import least_squares
 
+    A, measured = np.asarray(A, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    w = 1.0 / measured
+    coef, *_ = np.linalg.lstsq(A * w[:, None], measured * w, rcond=None)
+    if robust:
+        scale = np.maximum(np.abs(coef), np.broadcast_to(np.asarray(scale_floor, dtype=np.float64), coef.shape))
+        coef = least_squares(lambda p: (A @ p - measured) * w, coef, loss="soft_l1", f_scale=0.05, x_scale=scale).x
+    return coef
+
+
+def fit_calibration(sums: np.ndarray, n_blocks: np.ndarray, measured: np.ndarray,
+                    *, robust: bool = True) -> tuple[float, float, float]:
+    """Fit ``measured ≈ a * sum + b * n_blocks + c`` on relative errors (:func:`fit_relative`; robust by default)."""
     sums, n_blocks, measured = (np.asarray(v, dtype=np.float64) for v in (sums, n_blocks, measured))
     if len(measured) < 3:
         raise ValueError(f"calibration needs at least 3 measured subnets, got {len(measured)}")
     A = np.stack([sums, n_blocks, np.ones_like(sums)], axis=1)
-    w = 1.0 / measured
-    coef, *_ = np.linalg.lstsq(A * w[:, None], measured * w, rcond=None)
-    if robust:
-        scale = np.array([max(abs(coef[0]), 1e-3), max(abs(coef[1]), 1e-4), max(abs(coef[2]), 1e-3)])
-        res = least_squares(lambda p: (A @ p - measured) * w, coef, loss="soft_l1", f_scale=0.05, x_scale=scale)
-        coef = res.x
+    coef = fit_relative(A, measured, robust=robust, scale_floor=(1e-3, 1e-4, 1e-3))
     return float(coef[0]), float(coef[1]), float(coef[2])
