@@ -196,6 +196,36 @@ def test_mlp_predictions_do_not_depend_on_the_cpus_blas_kernels():
     assert len(outs) == 1, outs
 
 
+def test_mlp_outputs_are_the_exact_values_rounded_to_17_bits():
+    """The float32 fast path gives what float64 arithmetic rounded to 17 significant bits gives, row for row: rows
+    whose float32 value sits near a rounding boundary are recomputed in float64 (issue #31: the search's hot path)."""
+    from predictors.accuracy.numpy_mlp import round_bits
+
+    pred = load_predictor("ofa_pretrained")
+    space = pred.space
+    from search.operators import gene_layout, sample_genomes
+
+    x = pred.features(space.normalize(sample_genomes(gene_layout(space), np.random.default_rng(0), 4000)))
+    m = pred._net()
+    m.n_exact = 0
+    out = np.concatenate([m(x[s : s + 200]) for s in range(0, len(x), 200)])  # a search's batches
+    exact = round_bits(m._forward(np.asarray(x, dtype=np.float32).astype(np.float64)))[0]
+    assert out.dtype == np.float32 and np.array_equal(out, exact)
+    assert m.n_exact < 0.15 * len(x), m.n_exact  # mostly float32: the check rows and the few near a boundary
+
+
+def test_round_bits_keeps_significant_bits_and_says_how_far_the_rounding_is_from_flipping():
+    from predictors.accuracy.numpy_mlp import SIGNIFICANT_BITS, round_bits
+
+    g = 2.0**-SIGNIFICANT_BITS  # the grid on [0.5, 1)
+    on = 0.8 - np.fmod(0.8, g)  # a grid value
+    q, dist = round_bits(np.array([on + 0.3 * g, on + 0.5 * g + 1e-9, -0.75, 0.5 + 1e-9, 2.0, on - 0.2 * g]))
+    assert q[0] == on and q[2] == -0.75 and q[3] == 0.5 and q[4] == 2.0 and q[5] == on
+    assert q[1] == on + g  # just above a midpoint
+    assert dist[1] < 1e-8 and dist[3] < 1e-8  # next to a midpoint / a power of two (where the grid changes)
+    assert dist[0] == pytest.approx(0.2 * g) and dist[5] == pytest.approx(0.3 * g)
+
+
 def test_cross_validate_through_sklearn_equals_a_plain_kfold_loop(split):
     """The predictor's CV runs through scikit-learn's cross_val_predict: same folds and numbers as a hand loop."""
     from sklearn.model_selection import KFold

@@ -7,12 +7,12 @@ new arch), and ranks with pymoo's non-dominated sorting and crowding distance. C
 rule: feasible before infeasible, infeasible ranked by total violation.
 
 Screening (``screen > 1``; configs/algorithm/nsga2.yaml's default): the accuracy predictor costs most of an
-evaluation (OFA's MLP, ~370k multiply-adds per arch in float64 so fronts don't depend on the CPU's BLAS kernels), so
-each generation breeds ``screen`` times more children than it evaluates and a ridge fit of top-1 on the one-hot arch
-(:class:`LinearSurrogate`, ~50 additions per arch) with the latency model's exact latency picks the ones most likely
-to lift the front. On Note10 with OFA's predictor, 14k screened evaluations came closer to the best known top-1 per
-budget than 20k unscreened ones, and as close as 60k unscreened ones had (scripts/bench_search.py seeds=20
-baseline=true; RESULTS.md, default_front).
+evaluation (OFA's MLP, ~370k multiply-adds per arch; in float32 with outputs rounded so that fronts don't depend on
+the CPU's BLAS kernels, see :mod:`predictors.accuracy.numpy_mlp`), so each generation breeds ``screen`` times more
+children than it evaluates and a ridge fit of top-1 on the one-hot arch (:class:`LinearSurrogate`, ~50 additions per
+arch) with the latency model's exact latency picks the ones most likely to lift the front. On Note10 with OFA's
+predictor, 14k screened evaluations came closer to the best known top-1 per budget than 20k unscreened ones, and as
+close as 60k unscreened ones had (scripts/bench_search.py seeds=20 baseline=true; RESULTS.md, default_front).
 """
 
 from __future__ import annotations
