@@ -265,6 +265,36 @@ def test_quantization_table_scores_every_policy_against_one_reference_point():
         "median_size_ratio"]  # no quantized subnet: NaN
 
 
+def test_quantization_table_refines_the_dataset_where_the_searches_end():
+    """Each round measures only the proposed archs not yet in the dataset, scores each predictor kind on its own new
+    proposals (where its searches would end) and keeps the best; the next round's models are fitted on every row."""
+    from paper_tables.quantization import refine
+
+    truth = {"a": 0.30, "b": 0.40, "g1": 0.35, "g2": 0.36, "o1": 0.33, "h1": 0.37}
+    fits, measured = [], []
+
+    def fit(rows):  # 'good' predicts the truth; 'optimist' adds 5 points
+        fits.append(len(rows))
+        return {"good": 0.0, "optimist": 0.05}
+
+    def propose(model, kind, r):  # a kind's fronts: one known arch, a repeat, new archs of its own
+        return ["a", "g1", "g1", "g2"] if kind == "good" else (["o1", "g1"] if r == 0 else ["o1", "h1"])
+
+    def measure(archs):
+        measured.append(list(archs))
+        return [{"arch": a, "top1": truth[a]} for a in archs]
+
+    def error(offset, rows):  # RMSE in points of the model (truth + offset) on measured rows
+        return 100 * float(np.sqrt(np.mean([(truth[r["arch"]] + offset - r["top1"]) ** 2 for r in rows])))
+
+    rows0 = [{"arch": "a", "top1": 0.30}, {"arch": "b", "top1": 0.40}]
+    rows, best, log = refine(rows0, fit, propose, measure, error, 2)
+    assert measured == [["g1", "g2", "o1"], ["h1"]] and [g["added"] for g in log] == [3, 1]
+    assert [r["arch"] for r in rows] == ["a", "b", "g1", "g2", "o1", "h1"] and rows0 == rows[:2]
+    assert fits == [2, 5] and best == "good" and log[0]["errors"] == pytest.approx({"good": 0.0, "optimist": 5.0})
+    assert refine(rows0, fit, propose, measure, error, 0) == (rows0, None, [])
+
+
 def test_quantization_table_plan_pairs_random_smallest_and_largest_base_archs_with_three_policies(qnet):
     from paper_tables.quantization import _plan
 
