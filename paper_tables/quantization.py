@@ -364,8 +364,7 @@ def build(cfg: dict[str, Any], out_dir: Path) -> TableResult:
         f"intra-op thread; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end "
         f"{os.getloadavg()[0]:.2f} (a shared 2-core host).",
         f"Accuracy predictors on {cmp['n_test']} held-out rows of the {n_sampled} sampled: direct ({cfg['predictor']}) "
-        f"Kendall "
-        f"tau {cmp['direct']['kendall_tau']:.3f}, Spearman {cmp['direct']['spearman']:.3f}, RMSE "
+        f"Kendall tau {cmp['direct']['kendall_tau']:.3f}, Spearman {cmp['direct']['spearman']:.3f}, RMSE "
         f"{cmp['direct']['rmse_points']:.2f} pt; drop (FP32 ridge - GBM drop) Kendall tau "
         f"{cmp['drop']['kendall_tau']:.3f}, Spearman {cmp['drop']['spearman']:.3f}, RMSE "
         f"{cmp['drop']['rmse_points']:.2f} pt; held-out choice {held_out_best}.",
